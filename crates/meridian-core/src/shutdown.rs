@@ -1,0 +1,63 @@
+//! Coordinated shutdown: a token every task can watch, in two stages.
+//!
+//! Stage one (`begin_drain`) fails readiness so load balancers and DNS move traffic away while
+//! the process keeps serving; stage two (`stop`) tells listeners to stop accepting, send
+//! HTTP/2 GOAWAY and close idle keep-alive connections.
+
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Clone, Default)]
+pub struct Shutdown {
+    draining: CancellationToken,
+    stopping: CancellationToken,
+}
+
+impl Shutdown {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Starts draining: readiness fails from now on; serving continues.
+    pub fn begin_drain(&self) {
+        self.draining.cancel();
+    }
+
+    /// Stops serving: listeners close and connections are shut down gracefully.
+    pub fn stop(&self) {
+        self.draining.cancel();
+        self.stopping.cancel();
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.is_cancelled()
+    }
+
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.is_cancelled()
+    }
+
+    /// Resolves when draining begins.
+    pub async fn draining(&self) {
+        self.draining.cancelled().await
+    }
+
+    /// Resolves when serving must stop.
+    pub async fn stopping(&self) {
+        self.stopping.cancelled().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stop_implies_drain() {
+        let s = Shutdown::new();
+        assert!(!s.is_draining());
+        s.begin_drain();
+        assert!(s.is_draining() && !s.is_stopping());
+        s.stop();
+        assert!(s.is_stopping());
+    }
+}

@@ -1,0 +1,1 @@
+//! Layer 3 of Meridian: the gateway data plane.

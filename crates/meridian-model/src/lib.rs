@@ -1,0 +1,21 @@
+//! Layer 1 of Meridian: the config model.
+//!
+//! Two documents, as Envoy's bootstrap vs xDS: the per-node [`Bootstrap`] and the
+//! deployment-wide [`GlobalConfig`]. Both are YAML, strict (unknown keys are errors) and
+//! validated whole, every error naming its path (`routes[2].service: unknown service "ordrs"`).
+//! A validated global config becomes a [`ValidConfig`] with a canonical form and a content hash.
+
+pub mod bootstrap;
+pub mod dur;
+pub mod global;
+
+pub use bootstrap::*;
+pub use dur::Dur;
+pub use global::*;
+pub mod valid;
+pub mod validate;
+
+pub use valid::{
+    ConfigError, ConfigErrors, ValidConfig, check_bootstrap, load_bootstrap, load_global, parse_bootstrap,
+    parse_global, validate_global,
+};
