@@ -1,0 +1,1 @@
+//! The router: host, path, method and header matchers with a fixed precedence.

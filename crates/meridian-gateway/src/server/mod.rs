@@ -1,0 +1,3 @@
+//! Listeners: accept, TLS, HTTP/1.1 and HTTP/2 on one port.
+
+pub mod tls;

@@ -1,0 +1,1 @@
+//! TLS: certificates chosen by SNI, reloaded without restart.

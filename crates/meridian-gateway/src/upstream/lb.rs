@@ -1,0 +1,1 @@
+//! Load balancing: weighted round robin, least-request (P2C), consistent hash.

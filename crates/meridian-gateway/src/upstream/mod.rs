@@ -1,0 +1,3 @@
+//! The connection side: endpoints, load balancing, pools.
+
+pub mod lb;
