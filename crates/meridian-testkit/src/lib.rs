@@ -1,1 +1,8 @@
-//! Test helpers shared by every crate's integration tests.
+//! Test helpers shared by every crate's integration tests: real parties on loopback.
+//!
+//! - [`certs`]: a real test CA and leaves it signs.
+//! - [`upstream`]: an HTTP/1.1 + h2c upstream with echo, status, delay, streaming, WebSocket paths.
+//! - [`grpc`]: a gRPC upstream and client (unary, server streaming, error statuses).
+//! - [`proc`]: start the `meridian` binary, wait for it, kill it, read its memory use.
+
+pub mod certs;

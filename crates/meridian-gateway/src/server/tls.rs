@@ -1,1 +1,0 @@
-//! TLS: certificates chosen by SNI, reloaded without restart.
