@@ -201,7 +201,8 @@ pub struct Route {
     /// Largest request body accepted, in bytes; larger gets 413. Default: the listener's limit.
     #[serde(default)]
     pub max_body_bytes: Option<u64>,
-    /// Path rewrite applied before proxying: the matched prefix is replaced by this value.
+    /// Remove the matched prefix from the path before proxying (`/catalog/items` with prefix
+    /// `/catalog` goes upstream as `/items`). Needs a `prefix` path matcher. Default false.
     #[serde(default)]
     pub strip_prefix: bool,
 }

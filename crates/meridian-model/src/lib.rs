@@ -12,8 +12,13 @@ pub mod global;
 pub use bootstrap::*;
 pub use dur::Dur;
 pub use global::*;
+pub mod normalize;
+pub mod schema;
 pub mod valid;
 pub mod validate;
+mod yaml_error;
+
+pub use schema::{bootstrap_schema, global_schema};
 
 pub use valid::{
     ConfigError, ConfigErrors, ValidConfig, check_bootstrap, load_bootstrap, load_global, parse_bootstrap,

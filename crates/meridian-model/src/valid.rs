@@ -24,7 +24,11 @@ impl ConfigError {
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.path.is_empty() { f.write_str(&self.message) } else { write!(f, "{}: {}", self.path, self.message) }
+        if self.path.is_empty() {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "{}: {}", self.path, self.message)
+        }
     }
 }
 
@@ -52,14 +56,17 @@ impl From<ConfigError> for ConfigErrors {
 
 /// A global config that passed validation, with its canonical form and content hash.
 ///
-/// The hash is the SHA-256 of the canonical JSON of the model (defaults filled in, keys in a
-/// fixed order), so two YAML files that differ only in layout, comments or spelled-out
-/// defaults have the same hash.
+/// The canonical form is the model after normalisation (see [`crate::normalize`]: host and
+/// header names lowercase) serialized as compact JSON: every default filled in, struct fields in
+/// declaration order, map keys sorted (all maps are `BTreeMap`). The hash is the SHA-256 of that
+/// JSON, so two YAML files that differ only in layout, comments, key order, the case of host or
+/// header names, or spelled-out defaults have the same hash.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ValidConfig {
     config: GlobalConfig,
     canonical: String,
     hash: String,
+    yaml: String,
 }
 
 impl ValidConfig {
@@ -73,6 +80,10 @@ impl ValidConfig {
     pub fn canonical_json(&self) -> &str {
         &self.canonical
     }
+    /// The canonical model as YAML: every default spelled out. Parsing it gives the same hash.
+    pub fn to_yaml(&self) -> String {
+        self.yaml.clone()
+    }
 }
 
 /// Parses and validates a global config document.
@@ -82,14 +93,16 @@ pub fn parse_global(yaml: &str) -> Result<ValidConfig, ConfigErrors> {
 }
 
 /// Validates an already-deserialized global config.
-pub fn validate_global(config: GlobalConfig) -> Result<ValidConfig, ConfigErrors> {
+pub fn validate_global(mut config: GlobalConfig) -> Result<ValidConfig, ConfigErrors> {
     let errors = crate::validate::global(&config);
     if !errors.is_empty() {
         return Err(ConfigErrors(errors));
     }
+    crate::normalize::normalize(&mut config);
     let canonical = serde_json::to_string(&config).map_err(|e| ConfigError::new("", e.to_string()))?;
     let hash = hex::encode(Sha256::digest(canonical.as_bytes()));
-    Ok(ValidConfig { config, canonical, hash })
+    let yaml = serde_saphyr::to_string(&config).map_err(|e| ConfigError::new("", e.to_string()))?;
+    Ok(ValidConfig { config, canonical, hash, yaml })
 }
 
 /// Parses and validates a bootstrap document (on its own; see [`check_bootstrap`]).
@@ -116,9 +129,10 @@ pub fn load_bootstrap(path: &Path) -> Result<Bootstrap, ConfigErrors> {
 }
 
 fn read(path: &Path) -> Result<String, ConfigError> {
-    std::fs::read_to_string(path).map_err(|e| ConfigError::new("", format!("cannot read {}: {e}", path.display())))
+    std::fs::read_to_string(path)
+        .map_err(|e| ConfigError::new("", format!("cannot read {}: {e}", path.display())))
 }
 
 fn from_yaml<T: serde::de::DeserializeOwned>(yaml: &str) -> Result<T, ConfigError> {
-    serde_saphyr::from_str(yaml).map_err(|e| ConfigError::new("", e.to_string()))
+    serde_saphyr::from_str(yaml).map_err(|e| crate::yaml_error::to_config_error(yaml, &e))
 }
