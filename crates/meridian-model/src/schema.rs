@@ -11,10 +11,25 @@ use crate::global::GlobalConfig;
 
 /// The JSON Schema of the global config.
 pub fn global_schema() -> serde_json::Value {
-    schema_for!(GlobalConfig).to_value()
+    sorted(schema_for!(GlobalConfig).to_value())
 }
 
 /// The JSON Schema of a node bootstrap.
 pub fn bootstrap_schema() -> serde_json::Value {
-    schema_for!(Bootstrap).to_value()
+    sorted(schema_for!(Bootstrap).to_value())
+}
+
+/// Object keys in sorted order at every level, so the rendered schema is the same whether or not
+/// some other crate in the build turns on serde_json's `preserve_order`.
+fn sorted(v: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match v {
+        Value::Object(map) => {
+            let mut entries: Vec<(String, Value)> = map.into_iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            Value::Object(entries.into_iter().map(|(k, v)| (k, sorted(v))).collect())
+        }
+        Value::Array(items) => Value::Array(items.into_iter().map(sorted).collect()),
+        other => other,
+    }
 }

@@ -84,7 +84,10 @@ pub fn host_port(s: &str) -> Result<(), String> {
             "invalid address {s:?}: expected host:port, e.g. 10.0.0.5:8080 or orders.internal:8080"
         ));
     };
-    if !is_hostname(host) {
+    if host.contains(':') {
+        return Err(format!("invalid address {s:?}: an IPv6 address needs brackets, e.g. [::1]:8080"));
+    }
+    if !is_hostname(host) && host.parse::<std::net::Ipv4Addr>().is_err() {
         return Err(format!("invalid address {s:?}: {host:?} is neither an IP address nor a hostname"));
     }
     match port.parse::<u16>() {
@@ -213,6 +216,11 @@ mod tests {
         );
         assert!(host_port("orders").is_err());
         assert!(host_port("orders:70000").is_err());
+        assert_eq!(
+            host_port("10.0.0.2:99999").unwrap_err(),
+            "invalid address \"10.0.0.2:99999\": port must be 1 to 65535"
+        );
+        assert!(host_port("::1:80").is_err());
         assert!(socket_addr("127.0.0.1:0", true).is_ok());
         assert!(socket_addr("127.0.0.1:0", false).is_err());
         assert!(socket_addr("localhost:80", true).is_err());
