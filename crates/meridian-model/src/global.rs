@@ -61,8 +61,10 @@ pub struct Region {
 #[serde(deny_unknown_fields)]
 pub struct Location {
     /// Latitude, -90 to 90.
+    #[schemars(range(min = -90, max = 90))]
     pub lat: f64,
     /// Longitude, -180 to 180.
+    #[schemars(range(min = -180, max = 180))]
     pub lon: f64,
 }
 
@@ -108,6 +110,7 @@ pub struct Endpoint {
     pub address: String,
     /// Relative weight, 1 to 1000. Default 1.
     #[serde(default = "default_weight")]
+    #[schemars(range(min = 1, max = 1000))]
     pub weight: u32,
 }
 
@@ -293,6 +296,7 @@ pub struct RetryPolicy {
     pub attempts: u32,
     /// Retries may add at most this percentage of the route's recent requests. Default 20.
     #[serde(default = "default_retry_budget")]
+    #[schemars(range(max = 100))]
     pub budget_percent: u32,
     /// Retries always allowed regardless of the budget, per second. Default 10.
     #[serde(default = "default_retry_min_per_second")]
