@@ -1,1 +1,53 @@
-fn main() {}
+//! The `meridian` binary: one binary, every role. This file only parses the command line and
+//! hands over to the command modules.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod cmd;
+mod demo;
+mod logging;
+
+#[derive(Parser)]
+#[command(name = "meridian", version, about = "Meridian: a multi-region API gateway", propagate_version = true)]
+struct Cli {
+    /// Log format: `text` or `json`.
+    #[arg(long, global = true, default_value = "text", env = "MERIDIAN_LOG_FORMAT")]
+    log_format: logging::Format,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway (data plane) from a bootstrap file, or in quick mode.
+    Gateway(cmd::gateway::Args),
+    /// Start a local deployment: a demo upstream and a gateway serving examples/quickstart.yaml.
+    Up(cmd::up::Args),
+    /// Validate a global config or bootstrap file; lists every error with its path.
+    Validate(cmd::validate::Args),
+    /// Print the JSON Schema of the config files (for editors).
+    Schema(cmd::schema::Args),
+    /// Run a demo upstream service that answers with its name, region and instance.
+    DemoUpstream(demo::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    logging::init(cli.log_format);
+    let result = match cli.command {
+        Command::Gateway(a) => cmd::gateway::run(a),
+        Command::Up(a) => cmd::up::run(a),
+        Command::Validate(a) => cmd::validate::run(a),
+        Command::Schema(a) => cmd::schema::run(a),
+        Command::DemoUpstream(a) => demo::run(a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

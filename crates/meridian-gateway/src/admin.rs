@@ -1,0 +1,98 @@
+//! The admin endpoints of a gateway: liveness, readiness, and the running config version.
+
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode, header};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use meridian_core::Shutdown;
+use tokio::net::TcpListener;
+
+use crate::access_log::humantime_rfc3339;
+use crate::body::GwBody;
+
+/// What the reloader reports about config versions, for `/-/config`.
+#[derive(Debug, Default, Clone)]
+pub struct ConfigStatus {
+    pub source: String,
+    pub hash: Option<String>,
+    pub loaded_at: Option<SystemTime>,
+    pub reloads_ok: u64,
+    pub reloads_rejected: u64,
+    pub last_error: Option<String>,
+    pub from_snapshot: bool,
+}
+
+pub struct AdminState {
+    pub node_id: String,
+    pub region: String,
+    pub shutdown: Shutdown,
+    pub config: Arc<Mutex<ConfigStatus>>,
+}
+
+pub async fn serve(listener: TcpListener, state: Arc<AdminState>) {
+    let stop = state.shutdown.clone();
+    loop {
+        let (stream, _) = tokio::select! {
+            r = listener.accept() => match r { Ok(x) => x, Err(_) => continue },
+            _ = stop.stopping() => return,
+        };
+        let state = Arc::clone(&state);
+        tokio::spawn(async move {
+            let svc = hyper::service::service_fn(move |req| {
+                let state = Arc::clone(&state);
+                async move { Ok::<_, Infallible>(handle(&state, req)) }
+            });
+            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(stream), svc)
+                .await;
+        });
+    }
+}
+
+fn handle(state: &AdminState, req: Request<Incoming>) -> Response<GwBody> {
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return json(StatusCode::METHOD_NOT_ALLOWED, serde_json::json!({"code": "MethodNotAllowed"}));
+    }
+    match req.uri().path() {
+        "/-/live" => json(StatusCode::OK, serde_json::json!({"status": "live"})),
+        "/-/ready" => {
+            let loaded = state.config.lock().map(|c| c.hash.is_some()).unwrap_or(false);
+            if state.shutdown.is_draining() {
+                json(StatusCode::SERVICE_UNAVAILABLE, serde_json::json!({"status": "draining"}))
+            } else if !loaded {
+                json(StatusCode::SERVICE_UNAVAILABLE, serde_json::json!({"status": "no config"}))
+            } else {
+                json(StatusCode::OK, serde_json::json!({"status": "ready"}))
+            }
+        }
+        "/-/config" => {
+            let c = state.config.lock().map(|c| c.clone()).unwrap_or_default();
+            json(
+                StatusCode::OK,
+                serde_json::json!({
+                    "node": state.node_id,
+                    "region": state.region,
+                    "source": c.source,
+                    "hash": c.hash,
+                    "loaded_at": c.loaded_at.map(humantime_rfc3339),
+                    "from_snapshot": c.from_snapshot,
+                    "reloads_ok": c.reloads_ok,
+                    "reloads_rejected": c.reloads_rejected,
+                    "last_error": c.last_error,
+                }),
+            )
+        }
+        _ => json(StatusCode::NOT_FOUND, serde_json::json!({"code": "NotFound", "message": "unknown admin path"})),
+    }
+}
+
+fn json(status: StatusCode, v: serde_json::Value) -> Response<GwBody> {
+    let mut r = Response::new(GwBody::full(Bytes::from(v.to_string())));
+    *r.status_mut() = status;
+    r.headers_mut().insert(header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+    r
+}

@@ -1,0 +1,255 @@
+//! Wiring of the gateway role: listeners, admin endpoints, the config reloader, certificate
+//! reloads, and the two-stage shutdown.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use anyhow::Context as _;
+use arc_swap::ArcSwap;
+use http::HeaderValue;
+use meridian_core::Shutdown;
+use meridian_model::{Bootstrap, ConfigErrors, ValidConfig};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio_util::task::TaskTracker;
+
+use crate::access_log::AccessLog;
+use crate::admin::{self, AdminState, ConfigStatus};
+use crate::config_source::{Candidate, ConfigSource};
+use crate::forwarded::TrustedProxies;
+use crate::proxy::{NodeCtx, Proxy};
+use crate::server::listener::{self, Listener};
+use crate::server::tls::{self, CertStore};
+use crate::state::{self, Snapshot};
+
+/// How often certificate files are checked for changes.
+const CERT_POLL: Duration = Duration::from_secs(2);
+
+/// A started gateway.
+pub struct Running {
+    /// Bound listener addresses by listener name (useful with port 0).
+    pub listeners: Vec<(String, SocketAddr)>,
+    pub admin: SocketAddr,
+    pub shutdown: Shutdown,
+    pub config: Arc<Mutex<ConfigStatus>>,
+    tracker: TaskTracker,
+    drain_period: Duration,
+    grace_period: Duration,
+}
+
+impl Running {
+    /// The address of the first listener.
+    pub fn addr(&self) -> SocketAddr {
+        self.listeners[0].1
+    }
+
+    /// Graceful stop: fail readiness, keep serving for the drain period, then stop accepting,
+    /// send GOAWAY / close idle keep-alives, and wait up to the grace period for requests.
+    pub async fn shutdown_gracefully(self) {
+        tracing::info!(drain = ?self.drain_period, "draining: readiness now fails, still serving");
+        self.shutdown.begin_drain();
+        tokio::time::sleep(self.drain_period).await;
+        self.stop().await;
+    }
+
+    /// Stops accepting now and waits up to the grace period for in-flight requests.
+    pub async fn stop(self) {
+        tracing::info!("stopping listeners");
+        self.shutdown.stop();
+        self.tracker.close();
+        if tokio::time::timeout(self.grace_period, self.tracker.wait()).await.is_err() {
+            tracing::warn!(grace = ?self.grace_period, "connections still open after the grace period; closing");
+        }
+    }
+
+    /// Waits for SIGTERM or SIGINT, then shuts down gracefully; a second signal stops at once.
+    pub async fn run_until_signal(self) -> anyhow::Result<()> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
+        let shutdown = self.shutdown.clone();
+        let graceful = self.shutdown_gracefully();
+        tokio::select! {
+            _ = graceful => {}
+            _ = term.recv() => shutdown.stop(),
+            _ = int.recv() => shutdown.stop(),
+        }
+        Ok(())
+    }
+}
+
+/// Starts the gateway described by `bootstrap`, taking its global config from `source`.
+pub async fn start(bootstrap: Bootstrap, mut source: Box<dyn ConfigSource>) -> anyhow::Result<Running> {
+    tls::install_crypto_provider();
+    let region = bootstrap.node.region.clone();
+    let status = Arc::new(Mutex::new(ConfigStatus { source: source.describe(), ..Default::default() }));
+
+    // The first config: from the source, else from the last-known-good snapshot.
+    let (initial, from_snapshot) = match source.initial() {
+        Ok(c) => (c, false),
+        Err(e) => match bootstrap.snapshot_path.as_deref().map(read_snapshot) {
+            Some(Ok(c)) => {
+                tracing::warn!(errors = %e, "config source unusable; starting from the last-known-good snapshot");
+                (c, true)
+            }
+            _ => anyhow::bail!("invalid config from {}:\n{e}", source.describe()),
+        },
+    };
+    meridian_model::check_bootstrap(&bootstrap, &initial).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let snap = state::build(Arc::new(initial), &region, None).map_err(|e| anyhow::anyhow!("{}", ConfigErrors(e)))?;
+    record_applied(&status, &snap, from_snapshot);
+    persist_snapshot(bootstrap.snapshot_path.as_deref(), &snap);
+    let current = Arc::new(ArcSwap::from_pointee(snap));
+
+    let access_log = if bootstrap.access_log.enabled {
+        Some(AccessLog::start(bootstrap.access_log.path.as_deref()).context("opening the access log")?)
+    } else {
+        None
+    };
+    let trusted = TrustedProxies::parse(&bootstrap.trusted_proxies)
+        .map_err(|e| anyhow::anyhow!("{}", ConfigErrors(e)))?;
+    let node = Arc::new(NodeCtx {
+        node_id: Arc::from(bootstrap.node.id.as_str()),
+        region: Arc::from(region.as_str()),
+        via: HeaderValue::from_static("1.1 meridian"),
+        trusted,
+        access_log,
+    });
+    let proxy = Proxy { state: Arc::clone(&current), node };
+    let shutdown = Shutdown::new();
+    let tracker = TaskTracker::new();
+
+    let mut bound = Vec::new();
+    for l in &bootstrap.listeners {
+        let tcp = TcpListener::bind(&l.address).await.with_context(|| format!("binding listener {} on {}", l.name, l.address))?;
+        let tls = match &l.tls {
+            None => None,
+            Some(t) => {
+                let store = CertStore::load(t).with_context(|| format!("listener {}", l.name))?;
+                let cfg = tls::server_config(Arc::clone(&store), &t.min_version)?;
+                spawn_cert_reload(store, shutdown.clone());
+                Some(tokio_rustls::TlsAcceptor::from(cfg))
+            }
+        };
+        let listener = Listener { name: l.name.clone(), tcp, tls, limits: l.limits.clone() };
+        bound.push((l.name.clone(), listener.local_addr()?));
+        tokio::spawn(listener::serve(listener, proxy.clone(), shutdown.clone(), tracker.clone()));
+        tracing::info!(listener = %l.name, addr = %bound.last().map(|b| b.1).unwrap_or(([0, 0, 0, 0], 0).into()), tls = l.tls.is_some(), "listening");
+    }
+
+    let admin_tcp = TcpListener::bind(&bootstrap.admin.address)
+        .await
+        .with_context(|| format!("binding admin address {}", bootstrap.admin.address))?;
+    let admin_addr = admin_tcp.local_addr()?;
+    let admin_state = Arc::new(AdminState {
+        node_id: bootstrap.node.id.clone(),
+        region: region.clone(),
+        shutdown: shutdown.clone(),
+        config: Arc::clone(&status),
+    });
+    tokio::spawn(admin::serve(admin_tcp, admin_state));
+
+    let (tx, rx) = mpsc::channel(4);
+    let watcher = source.watch(tx);
+    tokio::spawn(reloader(rx, current, bootstrap.clone(), Arc::clone(&status), shutdown.clone(), watcher));
+
+    Ok(Running {
+        listeners: bound,
+        admin: admin_addr,
+        shutdown,
+        config: status,
+        tracker,
+        drain_period: bootstrap.shutdown.drain_period.get(),
+        grace_period: bootstrap.shutdown.grace_period.get(),
+    })
+}
+
+/// Applies candidates: validate against the bootstrap, build off the hot path, swap. A bad
+/// candidate is logged and the running version kept.
+async fn reloader(
+    mut rx: mpsc::Receiver<Candidate>,
+    current: Arc<ArcSwap<Snapshot>>,
+    bootstrap: Bootstrap,
+    status: Arc<Mutex<ConfigStatus>>,
+    shutdown: Shutdown,
+    watcher: tokio::task::JoinHandle<()>,
+) {
+    loop {
+        let cand = tokio::select! {
+            c = rx.recv() => match c { Some(c) => c, None => break },
+            _ = shutdown.stopping() => break,
+        };
+        let old = current.load_full();
+        let result = cand.config.and_then(|valid| {
+            meridian_model::check_bootstrap(&bootstrap, &valid)?;
+            if valid.hash() == old.config.hash() {
+                return Ok(None);
+            }
+            state::build(Arc::new(valid), &bootstrap.node.region, Some(&old)).map(Some).map_err(ConfigErrors)
+        });
+        match result {
+            Ok(None) => tracing::debug!(origin = %cand.origin, "config unchanged"),
+            Ok(Some(snap)) => {
+                tracing::info!(origin = %cand.origin, hash = %snap.config.hash(), previous = %old.config.hash(), "config applied");
+                record_applied(&status, &snap, false);
+                persist_snapshot(bootstrap.snapshot_path.as_deref(), &snap);
+                current.store(Arc::new(snap));
+            }
+            Err(e) => {
+                tracing::error!(origin = %cand.origin, running = %old.config.hash(), "config rejected; keeping the running version:\n{e}");
+                if let Ok(mut s) = status.lock() {
+                    s.reloads_rejected += 1;
+                    s.last_error = Some(e.to_string());
+                }
+            }
+        }
+    }
+    watcher.abort();
+}
+
+fn record_applied(status: &Mutex<ConfigStatus>, snap: &Snapshot, from_snapshot: bool) {
+    if let Ok(mut s) = status.lock() {
+        s.hash = Some(snap.config.hash().to_string());
+        s.loaded_at = Some(SystemTime::now());
+        s.from_snapshot = from_snapshot;
+        s.reloads_ok += 1;
+        s.last_error = None;
+    }
+}
+
+/// Writes the applied config as the last-known-good snapshot: canonical JSON, written to a
+/// temporary file and renamed, so a crash never leaves a torn file.
+fn persist_snapshot(path: Option<&Path>, snap: &Snapshot) {
+    let Some(path) = path else { return };
+    let tmp = path.with_extension("tmp");
+    let r = std::fs::write(&tmp, snap.config.canonical_json()).and_then(|_| std::fs::rename(&tmp, path));
+    if let Err(e) = r {
+        tracing::warn!(path = %path.display(), error = %e, "cannot persist the config snapshot");
+    }
+}
+
+fn read_snapshot(path: &Path) -> Result<ValidConfig, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
+    let cfg: meridian_model::GlobalConfig = serde_json::from_str(&text).map_err(|e| e.to_string())?;
+    meridian_model::validate_global(cfg).map_err(|e| e.to_string())
+}
+
+fn spawn_cert_reload(store: Arc<CertStore>, shutdown: Shutdown) {
+    tokio::spawn(async move {
+        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(CERT_POLL) => if !store.files_changed() { continue },
+                Some(()) = async { match hup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => {},
+                _ = shutdown.stopping() => return,
+            }
+            match store.reload() {
+                Ok(()) => tracing::info!("certificates reloaded"),
+                Err(e) => tracing::error!(error = %e, "certificate reload failed; keeping the current certificates"),
+            }
+        }
+    });
+}

@@ -1,0 +1,228 @@
+//! One listener: accept loop, optional TLS, HTTP/1.1 and HTTP/2 on one port, per-connection
+//! limits, idle timeout and graceful shutdown.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use meridian_core::Shutdown;
+use meridian_model::ListenerLimits;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
+use tokio_util::task::TaskTracker;
+
+use crate::body::{BoxError, GwBody};
+use crate::proxy::{ConnInfo, Proxy};
+use crate::timeout::{Activity, ActivityIo};
+
+/// Time a client has to finish the TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A listener ready to serve.
+pub struct Listener {
+    pub name: String,
+    pub tcp: TcpListener,
+    pub tls: Option<TlsAcceptor>,
+    pub limits: ListenerLimits,
+}
+
+impl Listener {
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.tcp.local_addr()
+    }
+}
+
+struct ConnShared {
+    proxy: Proxy,
+    info: ConnInfo,
+    /// Requests whose response has not finished on this connection.
+    active: Arc<AtomicUsize>,
+}
+
+/// Accepts until `shutdown` stops, then asks every connection to finish gracefully (HTTP/2
+/// GOAWAY, idle HTTP/1.1 keep-alives closed). Connections are tracked by `tracker`.
+pub async fn serve(l: Listener, proxy: Proxy, shutdown: Shutdown, tracker: TaskTracker) {
+    let builder = Arc::new(http_builder(&l.limits));
+    let limits = Arc::new(l.limits.clone());
+    loop {
+        let (stream, peer) = tokio::select! {
+            r = l.tcp.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(listener = %l.name, error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.stopping() => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let proxy = proxy.clone();
+        let tls = l.tls.clone();
+        let builder = Arc::clone(&builder);
+        let limits = Arc::clone(&limits);
+        let shutdown = shutdown.clone();
+        tracker.spawn(async move {
+            serve_conn(stream, peer, tls, proxy, &builder, &limits, shutdown).await;
+        });
+    }
+    tracing::info!(listener = %l.name, "listener closed");
+}
+
+fn http_builder(limits: &ListenerLimits) -> auto::Builder<TokioExecutor> {
+    let mut b = auto::Builder::new(TokioExecutor::new());
+    b.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout.get())
+        .max_headers(limits.max_header_count)
+        .max_buf_size(limits.max_header_bytes.max(8192))
+        .keep_alive(true);
+    b.http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(limits.max_concurrent_streams)
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+        .max_pending_accept_reset_streams(Some(64))
+        .max_local_error_reset_streams(Some(256));
+    b
+}
+
+async fn serve_conn(
+    stream: TcpStream,
+    peer: SocketAddr,
+    tls: Option<TlsAcceptor>,
+    proxy: Proxy,
+    builder: &auto::Builder<TokioExecutor>,
+    limits: &ListenerLimits,
+    shutdown: Shutdown,
+) {
+    let activity = Activity::new();
+    let shared = Arc::new(ConnShared {
+        proxy,
+        info: ConnInfo { peer, tls: tls.is_some(), max_body_bytes: limits.max_body_bytes },
+        active: Arc::new(AtomicUsize::new(0)),
+    });
+    match tls {
+        None => {
+            let io = TokioIo::new(ActivityIo::new(stream, activity.clone()));
+            drive(io, shared, builder, limits.idle_timeout.get(), activity, shutdown).await
+        }
+        Some(acceptor) => {
+            let tls = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(%peer, "TLS handshake timed out");
+                    return;
+                }
+            };
+            let io = TokioIo::new(ActivityIo::new(tls, activity.clone()));
+            drive(io, shared, builder, limits.idle_timeout.get(), activity, shutdown).await
+        }
+    }
+}
+
+async fn drive<I>(
+    io: TokioIo<I>,
+    shared: Arc<ConnShared>,
+    builder: &auto::Builder<TokioExecutor>,
+    idle: Duration,
+    activity: Activity,
+    shutdown: Shutdown,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let active = Arc::clone(&shared.active);
+    let svc = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+        let shared = Arc::clone(&shared);
+        async move {
+            let guard = ActiveGuard::new(&shared.active);
+            let resp = shared.proxy.handle(req, &shared.info).await;
+            Ok::<_, Infallible>(resp.map(|b| ServerBody { inner: b, _guard: guard }))
+        }
+    });
+    let conn = builder.serve_connection_with_upgrades(io, svc);
+    tokio::pin!(conn);
+    let mut closing = false;
+    loop {
+        tokio::select! {
+            r = conn.as_mut() => {
+                if let Err(e) = r {
+                    tracing::debug!(error = %e, "connection ended with an error");
+                }
+                return;
+            }
+            _ = shutdown.stopping(), if !closing => {
+                conn.as_mut().graceful_shutdown();
+                closing = true;
+            }
+            _ = idle_with_nothing_active(&activity, &active, idle), if !closing => {
+                conn.as_mut().graceful_shutdown();
+                closing = true;
+            }
+        }
+    }
+}
+
+/// Resolves when the connection has had no traffic for `idle` and no request in progress.
+async fn idle_with_nothing_active(activity: &Activity, active: &AtomicUsize, idle: Duration) {
+    loop {
+        activity.idle_for(idle).await;
+        if active.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        activity.touch();
+    }
+}
+
+/// Marks a request active on its connection until its response body is done.
+struct ActiveGuard(Arc<AtomicUsize>);
+
+impl ActiveGuard {
+    fn new(c: &Arc<AtomicUsize>) -> Self {
+        c.fetch_add(1, Ordering::Relaxed);
+        ActiveGuard(Arc::clone(c))
+    }
+}
+
+impl Drop for ActiveGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The response body as the server sends it: the gateway body plus the active-request mark.
+pub struct ServerBody {
+    inner: GwBody,
+    _guard: ActiveGuard,
+}
+
+impl Body for ServerBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    #[inline]
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+    #[inline]
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+    #[inline]
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

@@ -1,0 +1,105 @@
+//! A service as the data plane runs it: its endpoints in this gateway's region, their pools,
+//! the balancer and the concurrency limit. Built once per config version; pools of unchanged
+//! endpoints carry over from the previous version so warm connections survive a reload.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use super::response_body::ServiceSlot;
+
+use meridian_model::{HashOn, LoadBalancing, Service};
+
+use super::lb::Balancer;
+use super::pool::{EndpointAddr, EndpointPool};
+use super::resolve;
+
+pub struct ServiceRuntime {
+    pub name: Arc<str>,
+    /// The config this runtime was built from; an identical one reuses this runtime.
+    pub config: Service,
+    pub region: Arc<str>,
+    pub endpoints: Vec<Arc<EndpointPool>>,
+    balancer: Balancer,
+    hash_on: Option<HashOn>,
+    /// Requests in flight to this service from this gateway.
+    pub in_flight: Arc<AtomicU32>,
+    pub concurrency_limit: u32,
+    refresh: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for ServiceRuntime {
+    fn drop(&mut self) {
+        for t in &self.refresh {
+            t.abort();
+        }
+    }
+}
+
+impl ServiceRuntime {
+    /// Builds the runtime of `svc` for `region`, reusing endpoint pools from `prev` where the
+    /// address and protocol are unchanged.
+    pub fn build(svc: &Service, region: &str, prev: Option<&ServiceRuntime>) -> Result<ServiceRuntime, String> {
+        let mut reusable: HashMap<&str, &Arc<EndpointPool>> = HashMap::new();
+        if let Some(p) = prev {
+            for e in &p.endpoints {
+                if e.protocol() == svc.protocol {
+                    reusable.insert(e.addr.configured.as_str(), e);
+                }
+            }
+        }
+        let local = svc.endpoints.get(region).map(Vec::as_slice).unwrap_or(&[]);
+        let mut endpoints = Vec::with_capacity(local.len());
+        let mut weights = Vec::with_capacity(local.len());
+        let mut refresh = Vec::new();
+        for ep in local {
+            let pool = match reusable.get(ep.address.as_str()) {
+                Some(p) => Arc::clone(p),
+                None => {
+                    let addr = EndpointAddr::parse(&ep.address)?;
+                    Arc::new(EndpointPool::new(
+                        addr,
+                        svc.protocol,
+                        svc.pool.max_idle_per_endpoint as usize,
+                        svc.pool.idle_timeout.get(),
+                    ))
+                }
+            };
+            if let Some(t) = resolve::spawn_refresh(&pool, svc.resolve_interval.get()) {
+                refresh.push(t);
+            }
+            weights.push(ep.weight);
+            endpoints.push(pool);
+        }
+        let hash_on = match &svc.load_balancing {
+            LoadBalancing::ConsistentHash { hash_on } => Some(hash_on.clone()),
+            _ => None,
+        };
+        Ok(ServiceRuntime {
+            name: Arc::from(svc.name.as_str()),
+            config: svc.clone(),
+            region: Arc::from(region),
+            balancer: Balancer::new(&svc.load_balancing, &weights),
+            endpoints,
+            hash_on,
+            in_flight: prev.map(|p| Arc::clone(&p.in_flight)).unwrap_or_default(),
+            concurrency_limit: svc.concurrency_limit,
+            refresh,
+        })
+    }
+
+    pub fn hash_on(&self) -> Option<&HashOn> {
+        self.hash_on.as_ref()
+    }
+
+    /// Takes a concurrency slot for one client request; None when the service is at its limit.
+    pub fn acquire(&self) -> Option<ServiceSlot> {
+        ServiceSlot::acquire(&self.in_flight, self.concurrency_limit)
+    }
+
+    /// Picks an endpoint not yet tried by this request.
+    pub fn pick(&self, hash: Option<u64>, tried: &[usize]) -> Option<usize> {
+        let eps = &self.endpoints;
+        self.balancer.pick(hash, &|i| eps[i].in_flight.load(Ordering::Relaxed), &|i| tried.contains(&i))
+    }
+}
