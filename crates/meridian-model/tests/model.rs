@@ -4,8 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use meridian_model::{
-    ConfigSource, bootstrap_schema, check_bootstrap, global_schema, load_bootstrap, load_global,
-    parse_bootstrap, parse_global,
+    ConfigSource, GlobalConfig, bootstrap_schema, check_bootstrap, global_schema, load_bootstrap,
+    load_global, parse_bootstrap, parse_global, validate_global,
 };
 
 /// The repository root: bootstrap paths are relative to it (the working directory the
@@ -67,6 +67,9 @@ fn every_example_round_trips_through_canonical_yaml() {
         assert_eq!(again.hash(), v.hash(), "{}", f.display());
         assert_eq!(again.canonical_json(), v.canonical_json());
         assert_eq!(again.to_yaml(), v.to_yaml(), "canonical YAML is a fixed point");
+        // The gateway persists canonical JSON as its last-known-good snapshot and reads it back.
+        let from_json: GlobalConfig = serde_json::from_str(v.canonical_json()).unwrap();
+        assert_eq!(validate_global(from_json).unwrap().hash(), v.hash(), "{}", f.display());
     }
 }
 

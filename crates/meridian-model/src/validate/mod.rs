@@ -1,14 +1,14 @@
 //! Semantic validation: every problem is collected (not just the first), each naming the path
 //! of the offending value in the form `routes[2].service: unknown service "ordrs"`.
 //!
-//! The checks are split by part of the document: [`catalog`] (deployment, regions, services,
-//! consumers), [`routes`], [`policies`] and [`node`] (the bootstrap); [`syntax`] holds the
-//! lexical checks they share.
+//! The checks are split by part of the document: `catalog` (deployment, regions, services,
+//! consumers), `routes`, `policies` and `node` (the bootstrap); [`syntax`] holds the lexical
+//! checks they share (public, so that other crates judge hosts and headers the same way).
 
-pub mod catalog;
-pub mod node;
-pub mod policies;
-pub mod routes;
+mod catalog;
+mod node;
+mod policies;
+mod routes;
 pub mod syntax;
 
 use std::collections::HashMap;
@@ -45,7 +45,7 @@ pub fn bootstrap_against(b: &Bootstrap, c: &GlobalConfig) -> Vec<ConfigError> {
 
 /// The error collector the checks push into.
 #[derive(Default)]
-pub struct Errors(pub Vec<ConfigError>);
+pub(crate) struct Errors(pub Vec<ConfigError>);
 
 impl Errors {
     pub fn push(&mut self, path: impl Into<String>, message: impl Into<String>) {
