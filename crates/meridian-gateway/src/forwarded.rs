@@ -1,1 +1,201 @@
 //! Proxy headers: hop-by-hop removal, Via, X-Forwarded-*, Forwarded, trusted proxies.
+//!
+//! Rules:
+//! - Hop-by-hop headers (RFC 9110 §7.6.1) never cross the gateway: `Connection`, `Keep-Alive`,
+//!   `Proxy-Connection`, `Transfer-Encoding`, `Upgrade`, `Trailer`, `TE` and every header named
+//!   in `Connection`. Exceptions: `TE: trailers` is kept (gRPC needs it); an HTTP/1.1 upgrade
+//!   keeps `Upgrade` and sends `Connection: upgrade`; `Proxy-Authorization` is kept; `Host` is
+//!   never removed even if `Connection` names it.
+//! - Forwarding headers from the client are believed only when the peer is a trusted proxy:
+//!   `X-Forwarded-For` gets the peer appended (else is replaced by the peer), `X-Forwarded-Proto`
+//!   and `X-Forwarded-Host` are kept (else set from this hop), `Forwarded` (RFC 7239) gets this
+//!   hop's element appended (else only this hop's element is sent).
+//! - `Via` is appended on requests and responses.
+
+mod proxies;
+#[cfg(test)]
+mod tests;
+
+use std::fmt::Write;
+use std::net::{IpAddr, SocketAddr};
+
+use bytes::{BufMut, BytesMut};
+use http::header::{CONNECTION, FORWARDED, HOST, TE, TRAILER, TRANSFER_ENCODING, UPGRADE, VIA};
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Version};
+
+pub use proxies::TrustedProxies;
+
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+const HTTPS: HeaderValue = HeaderValue::from_static("https");
+const HTTP: HeaderValue = HeaderValue::from_static("http");
+
+/// What the gateway knows about the connection a request came on.
+#[derive(Debug, Clone, Copy)]
+pub struct ForwardCtx<'a> {
+    /// The TCP peer.
+    pub peer: SocketAddr,
+    /// Whether the client connection is TLS.
+    pub tls: bool,
+    pub trusted: &'a TrustedProxies,
+    /// The `Via` value this gateway appends, e.g. `1.1 meridian` (precomputed).
+    pub via: &'a HeaderValue,
+}
+
+/// Rewrites request headers for the upstream (see the module rules) and returns the client
+/// address the gateway believes: when the peer is trusted, the rightmost untrusted address of
+/// `X-Forwarded-For` (the leftmost one if all are trusted); otherwise the peer.
+///
+/// `version`: the version the request arrived with. Upgrades exist only in HTTP/1.1, so
+/// `upgrade` is honoured only for HTTP/1.1 requests.
+pub fn prepare_request(headers: &mut HeaderMap, version: Version, ctx: &ForwardCtx, upgrade: bool) -> IpAddr {
+    let upgrade = upgrade && version == Version::HTTP_11;
+    let te_trailers = headers.get_all(TE).iter().any(|v| has_token(v, "trailers"));
+    remove_hop_by_hop(headers, upgrade);
+    if te_trailers {
+        headers.insert(TE, HeaderValue::from_static("trailers"));
+    }
+    if upgrade {
+        headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
+    }
+
+    let peer = ctx.peer.ip().to_canonical();
+    let trusted = ctx.trusted.contains(peer);
+    let client = if trusted { ctx.trusted.client_from_xff(headers, peer) } else { peer };
+
+    // X-Forwarded-For: one header, the incoming chain (trusted only) then the peer.
+    let mut xff = BytesMut::new();
+    if trusted {
+        for v in headers.get_all(&X_FORWARDED_FOR) {
+            if !xff.is_empty() {
+                xff.put_slice(b", ");
+            }
+            xff.put_slice(v.as_bytes());
+        }
+    }
+    if !xff.is_empty() {
+        xff.put_slice(b", ");
+    }
+    write_ip(&mut xff, peer);
+    set_bytes(headers, X_FORWARDED_FOR, xff);
+
+    let proto = if ctx.tls { HTTPS } else { HTTP };
+    if !(trusted && headers.contains_key(&X_FORWARDED_PROTO)) {
+        headers.insert(X_FORWARDED_PROTO, proto.clone());
+    }
+    if !(trusted && headers.contains_key(&X_FORWARDED_HOST)) {
+        match headers.get(HOST).cloned() {
+            Some(h) => headers.insert(X_FORWARDED_HOST, h),
+            None => headers.remove(X_FORWARDED_HOST),
+        };
+    }
+
+    // Forwarded: the incoming elements (trusted only), then this hop's.
+    let mut fwd = BytesMut::new();
+    if trusted {
+        for v in headers.get_all(FORWARDED) {
+            fwd.put_slice(v.as_bytes());
+            fwd.put_slice(b", ");
+        }
+    }
+    fwd.put_slice(b"for=");
+    match peer {
+        IpAddr::V4(_) => write_ip(&mut fwd, peer),
+        IpAddr::V6(_) => {
+            fwd.put_slice(b"\"[");
+            write_ip(&mut fwd, peer);
+            fwd.put_slice(b"]\"");
+        }
+    }
+    fwd.put_slice(b";proto=");
+    fwd.put_slice(proto.as_bytes());
+    if let Some(host) = headers.get(HOST) {
+        fwd.put_slice(b";host=");
+        put_token_or_quoted(&mut fwd, host.as_bytes());
+    }
+    set_bytes(headers, FORWARDED, fwd);
+
+    headers.append(VIA, ctx.via.clone());
+    client
+}
+
+/// Removes hop-by-hop headers from an upstream response (a 101 keeps `Upgrade` and
+/// `Connection: upgrade`) and appends `Via`.
+pub fn prepare_response(headers: &mut HeaderMap, status: StatusCode, via: &HeaderValue) {
+    let switching = status == StatusCode::SWITCHING_PROTOCOLS;
+    remove_hop_by_hop(headers, switching);
+    if switching {
+        headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
+    }
+    headers.append(VIA, via.clone());
+}
+
+/// Removes the hop-by-hop headers, including those `Connection` names. With `keep_upgrade`,
+/// `Upgrade` survives (the caller sets `Connection: upgrade` again).
+fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+    // Headers named in Connection. The values are taken out first (cheap reference-counted
+    // clones) so the map can be changed while reading them.
+    if let http::header::Entry::Occupied(e) = headers.entry(CONNECTION) {
+        let (_, mut values) = e.remove_entry_mult();
+        let first = values.next();
+        let rest: Vec<HeaderValue> = values.collect(); // repeated Connection headers only
+        for v in first.iter().chain(rest.iter()) {
+            let Ok(s) = v.to_str() else { continue };
+            for token in s.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+                let keep = token.eq_ignore_ascii_case("host")
+                    || token.eq_ignore_ascii_case("te")
+                    || (keep_upgrade && token.eq_ignore_ascii_case("upgrade"));
+                if !keep {
+                    headers.remove(token);
+                }
+            }
+        }
+    }
+    for name in [KEEP_ALIVE, PROXY_CONNECTION, TRANSFER_ENCODING, TE, TRAILER] {
+        headers.remove(name);
+    }
+    if !keep_upgrade {
+        headers.remove(UPGRADE);
+    }
+}
+
+fn has_token(v: &HeaderValue, token: &str) -> bool {
+    v.to_str().is_ok_and(|s| {
+        s.split(',').any(|t| t.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case(token))
+    })
+}
+
+fn write_ip(buf: &mut BytesMut, ip: IpAddr) {
+    // Writing to a BytesMut cannot fail.
+    let _ = write!(buf, "{ip}");
+}
+
+/// RFC 7239 values are tokens or quoted strings; `host:port` needs quoting.
+fn put_token_or_quoted(buf: &mut BytesMut, v: &[u8]) {
+    let token =
+        !v.is_empty() && v.iter().all(|&b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+    if token {
+        buf.put_slice(v);
+        return;
+    }
+    buf.put_u8(b'"');
+    for &b in v {
+        if b == b'"' || b == b'\\' {
+            buf.put_u8(b'\\');
+        }
+        buf.put_u8(b);
+    }
+    buf.put_u8(b'"');
+}
+
+fn set_bytes(headers: &mut HeaderMap, name: HeaderName, value: BytesMut) {
+    // Built from valid header values, IP addresses and escaped quoted strings, so always valid;
+    // if not, the header is dropped rather than sent broken.
+    match HeaderValue::from_maybe_shared(value.freeze()) {
+        Ok(v) => headers.insert(name, v),
+        Err(_) => headers.remove(name),
+    };
+}
