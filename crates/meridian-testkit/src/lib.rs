@@ -6,3 +6,11 @@
 //! - [`proc`]: start the `meridian` binary, wait for it, kill it, read its memory use.
 
 pub mod certs;
+pub mod grpc;
+pub mod proc;
+mod server;
+pub mod upstream;
+
+pub use rustix::process::Signal;
+pub use server::Protocols;
+pub use upstream::{TestUpstream, UpstreamOptions};
