@@ -2,7 +2,8 @@
 //! data plane (docs/architecture.md draws the same path):
 //!
 //! 1. snapshot — the config version this request runs on (kept to the end)
-//! 2. framing checks, request id
+//! 2. request id (framing conflicts never get here: hyper applies RFC 9112 §6.1, reading
+//!    Transfer-Encoding over Content-Length and closing the connection after the response)
 //! 3. router — host, path, method, headers → route
 //! 4. body limit (413)
 //! 5. policy chain, request phases (admission → authn → authz → rate limit → cache → transform)
@@ -78,14 +79,6 @@ impl Proxy {
             .get(&X_REQUEST_ID)
             .and_then(|v| RequestId::from_incoming(v.as_bytes()))
             .unwrap_or_else(RequestId::generate);
-
-        // Request smuggling guard (RFC 9112 §6.3): both framings at once is refused and the
-        // connection closed.
-        if req.headers().contains_key(header::TRANSFER_ENCODING) && req.headers().contains_key(header::CONTENT_LENGTH) {
-            let mut r = respond(ErrorCode::BadRequest, "both Content-Length and Transfer-Encoding", rid.as_str());
-            r.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
-            return r;
-        }
 
         // 3. Route.
         let host = request_host(&req);

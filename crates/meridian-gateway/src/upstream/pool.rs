@@ -276,6 +276,19 @@ pub async fn send(conn: &mut Conn, req: http::Request<GwBody>) -> Result<http::R
 pub fn classify(e: hyper::Error, reused: bool) -> ProxyError {
     use std::error::Error as _;
     let msg = e.to_string();
+    // The client's body crossed its size limit while we streamed it: the client's fault.
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = e.source();
+    while let Some(c) = cause {
+        if c.is::<http_body_util::LengthLimitError>() {
+            return ProxyError::new(
+                ErrorCode::PayloadTooLarge,
+                Source::Downstream,
+                Retry::No,
+                "request body exceeds the limit",
+            );
+        }
+        cause = c.source();
+    }
     let mut retry = Retry::IfIdempotent;
     if e.is_canceled() {
         // hyper never wrote the request (e.g. the pooled connection closed first).

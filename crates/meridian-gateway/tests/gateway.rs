@@ -1,0 +1,15 @@
+//! Integration tests of the gateway data plane: a real gateway on loopback, real test upstreams
+//! (meridian-testkit), real clients (reqwest, tokio-tungstenite, tonic, raw TCP).
+
+#[path = "gateway/harness.rs"]
+mod harness;
+#[path = "gateway/proxying.rs"]
+mod proxying;
+#[path = "gateway/limits.rs"]
+mod limits;
+#[path = "gateway/protocols.rs"]
+mod protocols;
+#[path = "gateway/reload.rs"]
+mod reload;
+#[path = "gateway/resilience.rs"]
+mod resilience;
