@@ -79,7 +79,14 @@ impl ServiceRuntime {
             name: Arc::from(svc.name.as_str()),
             config: svc.clone(),
             region: Arc::from(region),
-            balancer: Balancer::new(&svc.load_balancing, &weights),
+            // Ring positions follow endpoint addresses, so every gateway maps a key to the same
+            // endpoint and removing one endpoint only moves its own keys.
+            balancer: Balancer::with_keys(
+                &svc.load_balancing,
+                &weights,
+                &local.iter().map(|e| e.address.as_str()).collect::<Vec<_>>(),
+                rand::random(),
+            ),
             endpoints,
             hash_on,
             in_flight: prev.map(|p| Arc::clone(&p.in_flight)).unwrap_or_default(),
