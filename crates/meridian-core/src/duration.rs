@@ -18,7 +18,8 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         if digits == 0 {
             return Err(format!("invalid duration {s:?}: expected a number, e.g. 500ms, 2s, 1m"));
         }
-        let n: u64 = rest[..digits].parse().map_err(|_| format!("invalid duration {s:?}: number too large"))?;
+        let n: u64 =
+            rest[..digits].parse().map_err(|_| format!("invalid duration {s:?}: number too large"))?;
         rest = &rest[digits..];
         let unit_len = rest.bytes().take_while(|b| b.is_ascii_alphabetic()).count();
         let unit = &rest[..unit_len];
@@ -29,7 +30,9 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
             "m" => Duration::from_secs(n.saturating_mul(60)),
             "h" => Duration::from_secs(n.saturating_mul(3600)),
             "" => return Err(format!("invalid duration {s:?}: missing unit (ms, s, m or h)")),
-            other => return Err(format!("invalid duration {s:?}: unknown unit {other:?} (use ms, s, m or h)")),
+            other => {
+                return Err(format!("invalid duration {s:?}: unknown unit {other:?} (use ms, s, m or h)"));
+            }
         };
         total = total.saturating_add(part);
     }

@@ -22,9 +22,9 @@ impl RequestId {
         if raw.is_empty() || raw.len() > MAX_REQUEST_ID_LEN {
             return None;
         }
-        let ok = raw
-            .iter()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':' | b'/' | b'+' | b'='));
+        let ok = raw.iter().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':' | b'/' | b'+' | b'=')
+        });
         ok.then(|| RequestId(String::from_utf8_lossy(raw).into_owned()))
     }
 

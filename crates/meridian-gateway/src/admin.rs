@@ -86,7 +86,10 @@ fn handle(state: &AdminState, req: Request<Incoming>) -> Response<GwBody> {
                 }),
             )
         }
-        _ => json(StatusCode::NOT_FOUND, serde_json::json!({"code": "NotFound", "message": "unknown admin path"})),
+        _ => json(
+            StatusCode::NOT_FOUND,
+            serde_json::json!({"code": "NotFound", "message": "unknown admin path"}),
+        ),
     }
 }
 

@@ -45,7 +45,10 @@ impl Body for GwBody {
     type Error = BoxError;
 
     #[inline]
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.get_mut() {
             GwBody::Empty => Poll::Ready(None),
             GwBody::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),

@@ -5,8 +5,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use meridian_model::{ConfigErrors, ValidConfig};
 use fnv::fingerprint;
+use meridian_model::{ConfigErrors, ValidConfig};
 use tokio::sync::mpsc;
 
 /// A candidate config and where it came from.
@@ -32,7 +32,9 @@ impl ConfigSource for StaticSource {
         "static".into()
     }
     fn initial(&mut self) -> Result<ValidConfig, ConfigErrors> {
-        self.0.take().ok_or_else(|| meridian_model::ConfigError::new("", "static config already taken").into())
+        self.0
+            .take()
+            .ok_or_else(|| meridian_model::ConfigError::new("", "static config already taken").into())
     }
     fn watch(self: Box<Self>, _tx: mpsc::Sender<Candidate>) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async {})
@@ -64,7 +66,8 @@ impl FileSource {
                     return None;
                 }
                 self.last = Some(UNREADABLE);
-                let err = meridian_model::ConfigError::new("", format!("cannot read {}: {e}", self.path.display()));
+                let err =
+                    meridian_model::ConfigError::new("", format!("cannot read {}: {e}", self.path.display()));
                 return Some(Candidate { origin: self.describe(), config: Err(err.into()) });
             }
         };
@@ -84,7 +87,10 @@ impl ConfigSource for FileSource {
 
     fn initial(&mut self) -> Result<ValidConfig, ConfigErrors> {
         let text = std::fs::read_to_string(&self.path).map_err(|e| {
-            ConfigErrors::from(meridian_model::ConfigError::new("", format!("cannot read {}: {e}", self.path.display())))
+            ConfigErrors::from(meridian_model::ConfigError::new(
+                "",
+                format!("cannot read {}: {e}", self.path.display()),
+            ))
         })?;
         self.last = Some(fingerprint(text.as_bytes()));
         meridian_model::parse_global(&text)

@@ -69,7 +69,8 @@ static JSON: HeaderValue = HeaderValue::from_static("application/json");
 pub fn respond(code: ErrorCode, message: &str, request_id: &str) -> Response<GwBody> {
     let body = Bytes::from(code.body(message, request_id));
     let mut resp = Response::new(GwBody::full(body));
-    *resp.status_mut() = http::StatusCode::from_u16(code.status()).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
+    *resp.status_mut() =
+        http::StatusCode::from_u16(code.status()).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
     let h = resp.headers_mut();
     h.insert(header::CONTENT_TYPE, JSON.clone());
     if let Ok(v) = HeaderValue::from_str(request_id) {

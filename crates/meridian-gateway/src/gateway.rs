@@ -99,7 +99,8 @@ pub async fn start(bootstrap: Bootstrap, mut source: Box<dyn ConfigSource>) -> a
         },
     };
     meridian_model::check_bootstrap(&bootstrap, &initial).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let snap = state::build(Arc::new(initial), &region, None).map_err(|e| anyhow::anyhow!("{}", ConfigErrors(e)))?;
+    let snap =
+        state::build(Arc::new(initial), &region, None).map_err(|e| anyhow::anyhow!("{}", ConfigErrors(e)))?;
     record_applied(&status, &snap, from_snapshot);
     persist_snapshot(bootstrap.snapshot_path.as_deref(), &snap);
     let current = Arc::new(ArcSwap::from_pointee(snap));
@@ -124,7 +125,9 @@ pub async fn start(bootstrap: Bootstrap, mut source: Box<dyn ConfigSource>) -> a
 
     let mut bound = Vec::new();
     for l in &bootstrap.listeners {
-        let tcp = TcpListener::bind(&l.address).await.with_context(|| format!("binding listener {} on {}", l.name, l.address))?;
+        let tcp = TcpListener::bind(&l.address)
+            .await
+            .with_context(|| format!("binding listener {} on {}", l.name, l.address))?;
         let tls = match &l.tls {
             None => None,
             Some(t) => {
@@ -248,7 +251,9 @@ fn spawn_cert_reload(store: Arc<CertStore>, shutdown: Shutdown) {
             }
             match store.reload() {
                 Ok(()) => tracing::info!("certificates reloaded"),
-                Err(e) => tracing::error!(error = %e, "certificate reload failed; keeping the current certificates"),
+                Err(e) => {
+                    tracing::error!(error = %e, "certificate reload failed; keeping the current certificates")
+                }
             }
         }
     });

@@ -107,7 +107,8 @@ impl Proxy {
         }
 
         // 6. Proxy headers and path rewrite.
-        let ctx = ForwardCtx { peer: conn.peer, tls: conn.tls, trusted: &self.node.trusted, via: &self.node.via };
+        let ctx =
+            ForwardCtx { peer: conn.peer, tls: conn.tls, trusted: &self.node.trusted, via: &self.node.via };
         let client_ip = forwarded::prepare_request(&mut parts.headers, parts.version, &ctx, upgrade);
         set_request_id(&mut parts.headers, &rid);
         if route.strip_prefix && hit.prefix_len > 0 {
@@ -271,14 +272,20 @@ async fn forward(
         ));
     };
 
-    let may_repeat = route.retry.attempts > 0 && (route.retry.allow_non_idempotent || is_idempotent(&parts.method));
+    let may_repeat =
+        route.retry.attempts > 0 && (route.retry.allow_non_idempotent || is_idempotent(&parts.method));
     let mut body = if http_body::Body::is_end_stream(&body) {
         ReqBody::Replayable(None)
-    } else if may_repeat && content_length(&parts.headers).is_some_and(|n| n <= route.retry.max_replay_body_bytes) {
+    } else if may_repeat
+        && content_length(&parts.headers).is_some_and(|n| n <= route.retry.max_replay_body_bytes)
+    {
         match body.collect().await {
             Ok(c) => ReqBody::Replayable(Some(c.to_bytes())),
             Err(e) => {
-                return Err(ProxyError::downstream(ErrorCode::BadRequest, format!("reading the request body failed: {e}")));
+                return Err(ProxyError::downstream(
+                    ErrorCode::BadRequest,
+                    format!("reading the request body failed: {e}"),
+                ));
             }
         }
     } else {
@@ -366,7 +373,8 @@ async fn forward(
             break;
         }
     }
-    Err(last_err.unwrap_or_else(|| ProxyError::internal(ErrorCode::ServiceUnavailable, "no endpoint available")))
+    Err(last_err
+        .unwrap_or_else(|| ProxyError::internal(ErrorCode::ServiceUnavailable, "no endpoint available")))
 }
 
 fn conn_is_h2(c: &pool::Conn) -> bool {
@@ -404,11 +412,9 @@ fn upstream_request(parts: &http::request::Parts, body: GwBody, h2: bool) -> Req
     *req.method_mut() = parts.method.clone();
     *req.headers_mut() = parts.headers.clone();
     let pq = parts.uri.path_and_query().cloned();
-    let authority = parts
-        .uri
-        .authority()
-        .cloned()
-        .or_else(|| parts.headers.get(header::HOST).and_then(|h| h.to_str().ok()).and_then(|h| h.parse().ok()));
+    let authority = parts.uri.authority().cloned().or_else(|| {
+        parts.headers.get(header::HOST).and_then(|h| h.to_str().ok()).and_then(|h| h.parse().ok())
+    });
     if h2 {
         *req.version_mut() = Version::HTTP_2;
         let mut up = http::uri::Parts::default();

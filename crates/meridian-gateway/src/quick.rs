@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use meridian_model::{
-    Admin, Bootstrap, ConfigErrors, ConfigSource as SourceSpec, Endpoint, GlobalConfig, Listener, ListenerLimits,
-    NodeIdentity, PathMatch, Region, Route, RouteMatch, Service, ValidConfig,
+    Admin, Bootstrap, ConfigErrors, ConfigSource as SourceSpec, Endpoint, GlobalConfig, Listener,
+    ListenerLimits, NodeIdentity, PathMatch, Region, Route, RouteMatch, Service, ValidConfig,
 };
 
 /// The region name quick mode runs in.
@@ -57,7 +57,10 @@ pub fn configs(listen: &str, upstream: &str, admin: &str) -> Result<(Bootstrap, 
             limits: ListenerLimits { max_body_bytes: u64::MAX, ..ListenerLimits::default() },
         }],
         admin: Admin { address: admin.to_string() },
-        config: SourceSpec::File { path: PathBuf::from("<quick mode>"), watch_interval: meridian_model::Dur::from_secs(1) },
+        config: SourceSpec::File {
+            path: PathBuf::from("<quick mode>"),
+            watch_interval: meridian_model::Dur::from_secs(1),
+        },
         snapshot_path: None,
         workers: None,
         trusted_proxies: vec![],

@@ -58,7 +58,15 @@ impl RetryBudget {
 
 /// Whether a method may be repeated without the route's permission (RFC 9110 §9.2.2).
 pub fn is_idempotent(m: &http::Method) -> bool {
-    matches!(*m, http::Method::GET | http::Method::HEAD | http::Method::OPTIONS | http::Method::TRACE | http::Method::PUT | http::Method::DELETE)
+    matches!(
+        *m,
+        http::Method::GET
+            | http::Method::HEAD
+            | http::Method::OPTIONS
+            | http::Method::TRACE
+            | http::Method::PUT
+            | http::Method::DELETE
+    )
 }
 
 #[cfg(test)]

@@ -45,7 +45,11 @@ impl RouteRuntime {
 }
 
 /// Builds a snapshot for this gateway's region, reusing pools and budgets from `prev`.
-pub fn build(config: Arc<ValidConfig>, region: &str, prev: Option<&Snapshot>) -> Result<Snapshot, Vec<ConfigError>> {
+pub fn build(
+    config: Arc<ValidConfig>,
+    region: &str,
+    prev: Option<&Snapshot>,
+) -> Result<Snapshot, Vec<ConfigError>> {
     let c = config.config();
     let mut errors = Vec::new();
     let router = Router::build(&c.routes).map_err(|e| e.into_iter().collect::<Vec<_>>());
@@ -84,7 +88,10 @@ pub fn build(config: Arc<ValidConfig>, region: &str, prev: Option<&Snapshot>) ->
             }
         };
         let Some(service) = services.get(&r.service) else {
-            errors.push(ConfigError::new(format!("routes[{i}].service"), format!("unknown service {:?}", r.service)));
+            errors.push(ConfigError::new(
+                format!("routes[{i}].service"),
+                format!("unknown service {:?}", r.service),
+            ));
             continue;
         };
         let budget = prev

@@ -3,12 +3,12 @@
 
 #[path = "gateway/harness.rs"]
 mod harness;
-#[path = "gateway/proxying.rs"]
-mod proxying;
 #[path = "gateway/limits.rs"]
 mod limits;
 #[path = "gateway/protocols.rs"]
 mod protocols;
+#[path = "gateway/proxying.rs"]
+mod proxying;
 #[path = "gateway/reload.rs"]
 mod reload;
 #[path = "gateway/resilience.rs"]

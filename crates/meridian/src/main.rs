@@ -10,7 +10,12 @@ mod demo;
 mod logging;
 
 #[derive(Parser)]
-#[command(name = "meridian", version, about = "Meridian: a multi-region API gateway", propagate_version = true)]
+#[command(
+    name = "meridian",
+    version,
+    about = "Meridian: a multi-region API gateway",
+    propagate_version = true
+)]
 struct Cli {
     /// Log format: `text` or `json`.
     #[arg(long, global = true, default_value = "text", env = "MERIDIAN_LOG_FORMAT")]

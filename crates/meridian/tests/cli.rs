@@ -3,14 +3,13 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Mutex;
 use std::time::Duration;
 
 use meridian_testkit::TestUpstream;
 use meridian_testkit::proc::{ChildGuard, free_addr, peak_rss_kib, wait_for_http_ok, wait_for_tcp};
 
 /// End-to-end tests that start processes take this lock, so they run serially.
-static SERIAL: Mutex<()> = Mutex::new(());
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_meridian")
@@ -46,7 +45,8 @@ fn version_and_help_on_every_subcommand() {
 
 #[test]
 fn validate_accepts_the_examples_and_lists_every_error_with_its_path() {
-    for f in ["examples/quickstart.yaml", "examples/multi-region.yaml", "examples/quickstart.bootstrap.yaml"] {
+    for f in ["examples/quickstart.yaml", "examples/multi-region.yaml", "examples/quickstart.bootstrap.yaml"]
+    {
         let (code, out, err) = run(&["validate", "-f", f]);
         assert_eq!(code, 0, "{f}: {out}{err}");
         assert!(out.contains("valid"), "{out}");
@@ -82,7 +82,10 @@ fn schema_command_matches_the_committed_schemas() {
     let (code, out, _) = run(&["schema", "--bootstrap"]);
     assert_eq!(code, 0);
     let committed = std::fs::read_to_string(repo().join("schema/bootstrap.schema.json")).unwrap();
-    assert_eq!(serde_json::from_str::<serde_json::Value>(&out).unwrap(), serde_json::from_str::<serde_json::Value>(&committed).unwrap());
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&out).unwrap(),
+        serde_json::from_str::<serde_json::Value>(&committed).unwrap()
+    );
 }
 
 /// The layer of each crate (DESIGN.md §5); a crate may depend only on lower layers.
@@ -118,11 +121,16 @@ fn no_crate_depends_on_a_higher_layer() {
                 section = t.to_string();
                 continue;
             }
-            let Some(dep) = t.split(['=', '.', ' ']).next().filter(|d| d.starts_with("meridian")) else { continue };
+            let Some(dep) = t.split(['=', '.', ' ']).next().filter(|d| d.starts_with("meridian")) else {
+                continue;
+            };
             if section == "[dev-dependencies]" && dep == "meridian-testkit" {
                 continue;
             }
-            assert!(section != "[dependencies]" || dep != "meridian-testkit", "{name} depends on the testkit");
+            assert!(
+                section != "[dependencies]" || dep != "meridian-testkit",
+                "{name} depends on the testkit"
+            );
             let theirs = layer(dep).unwrap_or_else(|| panic!("{name} depends on unknown crate {dep}"));
             assert!(theirs < mine, "{name} (layer {mine}) depends on {dep} (layer {theirs}) in {section}");
             checked += 1;
@@ -134,13 +142,21 @@ fn no_crate_depends_on_a_higher_layer() {
 /// Streams 2 GiB through a gateway process in each direction; its peak RSS stays under 64 MiB.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streams_two_gib_each_way_in_flat_memory() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = SERIAL.lock().await;
     const SIZE: u64 = 2 << 30;
     let up = TestUpstream::start("bulk").await;
     let listen = free_addr();
     let mut gw = ChildGuard::spawn(
         Command::new(bin())
-            .args(["gateway", "--listen", &listen.to_string(), "--upstream", &up.addr().to_string(), "--workers", "1"])
+            .args([
+                "gateway",
+                "--listen",
+                &listen.to_string(),
+                "--upstream",
+                &up.addr().to_string(),
+                "--workers",
+                "1",
+            ])
             .env("MERIDIAN_LOG", "warn")
             .stdin(Stdio::null()),
     )
@@ -159,7 +175,8 @@ async fn streams_two_gib_each_way_in_flat_memory() {
 
     // Upload, streamed from a generator (never in memory at once).
     let chunk = bytes::Bytes::from(vec![7u8; 1 << 20]);
-    let stream = futures_util::stream::iter((0..(SIZE >> 20)).map(move |_| Ok::<_, std::io::Error>(chunk.clone())));
+    let stream =
+        futures_util::stream::iter((0..(SIZE >> 20)).map(move |_| Ok::<_, std::io::Error>(chunk.clone())));
     let r = c
         .post(format!("http://{listen}/sink"))
         .body(reqwest::Body::wrap_stream(stream))
@@ -180,7 +197,7 @@ async fn streams_two_gib_each_way_in_flat_memory() {
 /// process behind when stopped.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn up_runs_the_quickstart_and_stops_cleanly() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = SERIAL.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let (gw, admin, upstream) = (free_addr(), free_addr(), free_addr());
     let global = std::fs::read_to_string(repo().join("examples/quickstart.yaml"))
@@ -203,7 +220,8 @@ async fn up_runs_the_quickstart_and_stops_cleanly() {
     )
     .unwrap();
     wait_for_http_ok(&format!("http://{admin}/-/ready"), Duration::from_secs(30)).await.unwrap();
-    let v: serde_json::Value = reqwest::get(format!("http://{gw}/api/users/42")).await.unwrap().json().await.unwrap();
+    let v: serde_json::Value =
+        reqwest::get(format!("http://{gw}/api/users/42")).await.unwrap().json().await.unwrap();
     assert_eq!(v["service"], "demo");
     assert_eq!(v["path"], "/api/users/42");
     assert_eq!(v["headers"]["x-gateway"], "meridian");
@@ -212,6 +230,9 @@ async fn up_runs_the_quickstart_and_stops_cleanly() {
     assert!(status.success(), "up exited with {status}");
     // Children are gone: their ports are closed.
     for addr in [gw, admin, upstream] {
-        assert!(std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err(), "{addr} still open");
+        assert!(
+            std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err(),
+            "{addr} still open"
+        );
     }
 }

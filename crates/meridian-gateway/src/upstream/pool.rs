@@ -99,7 +99,12 @@ pub struct EndpointPool {
 }
 
 impl EndpointPool {
-    pub fn new(addr: EndpointAddr, protocol: UpstreamProtocol, max_idle: usize, idle_timeout: Duration) -> Self {
+    pub fn new(
+        addr: EndpointAddr,
+        protocol: UpstreamProtocol,
+        max_idle: usize,
+        idle_timeout: Duration,
+    ) -> Self {
         EndpointPool {
             addr,
             protocol,
@@ -137,7 +142,10 @@ impl EndpointPool {
     }
 
     /// A fresh HTTP/1.1 connection that is never pooled, for protocol upgrades (WebSocket).
-    pub async fn connect_for_upgrade(&self, connect_timeout: Duration) -> Result<http1::SendRequest<GwBody>, ProxyError> {
+    pub async fn connect_for_upgrade(
+        &self,
+        connect_timeout: Duration,
+    ) -> Result<http1::SendRequest<GwBody>, ProxyError> {
         self.connect_h1(connect_timeout, true).await
     }
 
@@ -211,7 +219,11 @@ impl EndpointPool {
         Ok(stream)
     }
 
-    async fn connect_h1(&self, t: Duration, upgrades: bool) -> Result<http1::SendRequest<GwBody>, ProxyError> {
+    async fn connect_h1(
+        &self,
+        t: Duration,
+        upgrades: bool,
+    ) -> Result<http1::SendRequest<GwBody>, ProxyError> {
         let io = TokioIo::new(self.tcp(t).await?);
         let (sender, conn) = http1::Builder::new()
             .handshake(io)
@@ -245,7 +257,12 @@ impl EndpointPool {
 }
 
 fn handshake_error(addr: &str, e: hyper::Error) -> ProxyError {
-    ProxyError::new(ErrorCode::BadGateway, Source::Upstream, Retry::Safe, format!("handshake with {addr} failed: {e}"))
+    ProxyError::new(
+        ErrorCode::BadGateway,
+        Source::Upstream,
+        Retry::Safe,
+        format!("handshake with {addr} failed: {e}"),
+    )
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -253,7 +270,10 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// Sends one request on a checked-out connection and classifies failures for retry decisions.
-pub async fn send(conn: &mut Conn, req: http::Request<GwBody>) -> Result<http::Response<hyper::body::Incoming>, ProxyError> {
+pub async fn send(
+    conn: &mut Conn,
+    req: http::Request<GwBody>,
+) -> Result<http::Response<hyper::body::Incoming>, ProxyError> {
     let reused = conn.reused;
     let r = match &mut conn.sender {
         Sender::H1(s) => {
@@ -294,18 +314,23 @@ pub fn classify(e: hyper::Error, reused: bool) -> ProxyError {
         // hyper never wrote the request (e.g. the pooled connection closed first).
         retry = Retry::Safe;
     }
-    if let Some(h2e) = e.source().and_then(|s| s.downcast_ref::<h2::Error>()) {
-        if h2e.reason() == Some(h2::Reason::REFUSED_STREAM) || h2e.is_go_away() {
-            // RFC 9113 §8.7: a refused stream, or one above GOAWAY's last stream id, was not processed.
-            retry = Retry::Safe;
-        }
+    if let Some(h2e) = e.source().and_then(|s| s.downcast_ref::<h2::Error>())
+        && (h2e.reason() == Some(h2::Reason::REFUSED_STREAM) || h2e.is_go_away())
+    {
+        // RFC 9113 §8.7: a refused stream, or one above GOAWAY's last stream id, was not processed.
+        retry = Retry::Safe;
     }
     if reused && e.is_incomplete_message() {
         // A keep-alive connection the server closed while we were reusing it.
         retry = Retry::IfIdempotent;
     }
     let detail = e.source().map(|s| format!(": {s}")).unwrap_or_default();
-    ProxyError::new(ErrorCode::BadGateway, Source::Upstream, retry, format!("upstream request failed: {msg}{detail}"))
+    ProxyError::new(
+        ErrorCode::BadGateway,
+        Source::Upstream,
+        retry,
+        format!("upstream request failed: {msg}{detail}"),
+    )
 }
 
 /// What a response body gives back when it ends: the HTTP/1.1 connection, to its pool.

@@ -41,7 +41,10 @@ pub async fn resolve_once(host: &str, port: u16) -> Result<(Vec<SocketAddr>, Opt
 
 /// Keeps a hostname endpoint's addresses fresh until the pool is dropped. On failure the last
 /// addresses are kept (a resolver outage degrades freshness, not availability).
-pub fn spawn_refresh(pool: &Arc<EndpointPool>, fallback_interval: Duration) -> Option<tokio::task::JoinHandle<()>> {
+pub fn spawn_refresh(
+    pool: &Arc<EndpointPool>,
+    fallback_interval: Duration,
+) -> Option<tokio::task::JoinHandle<()>> {
     let host = pool.addr.hostname.clone()?;
     let port = pool.addr.port;
     let weak: Weak<EndpointPool> = Arc::downgrade(pool);

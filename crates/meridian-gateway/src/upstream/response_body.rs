@@ -62,7 +62,12 @@ pub struct UpstreamBody {
 }
 
 impl UpstreamBody {
-    pub fn new(inner: Incoming, ret: Option<PoolReturn>, in_flight: InFlight, slot: Option<ServiceSlot>) -> Self {
+    pub fn new(
+        inner: Incoming,
+        ret: Option<PoolReturn>,
+        in_flight: InFlight,
+        slot: Option<ServiceSlot>,
+    ) -> Self {
         let mut b = UpstreamBody { inner, ret, _in_flight: Some((in_flight, slot)) };
         if b.inner.is_end_stream() {
             b.finish();
@@ -83,7 +88,10 @@ impl Body for UpstreamBody {
     type Error = BoxError;
 
     #[inline]
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(None) => {

@@ -39,7 +39,11 @@ impl Drop for ServiceRuntime {
 impl ServiceRuntime {
     /// Builds the runtime of `svc` for `region`, reusing endpoint pools from `prev` where the
     /// address and protocol are unchanged.
-    pub fn build(svc: &Service, region: &str, prev: Option<&ServiceRuntime>) -> Result<ServiceRuntime, String> {
+    pub fn build(
+        svc: &Service,
+        region: &str,
+        prev: Option<&ServiceRuntime>,
+    ) -> Result<ServiceRuntime, String> {
         let mut reusable: HashMap<&str, &Arc<EndpointPool>> = HashMap::new();
         if let Some(p) = prev {
             for e in &p.endpoints {

@@ -32,7 +32,8 @@ impl Gw {
              shutdown: {{ drain_period: 500ms, grace_period: 5s }}\n{top_extra}",
             path = config_path.display()
         );
-        let b = meridian_model::parse_bootstrap(&bootstrap).unwrap_or_else(|e| panic!("bootstrap: {e}\n{bootstrap}"));
+        let b = meridian_model::parse_bootstrap(&bootstrap)
+            .unwrap_or_else(|e| panic!("bootstrap: {e}\n{bootstrap}"));
         let src = Box::new(FileSource::new(config_path.clone(), Duration::from_millis(50)));
         let running = meridian_gateway::start(b, src).await.expect("gateway starts");
         Gw { running: Some(running), dir, config_path }

@@ -39,7 +39,8 @@ async fn proxies_http1_with_proxy_headers_and_request_id() {
 #[tokio::test]
 async fn trusted_proxies_extend_the_forwarded_chain_and_request_ids_propagate() {
     let up = TestUpstream::start("a").await;
-    let gw = Gw::start_with(&global(&[up.addr()], "", CATCH_ALL), "", "trusted_proxies: [127.0.0.0/8]\n").await;
+    let gw =
+        Gw::start_with(&global(&[up.addr()], "", CATCH_ALL), "", "trusted_proxies: [127.0.0.0/8]\n").await;
     let r = client()
         .get(gw.url("/"))
         .header("x-forwarded-for", "203.0.113.7")
@@ -110,7 +111,8 @@ async fn header_policy_and_cors_run_in_their_phases() {
         \x20 - name: cors\n    cors: { allow_origins: [\"https://app.test\"], allow_methods: [GET, PUT] }\n";
     let gw = Gw::start(&global(&[up.addr()], "", rest)).await;
     let c = client();
-    let r = c.get(gw.url("/x")).header("x-drop", "1").header("origin", "https://app.test").send().await.unwrap();
+    let r =
+        c.get(gw.url("/x")).header("x-drop", "1").header("origin", "https://app.test").send().await.unwrap();
     assert_eq!(r.headers()["x-served-by"], "meridian");
     assert!(r.headers().get("x-upstream").is_none());
     assert_eq!(r.headers()["access-control-allow-origin"], "https://app.test");
@@ -158,9 +160,11 @@ async fn round_robin_spreads_and_consistent_hash_sticks() {
     let sticky = "    load_balancing: { policy: consistent_hash, hash_on: { header: x-user } }\n";
     let gw2 = Gw::start(&global(&[a.addr(), b.addr()], sticky, CATCH_ALL)).await;
     for user in ["u1", "u2", "u3", "u4", "u5"] {
-        let first: Value = c.get(gw2.url("/")).header("x-user", user).send().await.unwrap().json().await.unwrap();
+        let first: Value =
+            c.get(gw2.url("/")).header("x-user", user).send().await.unwrap().json().await.unwrap();
         for _ in 0..5 {
-            let v: Value = c.get(gw2.url("/")).header("x-user", user).send().await.unwrap().json().await.unwrap();
+            let v: Value =
+                c.get(gw2.url("/")).header("x-user", user).send().await.unwrap().json().await.unwrap();
             assert_eq!(v["upstream"], first["upstream"], "user {user} moved");
         }
     }

@@ -9,7 +9,11 @@ use meridian_testkit::TestUpstream;
 use crate::harness::*;
 
 /// Runs `workers` client loops against `url` until `stop`; returns (ok, failed) counters.
-fn load(url: String, workers: usize, stop: Arc<AtomicBool>) -> (Arc<AtomicU64>, Arc<AtomicU64>, Vec<tokio::task::JoinHandle<()>>) {
+fn load(
+    url: String,
+    workers: usize,
+    stop: Arc<AtomicBool>,
+) -> (Arc<AtomicU64>, Arc<AtomicU64>, Vec<tokio::task::JoinHandle<()>>) {
     let ok = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
@@ -66,7 +70,9 @@ async fn hot_reload_under_load_fails_no_request() {
         .await;
     }
     // A new route appears without a restart.
-    let extra = format!("{CATCH_ALL}  - name: extra\n    match: {{ path: {{ exact: /extra }} }}\n    service: svc\n    policies: [tag]\npolicies:\n  - name: tag\n    headers: {{ response: {{ set: {{ x-extra: \"1\" }} }} }}\n");
+    let extra = format!(
+        "{CATCH_ALL}  - name: extra\n    match: {{ path: {{ exact: /extra }} }}\n    service: svc\n    policies: [tag]\npolicies:\n  - name: tag\n    headers: {{ response: {{ set: {{ x-extra: \"1\" }} }} }}\n"
+    );
     gw.write_config(&global(&[a.addr()], "", &extra));
     eventually("new route live", Duration::from_secs(10), async || {
         c.get(gw.url("/extra")).send().await.map(|r| r.headers().get("x-extra").is_some()).unwrap_or(false)
@@ -89,7 +95,8 @@ async fn an_invalid_reload_is_rejected_and_the_running_config_kept() {
     let gw = Gw::start(&global(&[a.addr()], "", CATCH_ALL)).await;
     let h0 = gw.hash().unwrap();
     gw.write_config("routes:\n  - name: r\n    service: ordrs\n    bogus_key: 1\n");
-    eventually("rejection recorded", Duration::from_secs(10), async || gw.status().reloads_rejected > 0).await;
+    eventually("rejection recorded", Duration::from_secs(10), async || gw.status().reloads_rejected > 0)
+        .await;
     let st = gw.status();
     assert_eq!(st.hash.as_deref(), Some(h0.as_str()));
     assert!(st.last_error.as_deref().unwrap_or("").contains("bogus_key"), "{:?}", st.last_error);
@@ -100,7 +107,8 @@ async fn an_invalid_reload_is_rejected_and_the_running_config_kept() {
     assert!(st.last_error.as_deref().unwrap_or("").contains("routes[0].service"), "{:?}", st.last_error);
     let r = client().get(gw.url("/still")).send().await.unwrap();
     assert_eq!(r.status(), 200);
-    let admin: serde_json::Value = client().get(gw.admin("/-/config")).send().await.unwrap().json().await.unwrap();
+    let admin: serde_json::Value =
+        client().get(gw.admin("/-/config")).send().await.unwrap().json().await.unwrap();
     assert_eq!(admin["hash"], h0.as_str());
     assert_eq!(admin["reloads_rejected"], 2);
 }
@@ -127,7 +135,10 @@ async fn drain_on_shutdown_fails_no_request() {
     })
     .await;
     let during = ok.load(Ordering::Relaxed);
-    eventually("served while draining", Duration::from_secs(5), async || ok.load(Ordering::Relaxed) > during + 10).await;
+    eventually("served while draining", Duration::from_secs(5), async || {
+        ok.load(Ordering::Relaxed) > during + 10
+    })
+    .await;
     // The client side stops sending, as a load balancer that saw readiness fail would.
     stop.store(true, Ordering::Relaxed);
     for t in tasks {

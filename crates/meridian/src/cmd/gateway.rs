@@ -32,7 +32,9 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             let b = meridian_model::load_bootstrap(path)
                 .map_err(|e| anyhow::anyhow!("invalid bootstrap {}:\n{e}", path.display()))?;
             let src: Box<dyn ConfigSource> = match &b.config {
-                SourceSpec::File { path, watch_interval } => Box::new(FileSource::new(path.clone(), watch_interval.get())),
+                SourceSpec::File { path, watch_interval } => {
+                    Box::new(FileSource::new(path.clone(), watch_interval.get()))
+                }
             };
             (b, src)
         }

@@ -60,7 +60,15 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     let mut children = vec![Guard {
         name: "demo-upstream",
         child: Command::new(&exe)
-            .args(["demo-upstream", "--listen", &a.upstream, "--service", "demo", "--region", &bootstrap.node.region])
+            .args([
+                "demo-upstream",
+                "--listen",
+                &a.upstream,
+                "--service",
+                "demo",
+                "--region",
+                &bootstrap.node.region,
+            ])
             .stdin(Stdio::null())
             .spawn()?,
     }];
