@@ -106,7 +106,14 @@ impl Proxy {
             return Response::from_parts(rp, GwBody::full(b));
         }
 
-        // 6. Proxy headers and path rewrite.
+        // 6. Proxy headers and path rewrite. HTTP/2 clients name the host in `:authority`;
+        // give it a Host header so forwarding headers and HTTP/1.1 upstreams see it.
+        if !parts.headers.contains_key(header::HOST)
+            && let Some(a) = parts.uri.authority()
+            && let Ok(v) = HeaderValue::from_str(a.as_str())
+        {
+            parts.headers.insert(header::HOST, v);
+        }
         let ctx =
             ForwardCtx { peer: conn.peer, tls: conn.tls, trusted: &self.node.trusted, via: &self.node.via };
         let client_ip = forwarded::prepare_request(&mut parts.headers, parts.version, &ctx, upgrade);

@@ -19,6 +19,7 @@ async fn h2c_prior_knowledge_clients_are_served() {
     // The upstream speaks HTTP/1.1 to us (service protocol http1) and still gets a Host.
     assert_eq!(v["version"], "HTTP/1.1");
     assert!(v["headers"]["host"].as_str().unwrap().starts_with("127.0.0.1:"));
+    assert_eq!(v["headers"]["x-forwarded-host"], v["headers"]["host"]);
 }
 
 #[tokio::test]
@@ -85,4 +86,39 @@ async fn grpc_unary_streaming_and_errors_pass_through_with_trailers() {
     let (items, status) = grpc::grpc_stream_then_fail(&uri, 3, tonic::Code::Aborted).await;
     assert_eq!(items.len(), 3);
     assert_eq!(status.code(), tonic::Code::Aborted);
+}
+
+#[tokio::test]
+async fn certificates_are_reloaded_without_a_restart() {
+    let up = TestUpstream::start("a").await;
+    let old_ca = TestCa::new("old ca");
+    let new_ca = TestCa::new("new ca");
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = old_ca.issue(&["api.test"]).write_named(dir.path(), "api");
+    let tls = format!(
+        "    tls:\n      certificates:\n        - {{ cert: {}, key: {} }}\n",
+        cert.display(),
+        key.display()
+    );
+    let gw = Gw::start_with(&global(&[up.addr()], "", CATCH_ALL), &tls, "").await;
+    let trusting = |ca: &TestCa| {
+        reqwest::Client::builder()
+            .no_proxy()
+            .tls_certs_only([reqwest::Certificate::from_pem(ca.cert_pem().as_bytes()).unwrap()])
+            .resolve("api.test", gw.addr())
+            .build()
+            .unwrap()
+    };
+    let url = format!("https://api.test:{}/", gw.addr().port());
+    assert_eq!(trusting(&old_ca).get(&url).send().await.unwrap().status(), 200);
+    // Replace the files in place; the listener picks the new certificate up by itself.
+    let leaf = new_ca.issue(&["api.test"]);
+    std::fs::write(&key, &leaf.key_pem).unwrap();
+    std::fs::write(&cert, &leaf.cert_pem).unwrap();
+    let new_client = trusting(&new_ca);
+    eventually("new certificate served", std::time::Duration::from_secs(15), async || {
+        new_client.get(&url).send().await.map(|r| r.status() == 200).unwrap_or(false)
+    })
+    .await;
+    assert!(trusting(&old_ca).get(&url).send().await.is_err(), "the old certificate is no longer served");
 }

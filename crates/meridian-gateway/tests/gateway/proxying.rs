@@ -184,3 +184,47 @@ async fn endpoints_given_by_hostname_are_resolved() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn access_log_writes_one_json_line_per_request() {
+    let up = TestUpstream::start("a").await;
+    let logdir = tempfile::tempdir().unwrap();
+    let log = logdir.path().join("access.log");
+    let top = format!("access_log: {{ enabled: true, path: {} }}\n", log.display());
+    let gw = Gw::start_with(&global(&[up.addr()], "", CATCH_ALL), "", &top).await;
+    let c = client();
+    let r = c.get(gw.url("/logged")).send().await.unwrap();
+    let rid = r.headers()["x-request-id"].to_str().unwrap().to_string();
+    let body = r.bytes().await.unwrap();
+    let r404 = Gw::start_with(
+        &global(
+            &[up.addr()],
+            "",
+            "routes:\n  - name: only\n    match: { path: { exact: /only } }\n    service: svc\n",
+        ),
+        "",
+        &top,
+    )
+    .await;
+    assert_eq!(c.get(r404.url("/missing")).send().await.unwrap().status(), 404);
+    let mut lines: Vec<Value> = Vec::new();
+    eventually("log lines flushed", std::time::Duration::from_secs(10), async || {
+        lines = std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        lines.iter().any(|l| l["request_id"] == rid.as_str())
+    })
+    .await;
+    let line = lines.iter().find(|l| l["request_id"] == rid.as_str()).unwrap();
+    assert_eq!(line["route"], "all");
+    assert_eq!(line["service"], "svc");
+    assert_eq!(line["region"], "local");
+    assert_eq!(line["status"], 200);
+    assert_eq!(line["endpoint"], up.addr().to_string());
+    assert_eq!(line["bytes_sent"], body.len() as u64);
+    assert_eq!(line["complete"], true);
+    assert!(line["total_ms"].as_f64().unwrap() >= line["headers_ms"].as_f64().unwrap());
+    assert!(line["time"].as_str().unwrap().ends_with('Z'));
+}
