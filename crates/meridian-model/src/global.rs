@@ -54,6 +54,10 @@ pub struct Region {
     /// Where the region is, for geoproximity and nearest-region decisions.
     #[serde(default)]
     pub location: Option<Location>,
+    /// Measured or expected round-trip latency to other regions, in milliseconds, by region
+    /// name; orders failover when a service gives no priority list.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub latency_ms: BTreeMap<String, u32>,
 }
 
 /// A point on the globe, in decimal degrees.
@@ -93,6 +97,18 @@ pub struct Service {
     /// How often hostnames in `endpoints` are resolved again when DNS gives no TTL. Default 30s.
     #[serde(default = "default_resolve_interval")]
     pub resolve_interval: Dur,
+    /// Active health checks of the endpoints. Absent: none (passive detection only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_check: Option<crate::resilience::HealthCheck>,
+    /// Passive outlier detection.
+    #[serde(default)]
+    pub outlier_detection: crate::resilience::OutlierDetection,
+    /// Circuit breaker per region.
+    #[serde(default)]
+    pub circuit_breaker: crate::resilience::CircuitBreaker,
+    /// Cross-region failover.
+    #[serde(default)]
+    pub failover: crate::resilience::Failover,
 }
 
 fn default_concurrency_limit() -> u32 {

@@ -8,10 +8,12 @@
 pub mod bootstrap;
 pub mod dur;
 pub mod global;
+pub mod resilience;
 
 pub use bootstrap::*;
 pub use dur::Dur;
 pub use global::*;
+pub use resilience::*;
 pub mod normalize;
 pub mod schema;
 pub mod valid;

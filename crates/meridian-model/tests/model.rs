@@ -134,7 +134,7 @@ fn unknown_keys_are_rejected_with_path_line_and_column() {
     assert_eq!(
         error_lines(parse_global("regions:\n  - name: a\n    bogus: 1\n")),
         [
-            "regions[0].bogus: unknown field `bogus`, expected one of name, public_addresses, peer_address, location (line 3, column 5)"
+            "regions[0].bogus: unknown field `bogus`, expected one of name, public_addresses, peer_address, location, latency_ms (line 3, column 5)"
         ]
     );
     assert_eq!(
