@@ -37,6 +37,26 @@ pub struct Bootstrap {
     /// Graceful shutdown.
     #[serde(default)]
     pub shutdown: ShutdownConfig,
+    /// The listener other regions' gateways call for cross-region failover (mutual TLS).
+    /// Absent: this node neither accepts nor sends peer traffic.
+    #[serde(default)]
+    pub peer: Option<PeerConfig>,
+}
+
+/// Gateway-to-gateway traffic: a mutually authenticated TLS listener, and the client identity
+/// used to call other regions' peer listeners.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PeerConfig {
+    /// `ip:port` of the peer listener.
+    pub address: String,
+    /// PEM certificate of this node (used as server and client certificate).
+    pub cert: PathBuf,
+    /// PEM private key of `cert`.
+    pub key: PathBuf,
+    /// PEM CA that signs every gateway of the deployment; peers must present a certificate
+    /// it signed.
+    pub ca: PathBuf,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -46,6 +66,10 @@ pub struct NodeIdentity {
     pub id: String,
     /// The region this node runs in; must be a region of the global config.
     pub region: String,
+    /// Source IP for connections this node opens (to endpoints and peers). Default: chosen by
+    /// the kernel.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_address: Option<std::net::IpAddr>,
 }
 
 /// A listening socket for client traffic: HTTP/1.1 and HTTP/2 on one port.

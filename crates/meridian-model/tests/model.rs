@@ -155,7 +155,7 @@ fn unknown_keys_are_rejected_with_path_line_and_column() {
         error_lines(parse_bootstrap(
             "node: {id: n, region: r, zone: z}\nconfig: {source: file, path: g.yaml}\n"
         )),
-        ["node.zone: unknown field `zone`, expected one of id, region (line 1, column 26)"]
+        ["node.zone: unknown field `zone`, expected one of id, region, source_address (line 1, column 26)"]
     );
 }
 
