@@ -1,0 +1,91 @@
+//! Blackholes with nftables: the lab owns one table, `inet meridian_lab`, and rewrites it whole
+//! (atomically, one `nft -f -` transaction) whenever the set of blackholed addresses changes.
+//! Packets to a blackholed `ip:port` are dropped in the output hook, which on loopback is where
+//! every lab packet passes: new connections hang in SYN retries and established ones stall, so
+//! peers see timeouts, not refusals.
+
+use std::collections::BTreeSet;
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+
+use crate::LabError;
+
+/// The lab's nftables table (family `inet`).
+pub const TABLE: &str = "meridian_lab";
+
+/// The nftables program for a set of dropped destinations (empty: just remove the table).
+pub fn ruleset(dropped: &BTreeSet<SocketAddr>) -> String {
+    // "add table" then "delete table" makes the delete succeed whether or not it existed.
+    let mut s = format!("add table inet {TABLE}\ndelete table inet {TABLE}\n");
+    if dropped.is_empty() {
+        return s;
+    }
+    s.push_str(&format!(
+        "table inet {TABLE} {{\n  chain output {{\n    type filter hook output priority 0; policy accept;\n"
+    ));
+    for a in dropped {
+        let family = if a.is_ipv4() { "ip" } else { "ip6" };
+        s.push_str(&format!("    {family} daddr {} tcp dport {} drop\n", a.ip(), a.port()));
+    }
+    s.push_str("  }\n}\n");
+    s
+}
+
+/// Replaces the lab's table with one dropping `dropped` (none: the table is deleted).
+pub fn apply(dropped: &BTreeSet<SocketAddr>) -> Result<(), LabError> {
+    run_script(&ruleset(dropped))
+}
+
+/// Deletes the lab's table if it exists.
+pub fn reset() -> Result<(), LabError> {
+    apply(&BTreeSet::new())
+}
+
+/// Whether the lab's table exists now.
+pub fn table_exists() -> Result<bool, LabError> {
+    let out = Command::new("nft")
+        .args(["list", "tables"])
+        .output()
+        .map_err(|e| LabError::Nft(format!("cannot run `nft` ({e}); install the nftables package")))?;
+    Ok(String::from_utf8_lossy(&out.stdout).lines().any(|l| l.trim() == format!("table inet {TABLE}")))
+}
+
+fn run_script(script: &str) -> Result<(), LabError> {
+    let mut child = Command::new("nft")
+        .args(["-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| {
+            LabError::Nft(format!("cannot run `nft` ({e}); install the nftables package (and run as root)"))
+        })?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(script.as_bytes()).map_err(|e| LabError::Nft(format!("writing to nft: {e}")))?;
+    }
+    let out = child.wait_with_output().map_err(|e| LabError::Nft(format!("waiting for nft: {e}")))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(LabError::Nft(format!(
+            "nft -f failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ruleset_drops_each_destination() {
+        let set: BTreeSet<SocketAddr> = ["127.0.2.12:9000".parse().unwrap()].into();
+        let s = ruleset(&set);
+        assert!(s.contains("ip daddr 127.0.2.12 tcp dport 9000 drop"), "{s}");
+        assert!(s.starts_with("add table inet meridian_lab\ndelete table inet meridian_lab\n"));
+        assert!(!ruleset(&BTreeSet::new()).contains("chain"));
+    }
+}
