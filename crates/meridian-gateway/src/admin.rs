@@ -13,6 +13,8 @@ use tokio::net::TcpListener;
 
 use crate::access_log::humantime_rfc3339;
 use crate::body::GwBody;
+use crate::proxy::Proxy;
+use crate::region::DrainTarget;
 
 /// What the reloader reports about config versions, for `/-/config`.
 #[derive(Debug, Default, Clone)]
@@ -31,6 +33,8 @@ pub struct AdminState {
     pub region: String,
     pub shutdown: Shutdown,
     pub config: Arc<Mutex<ConfigStatus>>,
+    /// The data plane, for status, per-service health and drain switches.
+    pub proxy: Proxy,
 }
 
 pub async fn serve(listener: TcpListener, state: Arc<AdminState>) {
@@ -54,10 +58,21 @@ pub async fn serve(listener: TcpListener, state: Arc<AdminState>) {
 }
 
 fn handle(state: &AdminState, req: Request<Incoming>) -> Response<GwBody> {
+    let path = req.uri().path();
+    if let Some(target) = path.strip_prefix("/-/drains/") {
+        return drain(state, req.method(), target);
+    }
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return json(StatusCode::METHOD_NOT_ALLOWED, serde_json::json!({"code": "MethodNotAllowed"}));
     }
-    match req.uri().path() {
+    if let Some(service) = path.strip_prefix("/-/health/services/") {
+        return service_health(state, service);
+    }
+    match path {
+        "/-/drains" => {
+            json(StatusCode::OK, serde_json::to_value(state.proxy.node.drains.snapshot()).unwrap_or_default())
+        }
+        "/-/status" => json(StatusCode::OK, crate::status::node_status(&state.proxy)),
         "/-/live" => json(StatusCode::OK, serde_json::json!({"status": "live"})),
         "/-/ready" => {
             let loaded = state.config.lock().map(|c| c.hash.is_some()).unwrap_or(false);
@@ -91,6 +106,41 @@ fn handle(state: &AdminState, req: Request<Incoming>) -> Response<GwBody> {
             serde_json::json!({"code": "NotFound", "message": "unknown admin path"}),
         ),
     }
+}
+
+/// `PUT /-/drains/{REGION|SERVICE@REGION}` drains, `DELETE` undrains.
+fn drain(state: &AdminState, method: &Method, target: &str) -> Response<GwBody> {
+    let drained = match *method {
+        Method::PUT | Method::POST => true,
+        Method::DELETE => false,
+        _ => return json(StatusCode::METHOD_NOT_ALLOWED, serde_json::json!({"code": "MethodNotAllowed"})),
+    };
+    match DrainTarget::parse(target) {
+        Ok(t) => {
+            let changed = state.proxy.node.drains.set(&t, drained);
+            json(
+                StatusCode::OK,
+                serde_json::json!({"target": t.to_string(), "drained": drained, "changed": changed}),
+            )
+        }
+        Err(e) => json(StatusCode::BAD_REQUEST, serde_json::json!({"code": "BadRequest", "message": e})),
+    }
+}
+
+/// Whether this region can serve `service` itself — never answered by failing over, so
+/// checkers in other regions see the truth.
+fn service_health(state: &AdminState, service: &str) -> Response<GwBody> {
+    let snap = state.proxy.state.load();
+    let Some(svc) = snap.services.get(service) else {
+        return json(
+            StatusCode::NOT_FOUND,
+            serde_json::json!({"code": "NotFound", "message": format!("unknown service {service:?}")}),
+        );
+    };
+    let node = &state.proxy.node;
+    let serves = crate::forward::serves_locally(svc, &node.region, &node.drains);
+    let code = if serves { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    json(code, crate::status::service_status(svc, node))
 }
 
 fn json(status: StatusCode, v: serde_json::Value) -> Response<GwBody> {

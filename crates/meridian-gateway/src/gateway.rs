@@ -19,10 +19,12 @@ use crate::access_log::AccessLog;
 use crate::admin::{self, AdminState, ConfigStatus};
 use crate::config_source::{Candidate, ConfigSource};
 use crate::forwarded::TrustedProxies;
+use crate::peer::PeerTls;
 use crate::proxy::{NodeCtx, Proxy};
-use crate::server::listener::{self, Listener};
+use crate::region::Drains;
+use crate::server::listener::{self, Listener, ListenerKind};
 use crate::server::tls::{self, CertStore};
-use crate::state::{self, Snapshot};
+use crate::state::{self, NodeEnv, Snapshot};
 
 /// How often certificate files are checked for changes.
 const CERT_POLL: Duration = Duration::from_secs(2);
@@ -99,8 +101,17 @@ pub async fn start(bootstrap: Bootstrap, mut source: Box<dyn ConfigSource>) -> a
         },
     };
     meridian_model::check_bootstrap(&bootstrap, &initial).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let peer_tls = match &bootstrap.peer {
+        Some(p) => Some(Arc::new(PeerTls::load(p).context("loading the peer TLS material")?)),
+        None => None,
+    };
+    let env = Arc::new(NodeEnv {
+        region: Arc::from(region.as_str()),
+        source: bootstrap.node.source_address,
+        peer_tls: peer_tls.clone(),
+    });
     let snap =
-        state::build(Arc::new(initial), &region, None).map_err(|e| anyhow::anyhow!("{}", ConfigErrors(e)))?;
+        state::build(Arc::new(initial), &env, None).map_err(|e| anyhow::anyhow!("{}", ConfigErrors(e)))?;
     record_applied(&status, &snap, from_snapshot);
     persist_snapshot(bootstrap.snapshot_path.as_deref(), &snap);
     let current = Arc::new(ArcSwap::from_pointee(snap));
@@ -118,6 +129,7 @@ pub async fn start(bootstrap: Bootstrap, mut source: Box<dyn ConfigSource>) -> a
         via: HeaderValue::from_static("1.1 meridian"),
         trusted,
         access_log,
+        drains: Drains::default(),
     });
     let proxy = Proxy { state: Arc::clone(&current), node };
     let shutdown = Shutdown::new();
@@ -137,10 +149,27 @@ pub async fn start(bootstrap: Bootstrap, mut source: Box<dyn ConfigSource>) -> a
                 Some(tokio_rustls::TlsAcceptor::from(cfg))
             }
         };
-        let listener = Listener { name: l.name.clone(), tcp, tls, limits: l.limits.clone() };
+        let listener =
+            Listener { name: l.name.clone(), kind: ListenerKind::Public, tcp, tls, limits: l.limits.clone() };
         bound.push((l.name.clone(), listener.local_addr()?));
         tokio::spawn(listener::serve(listener, proxy.clone(), shutdown.clone(), tracker.clone()));
         tracing::info!(listener = %l.name, addr = %bound.last().map(|b| b.1).unwrap_or(([0, 0, 0, 0], 0).into()), tls = l.tls.is_some(), "listening");
+    }
+
+    if let (Some(p), Some(tls)) = (&bootstrap.peer, &peer_tls) {
+        let tcp = TcpListener::bind(&p.address)
+            .await
+            .with_context(|| format!("binding the peer listener on {}", p.address))?;
+        let listener = Listener {
+            name: "peer".into(),
+            kind: ListenerKind::Peer,
+            tcp,
+            tls: Some(tokio_rustls::TlsAcceptor::from(Arc::clone(&tls.server))),
+            limits: meridian_model::ListenerLimits { max_body_bytes: u64::MAX, ..Default::default() },
+        };
+        bound.push(("peer".into(), listener.local_addr()?));
+        tracing::info!(addr = %p.address, "peer listener (mutual TLS)");
+        tokio::spawn(listener::serve(listener, proxy.clone(), shutdown.clone(), tracker.clone()));
     }
 
     let admin_tcp = TcpListener::bind(&bootstrap.admin.address)
@@ -152,12 +181,21 @@ pub async fn start(bootstrap: Bootstrap, mut source: Box<dyn ConfigSource>) -> a
         region: region.clone(),
         shutdown: shutdown.clone(),
         config: Arc::clone(&status),
+        proxy: proxy.clone(),
     });
     tokio::spawn(admin::serve(admin_tcp, admin_state));
 
     let (tx, rx) = mpsc::channel(4);
     let watcher = source.watch(tx);
-    tokio::spawn(reloader(rx, current, bootstrap.clone(), Arc::clone(&status), shutdown.clone(), watcher));
+    tokio::spawn(reloader(
+        rx,
+        current,
+        bootstrap.clone(),
+        env,
+        Arc::clone(&status),
+        shutdown.clone(),
+        watcher,
+    ));
 
     Ok(Running {
         listeners: bound,
@@ -176,6 +214,7 @@ async fn reloader(
     mut rx: mpsc::Receiver<Candidate>,
     current: Arc<ArcSwap<Snapshot>>,
     bootstrap: Bootstrap,
+    env: Arc<NodeEnv>,
     status: Arc<Mutex<ConfigStatus>>,
     shutdown: Shutdown,
     watcher: tokio::task::JoinHandle<()>,
@@ -191,7 +230,7 @@ async fn reloader(
             if valid.hash() == old.config.hash() {
                 return Ok(None);
             }
-            state::build(Arc::new(valid), &bootstrap.node.region, Some(&old)).map(Some).map_err(ConfigErrors)
+            state::build(Arc::new(valid), &env, Some(&old)).map(Some).map_err(ConfigErrors)
         });
         match result {
             Ok(None) => tracing::debug!(origin = %cand.origin, "config unchanged"),

@@ -30,6 +30,8 @@ const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// A listener ready to serve.
 pub struct Listener {
     pub name: String,
+    /// Client traffic, or the peer listener (mutual TLS, hop contract).
+    pub kind: ListenerKind,
     pub tcp: TcpListener,
     pub tls: Option<TlsAcceptor>,
     pub limits: ListenerLimits,
@@ -41,7 +43,14 @@ impl Listener {
     }
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListenerKind {
+    Public,
+    Peer,
+}
+
 struct ConnShared {
+    kind: ListenerKind,
     proxy: Proxy,
     info: ConnInfo,
     /// Requests whose response has not finished on this connection.
@@ -72,8 +81,9 @@ pub async fn serve(l: Listener, proxy: Proxy, shutdown: Shutdown, tracker: TaskT
         let builder = Arc::clone(&builder);
         let limits = Arc::clone(&limits);
         let shutdown = shutdown.clone();
+        let kind = l.kind;
         tracker.spawn(async move {
-            serve_conn(stream, peer, tls, proxy, &builder, &limits, shutdown).await;
+            serve_conn(stream, peer, kind, tls, proxy, &builder, &limits, shutdown).await;
         });
     }
     tracing::info!(listener = %l.name, "listener closed");
@@ -96,9 +106,11 @@ fn http_builder(limits: &ListenerLimits) -> auto::Builder<TokioExecutor> {
     b
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn serve_conn(
     stream: TcpStream,
     peer: SocketAddr,
+    kind: ListenerKind,
     tls: Option<TlsAcceptor>,
     proxy: Proxy,
     builder: &auto::Builder<TokioExecutor>,
@@ -107,6 +119,7 @@ async fn serve_conn(
 ) {
     let activity = Activity::new();
     let shared = Arc::new(ConnShared {
+        kind,
         proxy,
         info: ConnInfo { peer, tls: tls.is_some(), max_body_bytes: limits.max_body_bytes },
         active: Arc::new(AtomicUsize::new(0)),
@@ -149,7 +162,10 @@ async fn drive<I>(
         let shared = Arc::clone(&shared);
         async move {
             let guard = ActiveGuard::new(&shared.active);
-            let resp = shared.proxy.handle(req, &shared.info).await;
+            let resp = match shared.kind {
+                ListenerKind::Public => shared.proxy.handle(req, &shared.info).await,
+                ListenerKind::Peer => shared.proxy.handle_peer(req, &shared.info).await,
+            };
             Ok::<_, Infallible>(resp.map(|b| ServerBody { inner: b, _guard: guard }))
         }
     });

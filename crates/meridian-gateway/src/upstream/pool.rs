@@ -15,7 +15,7 @@ use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use meridian_core::ErrorCode;
 use meridian_model::UpstreamProtocol;
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 
 use crate::body::GwBody;
 use crate::error::{ProxyError, Retry, Source};
@@ -96,6 +96,16 @@ pub struct EndpointPool {
     h2: Mutex<Option<http2::SendRequest<GwBody>>>,
     /// Requests in flight to this endpoint (least-request balancing, status).
     pub in_flight: AtomicU32,
+    opts: ConnectOpts,
+}
+
+/// How connections are opened: from which source address, and with TLS (peer gateways).
+#[derive(Clone, Default)]
+pub struct ConnectOpts {
+    /// Bind outgoing sockets to this address (region isolation, per-region egress).
+    pub source: Option<std::net::IpAddr>,
+    /// TLS client side: connector (with our client certificate) and the name to verify.
+    pub tls: Option<(tokio_rustls::TlsConnector, rustls_pki_types::ServerName<'static>)>,
 }
 
 impl EndpointPool {
@@ -104,8 +114,10 @@ impl EndpointPool {
         protocol: UpstreamProtocol,
         max_idle: usize,
         idle_timeout: Duration,
+        opts: ConnectOpts,
     ) -> Self {
         EndpointPool {
+            opts,
             addr,
             protocol,
             max_idle,
@@ -196,7 +208,17 @@ impl EndpointPool {
                 format!("endpoint {} has no resolved address", self.addr.configured),
             ));
         };
-        let stream = match tokio::time::timeout(connect_timeout, TcpStream::connect(sa)).await {
+        let connect = async {
+            match self.opts.source {
+                None => TcpStream::connect(sa).await,
+                Some(ip) => {
+                    let sock = if sa.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+                    sock.bind(std::net::SocketAddr::new(ip, 0))?;
+                    sock.connect(sa).await
+                }
+            }
+        };
+        let stream = match tokio::time::timeout(connect_timeout, connect).await {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => {
                 return Err(ProxyError::new(
@@ -224,9 +246,50 @@ impl EndpointPool {
         t: Duration,
         upgrades: bool,
     ) -> Result<http1::SendRequest<GwBody>, ProxyError> {
-        let io = TokioIo::new(self.tcp(t).await?);
+        let tcp = self.tcp(t).await?;
+        match &self.opts.tls {
+            None => self.handshake_h1(tcp, upgrades).await,
+            Some(tls) => self.handshake_h1(self.tls(tcp, tls, t).await?, upgrades).await,
+        }
+    }
+
+    async fn connect_h2(&self, t: Duration) -> Result<http2::SendRequest<GwBody>, ProxyError> {
+        let tcp = self.tcp(t).await?;
+        match &self.opts.tls {
+            None => self.handshake_h2(tcp).await,
+            Some(tls) => self.handshake_h2(self.tls(tcp, tls, t).await?).await,
+        }
+    }
+
+    async fn tls(
+        &self,
+        tcp: TcpStream,
+        (connector, name): &(tokio_rustls::TlsConnector, rustls_pki_types::ServerName<'static>),
+        t: Duration,
+    ) -> Result<tokio_rustls::client::TlsStream<TcpStream>, ProxyError> {
+        match tokio::time::timeout(t, connector.connect(name.clone(), tcp)).await {
+            Ok(Ok(s)) => Ok(s),
+            Ok(Err(e)) => Err(ProxyError::new(
+                ErrorCode::BadGateway,
+                Source::Upstream,
+                Retry::Safe,
+                format!("TLS with {} failed: {e}", self.addr.configured),
+            )),
+            Err(_) => Err(ProxyError::new(
+                ErrorCode::GatewayTimeout,
+                Source::Upstream,
+                Retry::Safe,
+                format!("TLS with {} timed out", self.addr.configured),
+            )),
+        }
+    }
+
+    async fn handshake_h1<I>(&self, io: I, upgrades: bool) -> Result<http1::SendRequest<GwBody>, ProxyError>
+    where
+        I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
         let (sender, conn) = http1::Builder::new()
-            .handshake(io)
+            .handshake(TokioIo::new(io))
             .await
             .map_err(|e| handshake_error(&self.addr.configured, e))?;
         if upgrades {
@@ -241,12 +304,14 @@ impl EndpointPool {
         Ok(sender)
     }
 
-    async fn connect_h2(&self, t: Duration) -> Result<http2::SendRequest<GwBody>, ProxyError> {
-        let io = TokioIo::new(self.tcp(t).await?);
+    async fn handshake_h2<I>(&self, io: I) -> Result<http2::SendRequest<GwBody>, ProxyError>
+    where
+        I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
         let (sender, conn) = http2::Builder::new(TokioExecutor::new())
             .timer(hyper_util::rt::TokioTimer::new())
             .keep_alive_interval(Some(Duration::from_secs(30)))
-            .handshake(io)
+            .handshake(TokioIo::new(io))
             .await
             .map_err(|e| handshake_error(&self.addr.configured, e))?;
         tokio::spawn(async move {

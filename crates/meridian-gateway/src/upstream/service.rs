@@ -8,10 +8,13 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use super::response_body::ServiceSlot;
 
-use meridian_model::{HashOn, LoadBalancing, Service};
+use meridian_model::{HashOn, LoadBalancing, Region, Service};
+
+use crate::peer::PeerRegion;
+use crate::state::{NodeEnv, TryPolicy};
 
 use super::lb::Balancer;
-use super::pool::{EndpointAddr, EndpointPool};
+use super::pool::{ConnectOpts, EndpointAddr, EndpointPool};
 use super::resolve;
 
 pub struct ServiceRuntime {
@@ -25,6 +28,14 @@ pub struct ServiceRuntime {
     /// Requests in flight to this service from this gateway.
     pub in_flight: Arc<AtomicU32>,
     pub concurrency_limit: u32,
+    /// Requests in flight that peer regions sent here (capped by `failover.max_peer_requests`).
+    pub peer_in_flight: Arc<AtomicU32>,
+    /// Bounds of requests that peer regions send here.
+    pub peer_tries: TryPolicy,
+    /// Whether this region may serve the service at all (data residency).
+    pub local_allowed: bool,
+    /// Peer regions to fail over to, best first.
+    pub failover_to: Vec<Arc<PeerRegion>>,
     refresh: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -41,9 +52,13 @@ impl ServiceRuntime {
     /// address and protocol are unchanged.
     pub fn build(
         svc: &Service,
-        region: &str,
+        env: &NodeEnv,
+        regions: &[Region],
+        peers: &HashMap<String, Arc<PeerRegion>>,
         prev: Option<&ServiceRuntime>,
     ) -> Result<ServiceRuntime, String> {
+        let region: &str = &env.region;
+        let source = env.source;
         let mut reusable: HashMap<&str, &Arc<EndpointPool>> = HashMap::new();
         if let Some(p) = prev {
             for e in &p.endpoints {
@@ -52,7 +67,13 @@ impl ServiceRuntime {
                 }
             }
         }
-        let local = svc.endpoints.get(region).map(Vec::as_slice).unwrap_or(&[]);
+        let local_allowed = crate::region::allowed_in(svc, region);
+        let local =
+            if local_allowed { svc.endpoints.get(region).map(Vec::as_slice).unwrap_or(&[]) } else { &[] };
+        let failover_to = crate::region::failover_order(region, svc, regions)
+            .iter()
+            .filter_map(|r| peers.get(r).cloned())
+            .collect();
         let mut endpoints = Vec::with_capacity(local.len());
         let mut weights = Vec::with_capacity(local.len());
         let mut refresh = Vec::new();
@@ -66,6 +87,7 @@ impl ServiceRuntime {
                         svc.protocol,
                         svc.pool.max_idle_per_endpoint as usize,
                         svc.pool.idle_timeout.get(),
+                        ConnectOpts { source, tls: None },
                     ))
                 }
             };
@@ -94,6 +116,10 @@ impl ServiceRuntime {
             endpoints,
             hash_on,
             in_flight: prev.map(|p| Arc::clone(&p.in_flight)).unwrap_or_default(),
+            peer_in_flight: prev.map(|p| Arc::clone(&p.peer_in_flight)).unwrap_or_default(),
+            peer_tries: TryPolicy::default_for_peers(),
+            local_allowed,
+            failover_to,
             concurrency_limit: svc.concurrency_limit,
             refresh,
         })
@@ -106,6 +132,11 @@ impl ServiceRuntime {
     /// Takes a concurrency slot for one client request; None when the service is at its limit.
     pub fn acquire(&self) -> Option<ServiceSlot> {
         ServiceSlot::acquire(&self.in_flight, self.concurrency_limit)
+    }
+
+    /// Takes a slot for a request from a peer region; None beyond `failover.max_peer_requests`.
+    pub fn acquire_peer(&self) -> Option<ServiceSlot> {
+        ServiceSlot::acquire(&self.peer_in_flight, self.config.failover.max_peer_requests)
     }
 
     /// Picks an endpoint not yet tried by this request.

@@ -21,11 +21,16 @@ impl Gw {
     }
 
     pub async fn start_with(global: &str, listener_extra: &str, top_extra: &str) -> Gw {
+        Gw::start_in("local", global, listener_extra, top_extra).await
+    }
+
+    /// Starts a gateway of `region`.
+    pub async fn start_in(region: &str, global: &str, listener_extra: &str, top_extra: &str) -> Gw {
         let dir = tempfile::tempdir().unwrap();
         let config_path = dir.path().join("global.yaml");
         std::fs::write(&config_path, global).unwrap();
         let bootstrap = format!(
-            "node: {{ id: gw-test, region: local }}\n\
+            "node: {{ id: gw-{region}, region: {region} }}\n\
              listeners:\n  - name: public\n    address: 127.0.0.1:0\n{listener_extra}\
              admin: {{ address: 127.0.0.1:0 }}\n\
              config: {{ source: file, path: {path}, watch_interval: 50ms }}\n\

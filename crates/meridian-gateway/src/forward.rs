@@ -1,0 +1,400 @@
+//! Sending a request to a service: endpoint choice in this region, tries within timeouts,
+//! retries within the budget and replay limits, and cross-region failover through the peer
+//! gateway tier when this region cannot serve (see [`crate::peer`] for the hop contract).
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{Request, Response, StatusCode, Uri, Version};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use meridian_core::ErrorCode;
+
+use crate::body::GwBody;
+use crate::error::{ProxyError, Retry, Source};
+use crate::peer::{self, PeerRegion};
+use crate::region::Drains;
+use crate::retry::is_idempotent;
+use crate::state::TryPolicy;
+use crate::timeout::{Activity, ActivityIo};
+use crate::upstream::lb::hash_key;
+use crate::upstream::pool::{self, EndpointPool, PoolReturn, Sender};
+use crate::upstream::response_body::{InFlight, UpstreamBody};
+use crate::upstream::service::ServiceRuntime;
+
+/// Most tries of one request we track (first try plus retries).
+const MAX_TRIED: usize = 8;
+
+/// Who sent the request: a client (may fail over), or a peer region (served locally only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    Client,
+    Peer,
+}
+
+/// Where one try goes.
+enum Target<'a> {
+    Local(usize),
+    Peer(&'a Arc<PeerRegion>),
+}
+
+/// What a forward needs besides the request.
+pub struct ForwardCtx<'a> {
+    pub tries: &'a TryPolicy,
+    pub service: &'a ServiceRuntime,
+    pub region: &'a str,
+    pub drains: &'a Drains,
+    pub origin: Origin,
+    pub client_ip: IpAddr,
+    pub start: Instant,
+}
+
+/// The request body as the tries see it.
+enum ReqBody {
+    /// Held in memory (absent or small): every try gets a copy.
+    Replayable(Option<Bytes>),
+    /// Streamed: only the first try can send it.
+    Stream(Option<GwBody>),
+}
+
+impl ReqBody {
+    fn take(&mut self) -> Option<GwBody> {
+        match self {
+            ReqBody::Replayable(None) => Some(GwBody::Empty),
+            ReqBody::Replayable(Some(b)) => Some(GwBody::Full(Some(b.clone()))),
+            ReqBody::Stream(b) => b.take(),
+        }
+    }
+}
+
+/// Enforces the body limit on bodies of unannounced length (chunked, HTTP/2 without length).
+pub fn limit_body(body: Incoming, announced: Option<u64>, max: u64) -> GwBody {
+    use http_body::Body as _;
+    if body.is_end_stream() || announced.is_some() {
+        // hyper enforces an announced Content-Length exactly.
+        return GwBody::Incoming(body);
+    }
+    GwBody::boxed(http_body_util::Limited::new(body, usize::try_from(max).unwrap_or(usize::MAX)))
+}
+
+/// Whether this region can serve `service` itself right now (not drained, allowed here, has
+/// endpoints). What `/-/health/services/{service}` reports, and the first choice of every request.
+pub fn serves_locally(service: &ServiceRuntime, region: &str, drains: &Drains) -> bool {
+    service.local_allowed && !service.endpoints.is_empty() && !drains.is_drained(region, &service.name)
+}
+
+/// Sends the request: local endpoints first, then peer regions in failover order. Returns the
+/// response and the endpoint (or peer gateway) that gave it.
+pub async fn forward(
+    cx: &ForwardCtx<'_>,
+    parts: http::request::Parts,
+    body: GwBody,
+) -> Result<(Response<GwBody>, Option<SocketAddr>), ProxyError> {
+    let service = cx.service;
+    let tries = cx.tries;
+    let local_ok = serves_locally(service, cx.region, cx.drains);
+    let may_fail_over = cx.origin == Origin::Client && !service.failover_to.is_empty();
+    if !local_ok && !may_fail_over {
+        return Err(unavailable(service, cx.region));
+    }
+    let Some(slot) = service.acquire() else {
+        return Err(ProxyError::internal(
+            ErrorCode::ServiceUnavailable,
+            format!("service {} is at its concurrency limit", service.name),
+        ));
+    };
+
+    let may_repeat =
+        tries.retry.attempts > 0 && (tries.retry.allow_non_idempotent || is_idempotent(&parts.method));
+    let mut body = if http_body::Body::is_end_stream(&body) {
+        ReqBody::Replayable(None)
+    } else if may_repeat
+        && content_length(&parts.headers).is_some_and(|n| n <= tries.retry.max_replay_body_bytes)
+    {
+        match body.collect().await {
+            Ok(c) => ReqBody::Replayable(Some(c.to_bytes())),
+            Err(e) => {
+                return Err(ProxyError::downstream(
+                    ErrorCode::BadRequest,
+                    format!("reading the request body failed: {e}"),
+                ));
+            }
+        }
+    } else {
+        ReqBody::Stream(Some(body))
+    };
+
+    tries.budget.deposit(Instant::now());
+    let deadline = tries.request_timeout.map(|d| cx.start + d);
+    let hash = service.hash_on().and_then(|h| hash_key(h, &parts.headers, cx.client_ip));
+    let mut tried = [usize::MAX; MAX_TRIED];
+    let mut n_local = 0usize;
+    let mut next_peer = 0usize;
+    let mut n_tries = 0usize;
+    let max_tries = (tries.retry.attempts as usize + 1).min(MAX_TRIED);
+    let mut slot = Some(slot);
+    let mut last_err: Option<ProxyError> = None;
+
+    while n_tries < max_tries {
+        if n_tries > 0 && !tries.budget.try_withdraw(Instant::now()) {
+            break;
+        }
+        let now = Instant::now();
+        // Local endpoints not yet tried, then the next usable peer region, then local
+        // endpoints again (a single-endpoint region still gets its retries).
+        let untried_local = local_ok.then(|| service.pick(hash, &tried[..n_local])).flatten();
+        let target = match untried_local {
+            Some(i) => Target::Local(i),
+            None => {
+                let mut found = None;
+                while may_fail_over && let Some(p) = service.failover_to.get(next_peer) {
+                    next_peer += 1;
+                    if !p.is_backed_off(now) && !cx.drains.is_drained(&p.region, &service.name) {
+                        found = Some(p);
+                        break;
+                    }
+                }
+                match (found, local_ok.then(|| service.pick(hash, &[])).flatten()) {
+                    (Some(p), _) => Target::Peer(p),
+                    (None, Some(i)) => Target::Local(i),
+                    (None, None) => break,
+                }
+            }
+        };
+        n_tries += 1;
+        let Some(remaining) = remaining(deadline) else {
+            last_err = Some(timeout_error("request", tries.request_timeout));
+            break;
+        };
+        let (ep, peer): (&Arc<EndpointPool>, Option<&Arc<PeerRegion>>) = match target {
+            Target::Local(i) => {
+                if n_local < MAX_TRIED {
+                    tried[n_local] = i;
+                    n_local += 1;
+                }
+                (&service.endpoints[i], None)
+            }
+            Target::Peer(p) => (&p.pool, Some(p)),
+        };
+        let in_flight = InFlight::new(Arc::clone(ep));
+        let mut conn = match ep.checkout(tries.connect_timeout.min(remaining)).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::debug!(endpoint = %ep.addr.configured, error = %e, "connect failed");
+                if let Some(p) = peer {
+                    p.back_off(Instant::now());
+                }
+                last_err = Some(e);
+                continue; // nothing was sent: safe for any method
+            }
+        };
+        let Some(req_body) = body.take() else { break };
+        let mut req = upstream_request(&parts, req_body, matches!(conn.sender, Sender::H2(_)));
+        if let Some(p) = peer {
+            add_hop_headers(req.headers_mut(), cx.region, &service.name, cx.client_ip, p);
+        }
+        let per_try = tries.per_try_timeout.map_or(remaining, |t| t.min(remaining));
+        let sent = tokio::time::timeout(per_try, pool::send(&mut conn, req)).await;
+        let err = match sent {
+            Ok(Ok(resp)) => {
+                let status = resp.status().as_u16();
+                if let Some(p) = peer
+                    && status == 503
+                    && resp.headers().contains_key(&peer::REGION_UNAVAILABLE)
+                {
+                    // The peer's region cannot serve it: the next region, whatever the method.
+                    tracing::debug!(region = %p.region, service = %service.name, "peer region unavailable");
+                    p.back_off(Instant::now());
+                    last_err = Some(unavailable_in(service, &p.region));
+                    continue;
+                }
+                let more = n_tries < max_tries && may_repeat && matches!(body, ReqBody::Replayable(_));
+                if more && tries.retry.on_statuses.contains(&status) {
+                    last_err = Some(ProxyError::new(
+                        status_code(status),
+                        Source::Upstream,
+                        Retry::IfIdempotent,
+                        format!("upstream answered {status}"),
+                    ));
+                    // The response is dropped unread, which closes its connection.
+                    drop(resp);
+                    drop(in_flight);
+                    continue;
+                }
+                let ret = match conn.sender {
+                    Sender::H1(s) => Some(PoolReturn { sender: s, pool: Arc::clone(ep) }),
+                    Sender::H2(_) => None,
+                };
+                let sa = ep.addr.addrs().first().copied();
+                let resp = resp.map(|b| GwBody::Upstream(UpstreamBody::new(b, ret, in_flight, slot.take())));
+                return Ok((resp, sa));
+            }
+            Ok(Err(e)) => e,
+            Err(_) => timeout_error("per-try", Some(per_try)),
+        };
+        tracing::debug!(endpoint = %ep.addr.configured, error = %err, "try failed");
+        if let Some(p) = peer {
+            p.back_off(Instant::now());
+        }
+        let retry_ok = match err.retry {
+            Retry::Safe => true,
+            Retry::IfIdempotent => may_repeat,
+            Retry::No => false,
+        };
+        last_err = Some(err);
+        if !retry_ok {
+            break;
+        }
+    }
+    Err(last_err.unwrap_or_else(|| unavailable(service, cx.region)))
+}
+
+fn add_hop_headers(h: &mut http::HeaderMap, region: &str, service: &str, client: IpAddr, to: &PeerRegion) {
+    if let Ok(v) = HeaderValue::from_str(region) {
+        h.insert(peer::HOP, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(service) {
+        h.insert(peer::SERVICE, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&client.to_string()) {
+        h.insert(peer::CLIENT, v);
+    }
+    tracing::trace!(to = %to.region, %service, "failing over to peer region");
+}
+
+fn unavailable(service: &ServiceRuntime, region: &str) -> ProxyError {
+    ProxyError::internal(
+        ErrorCode::ServiceUnavailable,
+        format!(
+            "service {} cannot be served in region {region} and no other region can take it",
+            service.name
+        ),
+    )
+}
+
+fn unavailable_in(service: &ServiceRuntime, region: &str) -> ProxyError {
+    ProxyError::new(
+        ErrorCode::ServiceUnavailable,
+        Source::Upstream,
+        Retry::Safe,
+        format!("service {} is unavailable in region {region}", service.name),
+    )
+}
+
+pub fn content_length(h: &http::HeaderMap) -> Option<u64> {
+    h.get(header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
+}
+
+fn status_code(s: u16) -> ErrorCode {
+    match s {
+        504 => ErrorCode::GatewayTimeout,
+        503 => ErrorCode::ServiceUnavailable,
+        _ => ErrorCode::BadGateway,
+    }
+}
+
+fn remaining(deadline: Option<Instant>) -> Option<Duration> {
+    match deadline {
+        None => Some(Duration::from_secs(24 * 3600)),
+        Some(d) => d.checked_duration_since(Instant::now()).filter(|r| !r.is_zero()),
+    }
+}
+
+fn timeout_error(which: &str, d: Option<Duration>) -> ProxyError {
+    ProxyError::new(
+        ErrorCode::GatewayTimeout,
+        crate::error::Source::Upstream,
+        Retry::IfIdempotent,
+        format!("upstream {which} timeout ({:?}) elapsed", d.unwrap_or_default()),
+    )
+}
+
+/// The request as an endpoint receives it: origin-form with Host for HTTP/1.1, absolute URI
+/// (`:authority`) for HTTP/2.
+fn upstream_request(parts: &http::request::Parts, body: GwBody, h2: bool) -> Request<GwBody> {
+    let mut req = Request::new(body);
+    *req.method_mut() = parts.method.clone();
+    *req.headers_mut() = parts.headers.clone();
+    let pq = parts.uri.path_and_query().cloned();
+    let authority = parts.uri.authority().cloned().or_else(|| {
+        parts.headers.get(header::HOST).and_then(|h| h.to_str().ok()).and_then(|h| h.parse().ok())
+    });
+    if h2 {
+        *req.version_mut() = Version::HTTP_2;
+        let mut up = http::uri::Parts::default();
+        up.scheme = Some(http::uri::Scheme::HTTP);
+        up.authority = authority.or_else(|| Some(http::uri::Authority::from_static("upstream")));
+        up.path_and_query = pq.or_else(|| Some(http::uri::PathAndQuery::from_static("/")));
+        *req.uri_mut() = Uri::from_parts(up).unwrap_or_default();
+        req.headers_mut().remove(header::HOST);
+    } else {
+        *req.version_mut() = Version::HTTP_11;
+        if let Some(pq) = pq {
+            *req.uri_mut() = Uri::from(pq);
+        }
+        if !req.headers().contains_key(header::HOST)
+            && let Some(a) = authority
+            && let Ok(v) = HeaderValue::from_str(a.as_str())
+        {
+            req.headers_mut().insert(header::HOST, v);
+        }
+    }
+    req
+}
+
+/// WebSocket and other HTTP/1.1 upgrades: a fresh connection, no retries, then bytes both ways.
+pub async fn forward_upgrade(
+    tries: &TryPolicy,
+    service: &ServiceRuntime,
+    parts: http::request::Parts,
+    body: GwBody,
+    client: hyper::upgrade::OnUpgrade,
+) -> Result<(Response<GwBody>, Option<SocketAddr>), ProxyError> {
+    let Some(idx) = service.pick(None, &[]) else {
+        return Err(ProxyError::internal(
+            ErrorCode::ServiceUnavailable,
+            format!("service {} has no endpoints in region {}", service.name, service.region),
+        ));
+    };
+    let ep = &service.endpoints[idx];
+    let mut sender = ep.connect_for_upgrade(tries.connect_timeout).await?;
+    let req = upstream_request(&parts, body, false);
+    let per_try = tries.per_try_timeout.unwrap_or(Duration::from_secs(24 * 3600));
+    let mut resp = match tokio::time::timeout(per_try, sender.send_request(req)).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => return Err(pool::classify(e, false)),
+        Err(_) => return Err(timeout_error("per-try", Some(per_try))),
+    };
+    let sa = ep.addr.addrs().first().copied();
+    if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
+        return Ok((resp.map(GwBody::Incoming), sa));
+    }
+    let upstream = hyper::upgrade::on(&mut resp);
+    let idle = tries.idle_timeout;
+    tokio::spawn(async move {
+        let (c, u) = match tokio::join!(client, upstream) {
+            (Ok(c), Ok(u)) => (c, u),
+            _ => return,
+        };
+        let activity = Activity::new();
+        let mut c = ActivityIo::new(hyper_util::rt::TokioIo::new(c), activity.clone());
+        let mut u = hyper_util::rt::TokioIo::new(u);
+        let copy = tokio::io::copy_bidirectional(&mut c, &mut u);
+        match idle {
+            // Tunnels live as long as both sides want unless an idle timeout is configured.
+            None => {
+                let _ = copy.await;
+            }
+            Some(idle) => {
+                tokio::select! {
+                    _ = copy => {}
+                    _ = activity.idle_for(idle) => tracing::debug!("upgraded connection idle; closing"),
+                }
+            }
+        }
+    });
+    Ok((resp.map(|_| GwBody::Empty), sa))
+}

@@ -1,0 +1,117 @@
+//! The peer hop contract: gateways of different regions call each other over mutual TLS.
+//!
+//! A request failed over to region R goes to R's gateway tier (`regions[].peer_address`) on its
+//! peer listener, authenticated both ways by the deployment CA (`peer.ca` in the bootstrap). It
+//! carries a hop marker (the sending region), the service, the original client address, and as
+//! every request the request id and traceparent. The receiver serves the service from its own
+//! region only; when it cannot, it answers 503 with [`REGION_UNAVAILABLE`] so the sender tries
+//! the next region. Hop headers arriving on the public listener are stripped: only an
+//! authenticated peer may set them. A receiver never fails over again, so there are no loops.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use http::HeaderMap;
+use http::header::HeaderName;
+use rustls::RootCertStore;
+use rustls::server::WebPkiClientVerifier;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+
+use crate::upstream::pool::EndpointPool;
+
+/// Hop marker: the region that sent this request on.
+pub const HOP: HeaderName = HeaderName::from_static("x-meridian-hop");
+/// The service the request is for.
+pub const SERVICE: HeaderName = HeaderName::from_static("x-meridian-service");
+/// The original client address, as the first gateway saw it.
+pub const CLIENT: HeaderName = HeaderName::from_static("x-meridian-client");
+/// On a 503 from a peer: the peer's region cannot serve the service; try the next one.
+pub const REGION_UNAVAILABLE: HeaderName = HeaderName::from_static("x-meridian-region-unavailable");
+
+/// Removes hop headers from a request that did not come from an authenticated peer.
+#[inline]
+pub fn strip_hop_headers(h: &mut HeaderMap) {
+    for name in [&HOP, &SERVICE, &CLIENT, &REGION_UNAVAILABLE] {
+        if h.contains_key(name) {
+            h.remove(name);
+        }
+    }
+}
+
+/// The name a region's peer listener certificate carries, e.g. `eu-west-1.peer.meridian`.
+pub fn server_name(region: &str) -> Option<ServerName<'static>> {
+    ServerName::try_from(format!("{region}.peer.meridian")).ok()
+}
+
+/// TLS material of the peer hop, loaded from the bootstrap's `peer` section.
+pub struct PeerTls {
+    pub server: Arc<rustls::ServerConfig>,
+    pub client: tokio_rustls::TlsConnector,
+}
+
+impl PeerTls {
+    pub fn load(p: &meridian_model::PeerConfig) -> anyhow::Result<PeerTls> {
+        let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&p.cert)
+            .with_context(|| format!("peer.cert {}", p.cert.display()))?
+            .collect::<Result<_, _>>()
+            .with_context(|| format!("peer.cert {}", p.cert.display()))?;
+        let key =
+            PrivateKeyDer::from_pem_file(&p.key).with_context(|| format!("peer.key {}", p.key.display()))?;
+        let mut roots = RootCertStore::empty();
+        for ca in
+            CertificateDer::pem_file_iter(&p.ca).with_context(|| format!("peer.ca {}", p.ca.display()))?
+        {
+            roots.add(ca.with_context(|| format!("peer.ca {}", p.ca.display()))?)?;
+        }
+        let roots = Arc::new(roots);
+        let provider = Arc::new(crate::server::tls::provider());
+        let verifier = WebPkiClientVerifier::builder_with_provider(Arc::clone(&roots), Arc::clone(&provider))
+            .build()
+            .context("peer client verifier")?;
+        let mut server = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))
+            .with_protocol_versions(&[&rustls::version::TLS13])?
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(chain.clone(), key.clone_key())
+            .context("peer certificate and key")?;
+        server.alpn_protocols = vec![b"h2".to_vec()];
+        let mut client = rustls::ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13])?
+            .with_root_certificates(roots)
+            .with_client_auth_cert(chain, key)
+            .context("peer client certificate")?;
+        client.alpn_protocols = vec![b"h2".to_vec()];
+        Ok(PeerTls { server: Arc::new(server), client: tokio_rustls::TlsConnector::from(Arc::new(client)) })
+    }
+}
+
+/// How long a region that answered "unavailable" (or could not be reached) is skipped.
+pub const PEER_BACKOFF: Duration = Duration::from_secs(1);
+
+/// Another region's gateway tier as a failover target.
+pub struct PeerRegion {
+    pub region: Arc<str>,
+    pub pool: Arc<EndpointPool>,
+    origin: Instant,
+    /// Milliseconds after `origin` until which the region is skipped (0: never).
+    skip_until_ms: AtomicU64,
+}
+
+impl PeerRegion {
+    pub fn new(region: Arc<str>, pool: Arc<EndpointPool>) -> Self {
+        PeerRegion { region, pool, origin: Instant::now(), skip_until_ms: AtomicU64::new(0) }
+    }
+
+    /// Skip this region until `now + PEER_BACKOFF`.
+    pub fn back_off(&self, now: Instant) {
+        let until = (now + PEER_BACKOFF).saturating_duration_since(self.origin).as_millis() as u64;
+        self.skip_until_ms.store(until, Ordering::Relaxed);
+    }
+
+    pub fn is_backed_off(&self, now: Instant) -> bool {
+        let ms = now.saturating_duration_since(self.origin).as_millis() as u64;
+        ms < self.skip_until_ms.load(Ordering::Relaxed)
+    }
+}
