@@ -186,13 +186,17 @@ async fn http_get(stream: TcpStream, uri: &Uri, host: &str) -> Result<u16, Probe
         .map_err(|e| ProbeError::Request(e.to_string()))?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
     let mut conn = std::pin::pin!(conn);
-    tokio::select! {
-        response = sender.send_request(request) => Ok(response?.status().as_u16()),
+    let mut response = std::pin::pin!(sender.send_request(request));
+    let response = tokio::select! {
+        response = &mut response => response?,
+        // With `Connection: close` the connection may end in the same poll that reads the
+        // answer; the answer is then waiting (or the request fails, if there was none).
         closed = &mut conn => {
             closed?;
-            Err(ProbeError::Request("connection closed before an answer".into()))
+            response.await?
         }
-    }
+    };
+    Ok(response.status().as_u16())
 }
 
 /// Does `status` pass? An empty list means 200–399.
