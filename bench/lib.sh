@@ -1,0 +1,341 @@
+# shellcheck shell=bash
+# Shared helpers for bench/proxy.sh and bench/idle-rss.sh. Sourced, not run.
+#
+# Everything binds to and targets 127.0.0.1 only. Every process started here is recorded
+# in STARTED_PIDS and killed by `bench_cleanup` (installed as an EXIT/INT/TERM trap).
+
+BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO_ROOT=$(cd "$BENCH_DIR/.." && pwd)
+HOST=127.0.0.1
+BACKEND_PORT=${BACKEND_PORT:-19000}
+NGINX_PORT=${NGINX_PORT:-19001}
+MERIDIAN_PORT=${MERIDIAN_PORT:-19002}
+START_DEADLINE_S=${START_DEADLINE_S:-20}
+
+STARTED_PIDS=()
+CURRENT_CHILD="" # a running load generator / client, killed on exit too
+WORKDIR=""
+NGINX=""
+MERIDIAN=""
+
+log() { printf '[bench %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+# ---------------------------------------------------------------------------------------------
+# cleanup
+
+bench_cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    local pid
+    if [[ -n "$CURRENT_CHILD" ]]; then kill -TERM "$CURRENT_CHILD" 2>/dev/null || true; fi
+    # SIGTERM first (nginx master does a fast shutdown and takes its worker with it) ...
+    for pid in "${STARTED_PIDS[@]}"; do
+        kill -TERM "$pid" 2>/dev/null || true
+    done
+    # ... then wait up to 5 s, then SIGKILL whatever is left (including nginx workers).
+    local deadline=$((SECONDS + 5)) alive
+    while :; do
+        alive=0
+        for pid in "${STARTED_PIDS[@]}"; do
+            if kill -0 "$pid" 2>/dev/null; then alive=1; fi
+        done
+        ((alive == 0 || SECONDS >= deadline)) && break
+        sleep 0.1
+    done
+    for pid in "${STARTED_PIDS[@]}"; do
+        kill -KILL "$pid" 2>/dev/null || true
+    done
+    wait 2>/dev/null || true
+    if [[ -n "$WORKDIR" && -d "$WORKDIR" && -z "${BENCH_KEEP_WORKDIR:-}" ]]; then
+        rm -rf "$WORKDIR"
+    elif [[ -n "$WORKDIR" ]]; then
+        log "kept work dir $WORKDIR"
+    fi
+    exit "$rc"
+}
+
+bench_install_traps() {
+    trap bench_cleanup EXIT
+    trap 'log "interrupted"; exit 130' INT
+    trap 'log "terminated"; exit 143' TERM
+}
+
+# ---------------------------------------------------------------------------------------------
+# tools
+
+apt_install() { # pkg...
+    [[ $EUID -eq 0 ]] || return 1
+    command -v apt-get >/dev/null || return 1
+    DEBIAN_FRONTEND=noninteractive apt-get install -y "$@" >&2 ||
+        { DEBIAN_FRONTEND=noninteractive apt-get update >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y "$@" >&2; }
+}
+
+find_nginx() {
+    NGINX=$(command -v nginx || true)
+    [[ -z "$NGINX" && -x /usr/sbin/nginx ]] && NGINX=/usr/sbin/nginx
+    [[ -n "$NGINX" ]]
+}
+
+ensure_tools() { # needs-wrk(0|1)
+    local need_wrk=${1:-1}
+    if ! find_nginx; then
+        log "nginx not found; trying apt-get install nginx-light (then nginx)"
+        apt_install nginx-light || apt_install nginx ||
+            die "nginx is missing. Install it (Debian: apt-get install nginx-light, or nginx) and re-run (apt-get needs root)."
+        find_nginx || die "nginx still not found after installing"
+    fi
+    if ((need_wrk)) && ! command -v wrk >/dev/null; then
+        log "wrk not found; trying apt-get install wrk"
+        apt_install wrk || die "wrk is missing. Install it (Debian: apt-get install wrk) and re-run (apt-get needs root)."
+    fi
+    local t
+    for t in taskset pgrep getconf python3; do
+        command -v "$t" >/dev/null || die "$t is missing (taskset: util-linux, pgrep: procps)"
+    done
+    # Many connections: raise the soft fd limit for us and everything we start.
+    ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+}
+
+# Build (or locate) the gateway binary. MERIDIAN_BIN overrides the build.
+ensure_meridian() {
+    if [[ -n "${MERIDIAN_BIN:-}" ]]; then
+        [[ -x "$MERIDIAN_BIN" ]] || die "MERIDIAN_BIN=$MERIDIAN_BIN is not an executable"
+        MERIDIAN=$MERIDIAN_BIN
+        return
+    fi
+    log "building the gateway: cargo build --release -p meridian (first build takes minutes)"
+    (cd "$REPO_ROOT" && cargo build --release -p meridian >&2) ||
+        die "cargo build --release -p meridian failed (set MERIDIAN_BIN to use a prebuilt binary, or --targets backend,nginx)"
+    MERIDIAN=$REPO_ROOT/target/release/meridian
+    [[ -x "$MERIDIAN" ]] || die "$MERIDIAN not found after the build"
+}
+
+# ---------------------------------------------------------------------------------------------
+# CPU layout
+#
+# The process under test (nginx proxy, the gateway, or the backend when it is measured alone)
+# runs on TARGET_CPU. The backend and wrk run on other cores. With only 2 cores, wrk and the
+# backend share the second core; with 3+ cores each gets its own.
+
+expand_cpu_list() { # "0-3,6" -> "0 1 2 3 6"
+    local part parts cpus=() a b i
+    IFS=, read -ra parts <<<"$1"
+    for part in "${parts[@]}"; do
+        if [[ $part == *-* ]]; then
+            a=${part%-*} b=${part#*-}
+            for ((i = a; i <= b; i++)); do cpus+=("$i"); done
+        else
+            cpus+=("$part")
+        fi
+    done
+    echo "${cpus[@]}"
+}
+
+setup_cpus() {
+    local allowed
+    allowed=$(awk '/^Cpus_allowed_list:/ {print $2}' /proc/self/status)
+    read -ra CPUS <<<"$(expand_cpu_list "$allowed")"
+    ((${#CPUS[@]} >= 2)) || die "need at least 2 usable CPUs (have: $allowed)"
+    TARGET_CPU=${TARGET_CPU:-${CPUS[0]}}
+    BACKEND_CPU=${BACKEND_CPU:-${CPUS[1]}}
+    if ((${#CPUS[@]} >= 3)); then
+        WRK_CPU=${WRK_CPU:-${CPUS[2]}}
+    else
+        WRK_CPU=${WRK_CPU:-${CPUS[1]}}
+    fi
+}
+
+# ---------------------------------------------------------------------------------------------
+# /proc helpers
+
+cpu_ticks() { # pid -> utime+stime (all threads) in clock ticks
+    local s f
+    s=$(<"/proc/$1/stat")
+    s=${s##*) }          # drop "pid (comm) "; field 3 (state) is now f[0]
+    read -ra f <<<"$s"
+    echo $((f[11] + f[12])) # fields 14 (utime) and 15 (stime)
+}
+
+proc_kb() { # pid field(VmHWM|VmRSS) -> kB
+    awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status"
+}
+
+kb_to_mib() { awk -v k="$1" 'BEGIN {printf "%.1f", k / 1024}'; }
+
+port_open() { (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null; }
+
+wait_port() { # port pid name logfile
+    local port=$1 pid=$2 name=$3 logf=$4
+    local deadline=$((SECONDS + START_DEADLINE_S))
+    until port_open "$port"; do
+        if ! kill -0 "$pid" 2>/dev/null; then
+            tail -n 20 "$logf" >&2 2>/dev/null || true
+            die "$name exited before listening on $HOST:$port (log: $logf)"
+        fi
+        ((SECONDS < deadline)) || { tail -n 20 "$logf" >&2 2>/dev/null || true; die "$name not listening on $HOST:$port after ${START_DEADLINE_S}s"; }
+        sleep 0.05
+    done
+}
+
+check_port_free() {
+    if port_open "$1"; then
+        die "something already listens on $HOST:$1 (a previous run still alive?); stop it first"
+    fi
+}
+
+nginx_worker() { # master pid -> the single worker pid (waits for it)
+    local master=$1 w deadline=$((SECONDS + START_DEADLINE_S))
+    while :; do
+        w=$(pgrep -P "$master" | head -n 1 || true)
+        [[ -n "$w" ]] && { echo "$w"; return; }
+        ((SECONDS < deadline)) || die "no nginx worker under master $master"
+        sleep 0.05
+    done
+}
+
+# ---------------------------------------------------------------------------------------------
+# servers
+
+make_workdir() {
+    WORKDIR=$(mktemp -d "${TMPDIR:-/tmp}/meridian-bench.XXXXXX")
+}
+
+nginx_common_conf() { # dir
+    local d=$1
+    cat <<EOF
+daemon off;
+master_process on;
+worker_processes 1;
+pid $d/nginx.pid;
+error_log $d/error.log warn;
+worker_rlimit_nofile 16384;
+events { worker_connections 8192; }
+EOF
+}
+
+nginx_http_common() { # dir
+    local d=$1
+    cat <<EOF
+    access_log off;
+    client_body_temp_path $d/tmp/body;
+    proxy_temp_path $d/tmp/proxy;
+    fastcgi_temp_path $d/tmp/fastcgi;
+    uwsgi_temp_path $d/tmp/uwsgi;
+    scgi_temp_path $d/tmp/scgi;
+    keepalive_requests 1000000;
+    keepalive_timeout 75s;
+EOF
+}
+
+launch_nginx() { # name cpu port -> sets LAUNCHED_PID (master)
+    local name=$1 cpu=$2 port=$3 d=$WORKDIR/$1
+    taskset -c "$cpu" "$NGINX" -p "$d/" -c "$d/nginx.conf" -e "$d/error.log" >"$d/stdout.log" 2>&1 &
+    LAUNCHED_PID=$!
+    STARTED_PIDS+=("$LAUNCHED_PID")
+    wait_port "$port" "$LAUNCHED_PID" "$name" "$d/error.log"
+}
+
+# Backend: nginx, one worker, fixed small 200 body. Sets BACKEND_MASTER, BACKEND_PID (worker).
+start_backend() {
+    local d=$WORKDIR/backend
+    mkdir -p "$d/tmp"
+    check_port_free "$BACKEND_PORT"
+    {
+        nginx_common_conf "$d"
+        echo "http {"
+        nginx_http_common "$d"
+        cat <<EOF
+    server {
+        listen $HOST:$BACKEND_PORT backlog=4096;
+        location / {
+            default_type text/plain;
+            return 200 "hello from backend\n";
+        }
+    }
+}
+EOF
+    } >"$d/nginx.conf"
+    launch_nginx backend "$BACKEND_CPU" "$BACKEND_PORT"
+    BACKEND_MASTER=$LAUNCHED_PID
+    BACKEND_PID=$(nginx_worker "$BACKEND_MASTER")
+    log "backend  nginx on $HOST:$BACKEND_PORT  master $BACKEND_MASTER worker $BACKEND_PID  cpu $BACKEND_CPU"
+}
+
+# nginx as a reverse proxy with a keep-alive upstream pool. Sets NGINXP_MASTER, NGINXP_PID.
+start_nginx_proxy() {
+    local d=$WORKDIR/nginx-proxy
+    mkdir -p "$d/tmp"
+    check_port_free "$NGINX_PORT"
+    {
+        nginx_common_conf "$d"
+        echo "http {"
+        nginx_http_common "$d"
+        cat <<EOF
+    upstream backend {
+        server $HOST:$BACKEND_PORT;
+        keepalive 64;
+        keepalive_requests 1000000;
+    }
+    server {
+        listen $HOST:$NGINX_PORT backlog=4096;
+        location / {
+            proxy_pass http://backend;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }
+    }
+}
+EOF
+    } >"$d/nginx.conf"
+    launch_nginx nginx-proxy "$TARGET_CPU" "$NGINX_PORT"
+    NGINXP_MASTER=$LAUNCHED_PID
+    NGINXP_PID=$(nginx_worker "$NGINXP_MASTER")
+    log "nginx    proxy on $HOST:$NGINX_PORT  master $NGINXP_MASTER worker $NGINXP_PID  cpu $TARGET_CPU"
+}
+
+# The gateway in quick mode, one worker. Sets MERIDIAN_PID.
+start_meridian() {
+    local d=$WORKDIR/meridian
+    mkdir -p "$d"
+    check_port_free "$MERIDIAN_PORT"
+    MERIDIAN_LOG=warn taskset -c "$TARGET_CPU" "$MERIDIAN" gateway \
+        --listen "$HOST:$MERIDIAN_PORT" --upstream "$HOST:$BACKEND_PORT" \
+        --admin "$HOST:0" --workers 1 >"$d/meridian.log" 2>&1 &
+    MERIDIAN_PID=$!
+    STARTED_PIDS+=("$MERIDIAN_PID")
+    wait_port "$MERIDIAN_PORT" "$MERIDIAN_PID" meridian "$d/meridian.log"
+    log "meridian gateway on $HOST:$MERIDIAN_PORT  pid $MERIDIAN_PID  threads $(find /proc/$MERIDIAN_PID/task -mindepth 1 -maxdepth 1 | wc -l)  cpu $TARGET_CPU"
+}
+
+# One request through a target; the body must be the backend's.
+check_target() { # name port
+    local body
+    body=$(python3 - "$HOST" "$2" <<'EOF'
+import sys, urllib.request
+with urllib.request.urlopen(f"http://{sys.argv[1]}:{sys.argv[2]}/", timeout=5) as r:
+    sys.stdout.write(f"{r.status} {r.read().decode().strip()}")
+EOF
+    ) || die "$1 on port $2 did not answer a GET /"
+    [[ "$body" == "200 hello from backend" ]] || die "$1 on port $2 answered '$body', expected '200 hello from backend'"
+}
+
+machine_info() {
+    local model
+    model=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
+    echo "- Date (UTC): $(date -u '+%Y-%m-%d %H:%M:%S')"
+    echo "- Machine: $(nproc) CPUs usable ($(grep -c ^processor /proc/cpuinfo) online), CPU model \`$model\`, kernel $(uname -r)"
+    echo "- nginx: $("$NGINX" -v 2>&1 | sed 's/^nginx version: //'); wrk: $(wrk -v 2>&1 | head -n1 | awk '{print $2}')"
+    if [[ -n "$MERIDIAN" ]]; then
+        local rev dirty=""
+        rev=$(git -C "$REPO_ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
+        [[ -n "$(git -C "$REPO_ROOT" status --porcelain -- crates Cargo.toml Cargo.lock 2>/dev/null)" ]] && dirty=" + uncommitted changes in crates/"
+        if [[ -n "${MERIDIAN_BIN:-}" ]]; then
+            echo "- meridian: prebuilt \`$MERIDIAN\` (MERIDIAN_BIN; binary from $(date -u -r "$MERIDIAN" '+%Y-%m-%d %H:%M UTC'); repo HEAD now $rev$dirty)"
+        else
+            echo "- meridian: \`$MERIDIAN\` (built by this run from $rev$dirty)"
+        fi
+    fi
+    echo "- CPU pinning: process under test on CPU $TARGET_CPU; backend on CPU $BACKEND_CPU; wrk on CPU $WRK_CPU"
+    echo "- Load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+}
