@@ -96,6 +96,7 @@ fn service(i: usize, s: &Service, regions: &HashMap<&str, usize>, errs: &mut Err
     }
     errs.positive(|| format!("{p}.pool.idle_timeout"), s.pool.idle_timeout);
     errs.positive(|| format!("{p}.resolve_interval"), s.resolve_interval);
+    super::resilience::check(&p, s, regions, errs);
     if let LoadBalancing::ConsistentHash { hash_on } = &s.load_balancing {
         match hash_on {
             HashOn::Header(h) => {

@@ -8,6 +8,7 @@
 mod catalog;
 mod node;
 mod policies;
+mod resilience;
 mod routes;
 pub mod syntax;
 
