@@ -1,5 +1,6 @@
 //! `meridian demo-upstream`: a small real HTTP service for demos and the lab. Every answer
-//! names the service, region and instance, so you can see where a request went.
+//! names the service, region and instance, so you can see where a request went. `GET /health`
+//! answers 200 `{"status":"ok",...}` for health checks.
 
 use std::convert::Infallible;
 use std::process::ExitCode;
@@ -46,6 +47,13 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
 
 async fn answer(id: &Args, req: Request<hyper::body::Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
     let (parts, body) = req.into_parts();
+    if parts.uri.path() == "/health" {
+        // The target of the gateways' active health checks in the lab.
+        let v = serde_json::json!({"status": "ok", "service": id.service, "region": id.region, "instance": id.instance});
+        let mut r = Response::new(Full::new(Bytes::from(format!("{v}\n"))));
+        r.headers_mut().insert("content-type", http::HeaderValue::from_static("application/json"));
+        return Ok(r);
+    }
     let received = body.collect().await.map(|b| b.to_bytes().len()).unwrap_or(0);
     let headers: serde_json::Map<String, serde_json::Value> = parts
         .headers

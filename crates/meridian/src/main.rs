@@ -28,8 +28,10 @@ struct Cli {
 enum Command {
     /// Run the gateway (data plane) from a bootstrap file, or in quick mode.
     Gateway(cmd::gateway::Args),
-    /// Start a local deployment: a demo upstream and a gateway serving examples/quickstart.yaml.
+    /// Start the local multi-region lab: every region's gateway and demo services as processes.
     Up(cmd::up::Args),
+    /// Inspect and break the running lab: status, down/up/slow faults, curl as a region's client.
+    Lab(cmd::lab::Args),
     /// Validate a global config or bootstrap file; lists every error with its path.
     Validate(cmd::validate::Args),
     /// Print the JSON Schema of the config files (for editors).
@@ -44,6 +46,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Gateway(a) => cmd::gateway::run(a),
         Command::Up(a) => cmd::up::run(a),
+        Command::Lab(a) => cmd::lab::run(a),
         Command::Validate(a) => cmd::validate::run(a),
         Command::Schema(a) => cmd::schema::run(a),
         Command::DemoUpstream(a) => demo::run(a),

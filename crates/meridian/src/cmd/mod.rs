@@ -1,4 +1,5 @@
 pub mod gateway;
+pub mod lab;
 pub mod schema;
 pub mod up;
 pub mod validate;

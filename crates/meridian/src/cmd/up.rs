@@ -1,167 +1,133 @@
-//! `meridian up`: a whole deployment on this machine as real child processes. Today: a demo
-//! upstream and one gateway serving examples/quickstart.yaml.
+//! `meridian up`: the local multi-region lab. Every region's gateway and demo service instances
+//! run as real child processes on the region's loopback addresses (127.0.N.x); see docs/lab.md.
+//! With `-c BOOTSTRAP` it runs the single-region quickstart instead (one gateway, one upstream).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command, ExitCode, Stdio};
-use std::time::{Duration, Instant};
+use std::process::ExitCode;
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use anyhow::Context;
+use meridian_lab::LabConfig;
+use meridian_lab::supervisor::{Options, Supervisor};
 
-use anyhow::{Context, bail};
-use rustix::process::{Pid, Signal, kill_process};
+mod quickstart;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Bootstrap of the gateway to run.
-    #[arg(short = 'c', long, default_value = "examples/quickstart.bootstrap.yaml")]
-    bootstrap: PathBuf,
-    /// Address of the demo upstream (the quickstart config points at 127.0.0.1:9000).
-    #[arg(long, default_value = "127.0.0.1:9000")]
-    upstream: String,
-    /// Worker threads per process.
+    /// Lab config (YAML). Default: the built-in lab, 3 regions × 3 services (examples/lab.yaml).
+    #[arg(short = 'f', long, conflicts_with = "bootstrap")]
+    file: Option<PathBuf>,
+    /// Run directory: generated configs, certificates, logs and state.json.
+    #[arg(long, default_value = "target/lab")]
+    dir: PathBuf,
+    /// Worker threads of every gateway process.
     #[arg(long, default_value_t = 1)]
     workers: usize,
-}
-
-/// A child process that is stopped (SIGTERM, then SIGKILL after 5 s) when dropped.
-struct Guard {
-    name: &'static str,
-    child: Child,
-}
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        if let Some(pid) = Pid::from_raw(self.child.id() as i32) {
-            let _ = kill_process(pid, Signal::TERM);
-        }
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        eprintln!("{} did not stop in time; killed", self.name);
-    }
+    /// Address of the lab control API (what `meridian lab ...` talks to).
+    #[arg(long, default_value = "127.0.0.1:9800")]
+    control: SocketAddr,
+    /// Quickstart instead of the lab: run one gateway from this bootstrap and a demo upstream.
+    #[arg(short = 'c', long)]
+    bootstrap: Option<PathBuf>,
+    /// Quickstart only: address of the demo upstream. Default 127.0.0.1:9000.
+    #[arg(long, requires = "bootstrap")]
+    upstream: Option<String>,
 }
 
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
-    let bootstrap = meridian_model::load_bootstrap(&a.bootstrap)
-        .map_err(|e| anyhow::anyhow!("invalid bootstrap {}:\n{e}", a.bootstrap.display()))?;
-    let exe = std::env::current_exe().context("locating the meridian binary")?;
-    let upstream: SocketAddr = a.upstream.parse().context("--upstream must be ip:port")?;
-    let workers = a.workers.to_string();
-
-    eprintln!("starting demo upstream on {upstream} ...");
-    let mut children = vec![Guard {
-        name: "demo-upstream",
-        child: Command::new(&exe)
-            .args([
-                "demo-upstream",
-                "--listen",
-                &a.upstream,
-                "--service",
-                "demo",
-                "--region",
-                &bootstrap.node.region,
-            ])
-            .stdin(Stdio::null())
-            .spawn()?,
-    }];
-    wait_tcp(upstream, &mut children)?;
-
-    eprintln!("starting gateway {} ...", bootstrap.node.id);
-    children.push(Guard {
-        name: "gateway",
-        child: Command::new(&exe)
-            .args(["gateway", "-c"])
-            .arg(&a.bootstrap)
-            .args(["--workers", &workers])
-            .stdin(Stdio::null())
-            .spawn()?,
-    });
-    for l in &bootstrap.listeners {
-        wait_tcp(l.address.parse().context("listener address")?, &mut children)?;
+    if let Some(bootstrap) = a.bootstrap {
+        let upstream = a.upstream.unwrap_or_else(|| "127.0.0.1:9000".into());
+        return quickstart::run(quickstart::Args { bootstrap, upstream, workers: a.workers });
     }
-    wait_tcp(bootstrap.admin.address.parse().context("admin address")?, &mut children)?;
+    let lab = match &a.file {
+        Some(f) => {
+            let text = std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
+            LabConfig::parse(&text).with_context(|| format!("invalid lab config {}", f.display()))?
+        }
+        None => LabConfig::default(),
+    };
+    let opts = Options {
+        dir: a.dir.clone(),
+        workers: a.workers,
+        control: a.control,
+        exe: std::env::current_exe().context("locating the meridian binary")?,
+    };
+    let rt = crate::cmd::runtime(Some(1))?;
+    rt.block_on(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        // Handlers first, so a signal during start-up is not missed.
+        let (mut int, mut term) = (signal(SignalKind::interrupt())?, signal(SignalKind::terminate())?);
+        eprintln!("starting the lab: {} regions, {} services ...", lab.regions.len(), lab.services.len());
+        let progress = |line: &str| eprintln!("{line}");
+        let sup = tokio::select! {
+            r = Supervisor::start(lab, opts, &progress) => r?,
+            _ = int.recv() => anyhow::bail!("interrupted while starting"),
+            _ = term.recv() => anyhow::bail!("terminated while starting"),
+        };
+        print_summary(&sup, &a.dir, a.control);
+        let stop = async move {
+            tokio::select! { _ = int.recv() => {}, _ = term.recv() => {} }
+            eprintln!("stopping the lab ...");
+        };
+        sup.run_until(stop).await?;
+        eprintln!("lab stopped; no process left");
+        Ok(ExitCode::SUCCESS)
+    })
+}
 
+fn print_summary(sup: &Supervisor, dir: &std::path::Path, control: SocketAddr) {
+    let lab = &sup.lab;
     println!();
-    println!("Meridian is running (region {}):", bootstrap.node.region);
-    for l in &bootstrap.listeners {
-        let scheme = if l.tls.is_some() { "https" } else { "http" };
-        println!("  gateway  {:<10} {scheme}://{}", l.name, l.address);
-    }
-    println!("  admin               http://{}/-/ready", bootstrap.admin.address);
-    println!("  upstream demo       http://{upstream}");
+    println!("Meridian lab is running: {} regions, {} services.", lab.regions.len(), lab.services.len());
     println!();
-    println!("Try:");
-    if let Some(l) = bootstrap.listeners.first() {
-        println!("  curl -s http://{}/hello", l.address);
-        println!("  curl -s http://{}/api/users/42", l.address);
+    println!("{:<16} {:<24} {:<24} PEER (mutual TLS)", "REGION", "GATEWAY", "ADMIN");
+    for r in &lab.regions {
         println!(
-            "  curl -s -i -X OPTIONS http://{}/api/users/42 -H 'Origin: http://localhost:3000' -H 'Access-Control-Request-Method: PUT'",
-            l.address
+            "{:<16} {:<24} {:<24} {}",
+            r.name,
+            format!("http://{}", r.public()),
+            format!("http://{}", r.admin()),
+            r.peer()
         );
     }
-    println!("  curl -s http://{}/-/config", bootstrap.admin.address);
     println!();
-    println!("Edit the global config and save: the gateway reloads it. Ctrl-C stops everything.");
-
-    // Ctrl-C / SIGTERM stop the children (their guards) and exit; a crashed child stops all.
-    let stop = Arc::new(AtomicBool::new(false));
-    signal_hook_flag(&stop)?;
-    loop {
-        if stop.load(Ordering::Relaxed) {
-            eprintln!("stopping ...");
-            drop(children);
-            return Ok(ExitCode::SUCCESS);
-        }
-        for g in &mut children {
-            if let Ok(Some(status)) = g.child.try_wait() {
-                let name = g.name;
-                drop(children);
-                bail!("{name} exited ({status}); stopped the rest");
-            }
-        }
-        std::thread::sleep(Duration::from_millis(100));
+    let mut header = format!("{:<12} {:<12}", "SERVICE", "PATH");
+    for r in &lab.regions {
+        header.push_str(&format!(" {:<18}", r.name));
     }
+    println!("{}", header.trim_end());
+    for (k, s) in lab.services.iter().enumerate() {
+        let mut line = format!("{:<12} {:<12}", s.name, s.path);
+        for r in &lab.regions {
+            let eps: Vec<String> = (0..s.instances).map(|i| r.endpoint(k, i).to_string()).collect();
+            line.push_str(&format!(" {:<18}", eps.join(",")));
+        }
+        println!("{}", line.trim_end());
+    }
+    let flags = lab_flags(dir);
+    let (first, second) = (&lab.regions[0], lab.regions.get(1).unwrap_or(&lab.regions[0]));
+    let svc = lab.services.first().map_or("/", |s| s.path.as_str());
+    println!();
+    println!("Try:");
+    println!("  curl -s http://{}{svc}", first.public());
+    println!("  meridian lab{flags} status");
+    println!("  meridian lab{flags} down {} --mode stop", second.name);
+    println!("  meridian lab{flags} curl --region {} http://{}{svc}", second.name, second.public());
+    println!("  meridian lab{flags} up {}", second.name);
+    if let Some(s) = lab.services.get(1) {
+        println!("  meridian lab{flags} down {}@{} --mode kill", s.name, second.name);
+        println!("  meridian lab{flags} slow {}@{} 300ms", s.name, second.name);
+    }
+    println!();
+    println!("Files and logs: {}   control API: http://{control}", sup.generated.dir.display());
+    println!("Ctrl-C stops everything.");
 }
 
-fn wait_tcp(addr: SocketAddr, children: &mut [Guard]) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-            return Ok(());
-        }
-        for g in children.iter_mut() {
-            if let Ok(Some(status)) = g.child.try_wait() {
-                bail!("{} exited ({status}) while starting", g.name);
-            }
-        }
-        std::thread::sleep(Duration::from_millis(20));
+/// `--dir X` when the run directory is not the default, so the printed commands work as given.
+fn lab_flags(dir: &std::path::Path) -> String {
+    if dir == std::path::Path::new("target/lab") {
+        String::new()
+    } else {
+        format!(" --dir {}", dir.display())
     }
-    bail!("{addr} did not open within 30s")
-}
-
-/// Sets `flag` on SIGINT or SIGTERM (a small signal-watching thread with its own runtime).
-fn signal_hook_flag(flag: &Arc<AtomicBool>) -> anyhow::Result<()> {
-    let flag = Arc::clone(flag);
-    use tokio::signal::unix::{SignalKind, signal};
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    // Handlers are installed before returning, so no signal is missed.
-    let (mut int, mut term) = {
-        let _enter = rt.enter();
-        (signal(SignalKind::interrupt())?, signal(SignalKind::terminate())?)
-    };
-    std::thread::Builder::new().name("signals".into()).spawn(move || {
-        rt.block_on(async {
-            tokio::select! { _ = int.recv() => {}, _ = term.recv() => {} }
-            flag.store(true, Ordering::Relaxed);
-        });
-    })?;
-    Ok(())
 }
