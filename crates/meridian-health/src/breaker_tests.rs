@@ -146,3 +146,17 @@ fn disabled_admits_everything() {
     record_n(&b, 50, false, t0);
     assert_eq!(b.state(t0), BreakerState::Closed);
 }
+
+#[test]
+fn racing_threads_get_exactly_the_half_open_probes() {
+    let t0 = Instant::now();
+    let b = breaker(t0, |c| c.half_open_requests = 7);
+    record_n(&b, 5, false, t0);
+    let t1 = t0 + 5 * S;
+    let admitted: usize = std::thread::scope(|s| {
+        let workers: Vec<_> =
+            (0..4).map(|_| s.spawn(|| (0..100).filter(|_| b.try_acquire(t1)).count())).collect();
+        workers.into_iter().map(|w| w.join().expect("worker")).sum()
+    });
+    assert_eq!(admitted, 7);
+}

@@ -8,6 +8,27 @@
 //!
 //! Everything a request touches is atomics, no locks and no allocation; time comes in as a
 //! `now: Instant` argument, so the rules are tested with fixed instants.
+//!
+//! Per request, the gateway asks the breaker, picks among available endpoints (weighting by
+//! slow start), and reports the outcome once, which feeds both the breaker and passive
+//! detection:
+//!
+//! ```
+//! # use std::time::{Duration, Instant};
+//! # use meridian_health::{Labels, Outcome, ServiceHealth};
+//! # use meridian_model::{CircuitBreaker, OutlierDetection};
+//! let now = Instant::now();
+//! let endpoints = vec!["10.0.0.1:80".into()];
+//! let labels = Labels { service: "orders".into(), region: "eu".into(), endpoints };
+//! let (outlier, breaker) = (OutlierDetection::default(), CircuitBreaker::default());
+//! let health = ServiceHealth::new(labels, &outlier, &breaker, true, now);
+//! if health.breaker().try_acquire(now) {
+//!     let i = 0; // the picker's choice among endpoints with `is_available(now)`
+//!     let _weight = health.endpoint(i).slow_start_factor(now, Duration::from_secs(30));
+//!     health.record(i, Outcome::Success, now);
+//! } // else: fail over to the next region, or answer 503
+//! assert_eq!(health.available(now), (1, 1));
+//! ```
 
 mod active;
 mod breaker;

@@ -27,7 +27,9 @@ pub enum Outcome {
 /// Who a [`ServiceHealth`] is about, for log lines and the status page.
 #[derive(Debug, Clone)]
 pub struct Labels {
+    /// The service's name in the config.
     pub service: Arc<str>,
+    /// The region these endpoints are in.
     pub region: Arc<str>,
     /// The endpoints' configured addresses, in order; their count is the endpoint count.
     pub endpoints: Vec<String>,

@@ -139,3 +139,16 @@ fn active_verdicts_and_status() {
     assert_eq!(json["endpoints"][1]["active"], "unhealthy");
     assert_eq!(json["endpoints"][1]["address"], "b:1");
 }
+
+#[test]
+fn racing_ejections_respect_max_ejection_percent() {
+    let t0 = Instant::now();
+    let s = service(8, t0, |_| {});
+    std::thread::scope(|scope| {
+        for i in 0..8 {
+            let s = &s;
+            scope.spawn(move || record_n(s, i, Outcome::GatewayFailure, 2, t0));
+        }
+    });
+    assert_eq!(s.available(t0), (4, 8));
+}
