@@ -1,6 +1,7 @@
 //! The lab config: which regions run on which loopback addresses, and which demo services run
 //! in every region. Strict YAML (unknown keys are errors); [`LabConfig::default`] is the
-//! built-in lab that `meridian up` runs without `-f` (written out in `examples/lab.yaml`).
+//! built-in lab that `meridian up` runs without `-f` (written out in
+//! `examples/lab/default.yaml`).
 //!
 //! Addresses follow from a region's loopback octet N and a service's position k (1-based):
 //!
@@ -99,7 +100,7 @@ impl LabConfig {
         Ok(lab)
     }
 
-    /// The config as YAML (what `examples/lab.yaml` holds for the default).
+    /// The config as YAML (as the run directory's `lab.yaml` holds it).
     pub fn to_yaml(&self) -> String {
         serde_saphyr::to_string(self).unwrap_or_default()
     }
@@ -257,6 +258,13 @@ mod tests {
         assert_eq!(eu.public().to_string(), "127.0.2.1:8080");
         assert_eq!(eu.endpoint(1, 0).to_string(), "127.0.2.12:9000");
         assert_eq!(eu.backend(1, 1).to_string(), "127.0.2.12:19001");
+    }
+
+    #[test]
+    fn the_example_is_the_default() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/lab/default.yaml");
+        let text = std::fs::read_to_string(path).unwrap();
+        assert_eq!(LabConfig::parse(&text).unwrap(), LabConfig::default());
     }
 
     #[test]

@@ -8,6 +8,9 @@ use std::time::Duration;
 use meridian_testkit::TestUpstream;
 use meridian_testkit::proc::{ChildGuard, free_addr, peak_rss_kib, wait_for_http_ok, wait_for_tcp};
 
+#[path = "cli/lab.rs"]
+mod lab;
+
 /// End-to-end tests that start processes take this lock, so they run serially.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 

@@ -14,7 +14,8 @@ mod quickstart;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Lab config (YAML). Default: the built-in lab, 3 regions × 3 services (examples/lab.yaml).
+    /// Lab config (YAML). Default: the built-in lab, 3 regions × 3 services
+    /// (examples/lab/default.yaml).
     #[arg(short = 'f', long, conflicts_with = "bootstrap")]
     file: Option<PathBuf>,
     /// Run directory: generated configs, certificates, logs and state.json.
