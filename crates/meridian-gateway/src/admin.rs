@@ -138,7 +138,7 @@ fn service_health(state: &AdminState, service: &str) -> Response<GwBody> {
         );
     };
     let node = &state.proxy.node;
-    let serves = crate::forward::serves_locally(svc, &node.region, &node.drains);
+    let serves = crate::forward::serves_locally(svc, &node.region, &node.drains, std::time::Instant::now());
     let code = if serves { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     json(code, crate::status::service_status(svc, node))
 }

@@ -12,6 +12,7 @@ use http::{Request, Response, StatusCode, Uri, Version};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use meridian_core::ErrorCode;
+use meridian_health::{BreakerState, Outcome};
 
 use crate::body::GwBody;
 use crate::error::{ProxyError, Retry, Source};
@@ -82,8 +83,32 @@ pub fn limit_body(body: Incoming, announced: Option<u64>, max: u64) -> GwBody {
 
 /// Whether this region can serve `service` itself right now (not drained, allowed here, has
 /// endpoints). What `/-/health/services/{service}` reports, and the first choice of every request.
-pub fn serves_locally(service: &ServiceRuntime, region: &str, drains: &Drains) -> bool {
+pub fn serves_locally(service: &ServiceRuntime, region: &str, drains: &Drains, now: Instant) -> bool {
+    local_candidate(service, region, drains)
+        && service.health.available(now).0 > 0
+        && service.health.breaker().state(now) != BreakerState::Open
+}
+
+/// Allowed here, has endpoints, not drained: health aside, this region could serve.
+fn local_candidate(service: &ServiceRuntime, region: &str, drains: &Drains) -> bool {
     service.local_allowed && !service.endpoints.is_empty() && !drains.is_drained(region, &service.name)
+}
+
+/// Envoy's priority-level rule: a region keeps all its traffic while its available endpoints
+/// × the overprovisioning factor cover all of them; past that, the missing share spills over.
+fn spill_share(service: &ServiceRuntime, now: Instant) -> f64 {
+    let (available, total) = service.health.available(now);
+    if total == 0 || available == total {
+        return 0.0;
+    }
+    let factor = f64::from(service.config.failover.overprovisioning_percent) / 100.0;
+    (1.0 - available as f64 * factor / total as f64).clamp(0.0, 1.0)
+}
+
+/// Panic mode: with too few available endpoints and nowhere else to go, use them all.
+fn panics(service: &ServiceRuntime, now: Instant) -> bool {
+    let (available, total) = service.health.available(now);
+    available * 100 < total * service.config.failover.panic_threshold_percent as usize
 }
 
 /// Sends the request: local endpoints first, then peer regions in failover order. Returns the
@@ -95,11 +120,17 @@ pub async fn forward(
 ) -> Result<(Response<GwBody>, Option<SocketAddr>), ProxyError> {
     let service = cx.service;
     let tries = cx.tries;
-    let local_ok = serves_locally(service, cx.region, cx.drains);
+    let now = Instant::now();
+    let candidate = local_candidate(service, cx.region, cx.drains);
+    let local_ok =
+        candidate && service.health.available(now).0 > 0 && service.health.breaker().try_acquire(now);
     let may_fail_over = cx.origin == Origin::Client && !service.failover_to.is_empty();
-    if !local_ok && !may_fail_over {
+    let panic_ok = candidate && !local_ok && panics(service, now);
+    if !local_ok && !may_fail_over && !panic_ok {
         return Err(unavailable(service, cx.region));
     }
+    // Part of the traffic of a region short of endpoints starts at the next region.
+    let spill = local_ok && may_fail_over && rand::random::<f64>() < spill_share(service, now);
     let Some(slot) = service.acquire() else {
         return Err(ProxyError::internal(
             ErrorCode::ServiceUnavailable,
@@ -144,8 +175,11 @@ pub async fn forward(
         }
         let now = Instant::now();
         // Local endpoints not yet tried, then the next usable peer region, then local
-        // endpoints again (a single-endpoint region still gets its retries).
-        let untried_local = local_ok.then(|| service.pick(hash, &tried[..n_local])).flatten();
+        // endpoints again (a single-endpoint region still gets its retries), then — with
+        // nothing else left — every local endpoint whatever its health (panic mode).
+        let untried_local = (local_ok && !(spill && n_tries == 0))
+            .then(|| service.pick(hash, &tried[..n_local], now, false))
+            .flatten();
         let target = match untried_local {
             Some(i) => Target::Local(i),
             None => {
@@ -157,7 +191,15 @@ pub async fn forward(
                         break;
                     }
                 }
-                match (found, local_ok.then(|| service.pick(hash, &[])).flatten()) {
+                let again = if local_ok {
+                    service.pick(hash, &[], now, false)
+                } else if panic_ok {
+                    tracing::warn!(service = %service.name, region = %cx.region, "panic mode: no region can take the request; using every local endpoint");
+                    service.pick(hash, &[], now, true)
+                } else {
+                    None
+                };
+                match (found, again) {
                     (Some(p), _) => Target::Peer(p),
                     (None, Some(i)) => Target::Local(i),
                     (None, None) => break,
@@ -169,21 +211,28 @@ pub async fn forward(
             last_err = Some(timeout_error("request", tries.request_timeout));
             break;
         };
-        let (ep, peer): (&Arc<EndpointPool>, Option<&Arc<PeerRegion>>) = match target {
+        let (ep, peer, local): (&Arc<EndpointPool>, Option<&Arc<PeerRegion>>, Option<usize>) = match target {
             Target::Local(i) => {
                 if n_local < MAX_TRIED {
                     tried[n_local] = i;
                     n_local += 1;
                 }
-                (&service.endpoints[i], None)
+                (&service.endpoints[i], None, Some(i))
             }
-            Target::Peer(p) => (&p.pool, Some(p)),
+            Target::Peer(p) => (&p.pool, Some(p), None),
+        };
+        // Passive health: every local try's outcome feeds outlier detection and the breaker.
+        let record = |outcome: Outcome| {
+            if let Some(i) = local {
+                service.health.record(i, outcome, Instant::now());
+            }
         };
         let in_flight = InFlight::new(Arc::clone(ep));
         let mut conn = match ep.checkout(tries.connect_timeout.min(remaining)).await {
             Ok(c) => c,
             Err(e) => {
                 tracing::debug!(endpoint = %ep.addr.configured, error = %e, "connect failed");
+                record(Outcome::GatewayFailure);
                 if let Some(p) = peer {
                     p.back_off(Instant::now());
                 }
@@ -201,6 +250,7 @@ pub async fn forward(
         let err = match sent {
             Ok(Ok(resp)) => {
                 let status = resp.status().as_u16();
+                record(if status >= 500 { Outcome::Http5xx } else { Outcome::Success });
                 if let Some(p) = peer
                     && status == 503
                     && resp.headers().contains_key(&peer::REGION_UNAVAILABLE)
@@ -236,6 +286,9 @@ pub async fn forward(
             Err(_) => timeout_error("per-try", Some(per_try)),
         };
         tracing::debug!(endpoint = %ep.addr.configured, error = %err, "try failed");
+        if err.source == Source::Upstream {
+            record(Outcome::GatewayFailure);
+        }
         if let Some(p) = peer {
             p.back_off(Instant::now());
         }
@@ -353,7 +406,7 @@ pub async fn forward_upgrade(
     body: GwBody,
     client: hyper::upgrade::OnUpgrade,
 ) -> Result<(Response<GwBody>, Option<SocketAddr>), ProxyError> {
-    let Some(idx) = service.pick(None, &[]) else {
+    let Some(idx) = service.pick(None, &[], Instant::now(), false) else {
         return Err(ProxyError::internal(
             ErrorCode::ServiceUnavailable,
             format!("service {} has no endpoints in region {}", service.name, service.region),

@@ -183,7 +183,7 @@ impl Proxy {
         let Some(slot) = service.acquire_peer() else {
             return region_unavailable(&rid, "peer request limit reached");
         };
-        if !crate::forward::serves_locally(service, &self.node.region, &self.node.drains) {
+        if !crate::forward::serves_locally(service, &self.node.region, &self.node.drains, Instant::now()) {
             return region_unavailable(&rid, "the service cannot be served in this region");
         }
         let client_ip = req

@@ -38,7 +38,8 @@ pub fn service_status(svc: &ServiceRuntime, node: &NodeCtx) -> Value {
     json!({
         "service": &*svc.name,
         "region": &*node.region,
-        "serves_locally": serves_locally(svc, &node.region, &node.drains),
+        "serves_locally": serves_locally(svc, &node.region, &node.drains, now),
+        "health": svc.health.status(now),
         "allowed_here": svc.local_allowed,
         "drained": node.drains.is_drained(&node.region, &svc.name),
         "in_flight": svc.in_flight.load(Ordering::Relaxed),

@@ -8,6 +8,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use super::response_body::ServiceSlot;
 
+use std::time::Instant;
+
+use meridian_health::{CheckTarget, CheckerGuard, Labels, ServiceHealth, spawn_active_checks};
 use meridian_model::{HashOn, LoadBalancing, Region, Service};
 
 use crate::peer::PeerRegion;
@@ -36,6 +39,9 @@ pub struct ServiceRuntime {
     pub local_allowed: bool,
     /// Peer regions to fail over to, best first.
     pub failover_to: Vec<Arc<PeerRegion>>,
+    /// Health of the local endpoints: active checks, passive ejection, circuit breaker.
+    pub health: Arc<ServiceHealth>,
+    _checks: Option<CheckerGuard>,
     refresh: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -97,6 +103,36 @@ impl ServiceRuntime {
             weights.push(ep.weight);
             endpoints.push(pool);
         }
+        let epoch = std::time::Instant::now();
+        let labels = Labels {
+            service: Arc::from(svc.name.as_str()),
+            region: Arc::from(region),
+            endpoints: endpoints.iter().map(|e: &Arc<EndpointPool>| e.addr.configured.clone()).collect(),
+        };
+        let health = Arc::new(ServiceHealth::new(
+            labels,
+            &svc.outlier_detection,
+            &svc.circuit_breaker,
+            svc.health_check.is_some(),
+            epoch,
+        ));
+        let checks = svc.health_check.as_ref().filter(|_| !endpoints.is_empty()).map(|hc| {
+            let targets = endpoints
+                .iter()
+                .enumerate()
+                .map(|(index, e)| {
+                    let pool = Arc::clone(e);
+                    let host = e.addr.hostname.clone().unwrap_or_else(|| e.addr.configured.clone());
+                    CheckTarget {
+                        index,
+                        addr: Box::new(move || pool.addr.addrs().first().copied()),
+                        host,
+                        source,
+                    }
+                })
+                .collect();
+            spawn_active_checks(&health, targets, hc)
+        });
         let hash_on = match &svc.load_balancing {
             LoadBalancing::ConsistentHash { hash_on } => Some(hash_on.clone()),
             _ => None,
@@ -120,6 +156,8 @@ impl ServiceRuntime {
             peer_tries: TryPolicy::default_for_peers(),
             local_allowed,
             failover_to,
+            health,
+            _checks: checks,
             concurrency_limit: svc.concurrency_limit,
             refresh,
         })
@@ -139,9 +177,30 @@ impl ServiceRuntime {
         ServiceSlot::acquire(&self.peer_in_flight, self.config.failover.max_peer_requests)
     }
 
-    /// Picks an endpoint not yet tried by this request.
-    pub fn pick(&self, hash: Option<u64>, tried: &[usize]) -> Option<usize> {
+    /// Picks an available endpoint not yet tried by this request. A recovering endpoint (slow
+    /// start) is passed over with the probability it is still short of full weight, so its share
+    /// ramps up instead of jumping back. `ignore_health` is the panic mode.
+    pub fn pick(
+        &self,
+        hash: Option<u64>,
+        tried: &[usize],
+        now: Instant,
+        ignore_health: bool,
+    ) -> Option<usize> {
         let eps = &self.endpoints;
-        self.balancer.pick(hash, &|i| eps[i].in_flight.load(Ordering::Relaxed), &|i| tried.contains(&i))
+        let h = &self.health;
+        let skip = |i: usize| tried.contains(&i) || (!ignore_health && !h.endpoint(i).is_available(now));
+        let in_flight = |i: usize| eps[i].in_flight.load(Ordering::Relaxed);
+        let first = self.balancer.pick(hash, &in_flight, &skip)?;
+        let slow_start = self.config.failover.slow_start.get();
+        if ignore_health || hash.is_some() || slow_start.is_zero() {
+            return Some(first);
+        }
+        let factor = h.endpoint(first).slow_start_factor(now, slow_start);
+        if factor >= 1.0 || rand::random::<f64>() < factor {
+            return Some(first);
+        }
+        let again = self.balancer.pick(None, &in_flight, &|i| i == first || skip(i));
+        Some(again.unwrap_or(first))
     }
 }

@@ -23,16 +23,21 @@ fn global_two(
     peers: (SocketAddr, SocketAddr),
     extra: &str,
 ) -> String {
-    let eps =
-        |v: &[SocketAddr]| v.iter().map(|a| format!("{{ address: \"{a}\" }}")).collect::<Vec<_>>().join(", ");
+    let eps = |region: &str, v: &[SocketAddr]| {
+        if v.is_empty() {
+            return String::new();
+        }
+        let list = v.iter().map(|a| format!("{{ address: \"{a}\" }}")).collect::<Vec<_>>().join(", ");
+        format!("{region}: [{list}], ")
+    };
     format!(
         "regions:\n  - {{ name: east, peer_address: \"{}\", location: {{ lat: 40, lon: -75 }} }}\n  - {{ name: west, peer_address: \"{}\", location: {{ lat: 37, lon: -122 }} }}\n\
-         services:\n  - name: svc\n    endpoints: {{ east: [{}], west: [{}] }}\n{extra}\
+         services:\n  - name: svc\n    endpoints: {{ {}{} }}\n{extra}\
          routes:\n  - name: all\n    match: {{ path: {{ prefix: / }} }}\n    service: svc\n",
         peers.0,
         peers.1,
-        eps(east_eps),
-        eps(west_eps)
+        eps("east", east_eps),
+        eps("west", west_eps)
     )
 }
 
@@ -133,12 +138,15 @@ async fn no_loop_when_both_regions_fail() {
 
 #[tokio::test]
 async fn residency_keeps_failover_inside_the_allowed_regions() {
-    let west_up = TestUpstream::start("west-1").await;
-    let t =
-        two_regions(&[dead_addr()], &[west_up.addr()], "    failover: { allowed_regions: [east] }\n").await;
-    let r = client().get(t.east.url("/")).send().await.unwrap();
-    assert_eq!(r.status(), 502, "west is not allowed: the local failure stands");
-    assert_eq!(west_up.requests(), 0);
+    let t = two_regions(&[dead_addr()], &[], "    failover: { allowed_regions: [east] }\n").await;
+    let c = client();
+    let status: Value = c.get(t.east.admin("/-/status")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(status["services"][0]["failover_to"], serde_json::json!([]), "west is not a failover target");
+    let r = c.get(t.east.url("/")).send().await.unwrap();
+    assert_eq!(r.status(), 502, "the local failure stands");
+    // West may not serve it even for its own clients.
+    let r = c.get(t.west.url("/")).send().await.unwrap();
+    assert_eq!(r.status(), 503);
 }
 
 #[tokio::test]
@@ -174,4 +182,71 @@ async fn spoofed_hop_headers_from_clients_are_ignored_and_peers_need_a_certifica
     let r = stranger.get(format!("https://{peer_addr}/")).header("x-meridian-service", "svc").send().await;
     assert!(r.is_err(), "peer listener accepted a client without a certificate");
     assert_eq!(west_up.requests(), 0);
+}
+
+const FAST_CHECKS: &str = "    health_check: { probe: { type: http, path: /health-probe }, interval: 100ms, timeout: 80ms, healthy_threshold: 1, unhealthy_threshold: 1 }\n";
+
+#[tokio::test]
+async fn health_checks_move_a_region_out_before_requests_fail() {
+    // East's endpoint accepts connections but never answers: probes time out, and any request
+    // sent there would hang for the 30 s per-try timeout.
+    let hung = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let west_up = TestUpstream::start("west-1").await;
+    let t = two_regions(&[hung.local_addr().unwrap()], &[west_up.addr()], FAST_CHECKS).await;
+    let c = client();
+    eventually("east reports it cannot serve svc", Duration::from_secs(10), async || {
+        c.get(t.east.admin("/-/health/services/svc")).send().await.map(|r| r.status() == 503).unwrap_or(false)
+    })
+    .await;
+    assert_eq!(c.get(t.west.admin("/-/health/services/svc")).send().await.unwrap().status(), 200);
+    for _ in 0..10 {
+        let v: Value = c.get(t.east.url("/x")).send().await.unwrap().json().await.unwrap();
+        assert_eq!(v["upstream"], "west-1");
+    }
+    let status: Value = c.get(t.east.admin("/-/status")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(status["services"][0]["health"]["endpoints"][0]["active"], "unhealthy");
+}
+
+#[tokio::test]
+async fn with_every_region_down_the_local_endpoints_are_used_in_panic_mode() {
+    // Both regions' probes fail (the probe path answers 503) while the endpoints still serve:
+    // nowhere is healthy, so the local region uses its endpoints anyway rather than failing.
+    let east_up = TestUpstream::start("east-1").await;
+    let west_up = TestUpstream::start("west-1").await;
+    let checks = FAST_CHECKS.replace("/health-probe", "/status/503");
+    let t = two_regions(&[east_up.addr()], &[west_up.addr()], &checks).await;
+    let c = client();
+    eventually("east marked down", Duration::from_secs(10), async || {
+        c.get(t.east.admin("/-/health/services/svc")).send().await.map(|r| r.status() == 503).unwrap_or(false)
+    })
+    .await;
+    eventually("west marked down", Duration::from_secs(10), async || {
+        c.get(t.west.admin("/-/health/services/svc")).send().await.map(|r| r.status() == 503).unwrap_or(false)
+    })
+    .await;
+    let v: Value = c.get(t.east.url("/x")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(v["upstream"], "east-1");
+}
+
+#[tokio::test]
+async fn partial_loss_spills_over_in_proportion() {
+    let live = TestUpstream::start("east-live").await;
+    let west_up = TestUpstream::start("west-1").await;
+    let east = [live.addr(), dead_addr(), dead_addr(), dead_addr()];
+    let t = two_regions(&east, &[west_up.addr()], FAST_CHECKS).await;
+    let c = client();
+    eventually("three dead endpoints marked down", Duration::from_secs(10), async || {
+        let s: Value = c.get(t.east.admin("/-/status")).send().await.unwrap().json().await.unwrap();
+        s["services"][0]["health"]["available"] == 1
+    })
+    .await;
+    let mut west = 0;
+    for _ in 0..200 {
+        let v: Value = c.get(t.east.url("/")).send().await.unwrap().json().await.unwrap();
+        if v["upstream"] == "west-1" {
+            west += 1;
+        }
+    }
+    // 1 of 4 available × overprovisioning 1.4 keeps 35 % local: about 65 % spills over.
+    assert!((90..=170).contains(&west), "spilled {west} of 200");
 }
