@@ -30,13 +30,9 @@ pub enum LabError {
     /// The lab config is unusable.
     #[error("lab config: {0}")]
     Config(String),
-    /// A file or socket operation failed.
-    #[error("{context}: {source}")]
-    Io {
-        context: String,
-        #[source]
-        source: std::io::Error,
-    },
+    /// A file or socket operation failed; the message includes the cause.
+    #[error("{context}: {error}")]
+    Io { context: String, error: std::io::Error },
     /// The generated global config or a bootstrap did not validate (a bug in the generator).
     #[error("generated config is invalid:\n{0}")]
     Generated(String),
@@ -59,6 +55,6 @@ pub enum LabError {
 
 impl LabError {
     pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
-        LabError::Io { context: context.into(), source }
+        LabError::Io { context: context.into(), error: source }
     }
 }

@@ -70,6 +70,8 @@ impl Proc {
         let child = Command::new(exe)
             .args(&self.args)
             .env("MERIDIAN_LOG", std::env::var("MERIDIAN_LOG").unwrap_or_else(|_| "info".into()))
+            // Output goes to log files: no terminal colour codes.
+            .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log2)

@@ -115,6 +115,12 @@ async fn run_curl(
             println!("{n}: {}", value.to_str().unwrap_or("<binary>"));
         }
     }
+    // The demo services name where they run: say where the request was served.
+    if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&r.body)
+        && let (Some(instance), Some(region)) = (v["instance"].as_str(), v["region"].as_str())
+    {
+        println!("# served by {instance} in {region}");
+    }
     println!();
     print!("{}", String::from_utf8_lossy(&r.body));
     Ok(ExitCode::SUCCESS)

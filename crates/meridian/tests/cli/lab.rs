@@ -147,6 +147,17 @@ async fn lab_serves_every_region_and_injects_every_fault_mode() {
     let out = lab_ok(dir, &["curl", "--region", "eu-west-1", "http://api.example.com/users/7"]);
     assert!(out.contains("200 OK") && out.contains("127.0.2.250"), "{out}");
     assert!(out.contains("\"region\":\"eu-west-1\"") && out.contains("\"service\":\"users\""), "{out}");
+    assert!(out.contains("served by users-eu-west-1-1 in eu-west-1"), "{out}");
+
+    // A second lab on the same directory is refused before it touches anything.
+    let second = Command::new(bin())
+        .args(["up", "--control", &free_addr().to_string(), "--dir"])
+        .arg(dir)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!second.status.success());
+    assert!(String::from_utf8_lossy(&second.stderr).contains("already running"));
 
     // Every generated file is a valid config.
     let mut files = vec![dir.join("global.yaml")];
