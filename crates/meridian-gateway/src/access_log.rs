@@ -21,8 +21,8 @@ pub struct AccessLog {
     tx: mpsc::SyncSender<String>,
 }
 
-/// Lines buffered for the writer; beyond this, lines are dropped (and counted) rather than
-/// slowing requests down.
+/// Lines buffered for the writer; beyond this, lines are dropped rather than slowing requests
+/// down.
 const QUEUE: usize = 64 * 1024;
 
 impl AccessLog {
@@ -66,7 +66,8 @@ pub struct LogRecord {
     pub service: Arc<str>,
     pub region: Arc<str>,
     pub endpoint: Option<SocketAddr>,
-    pub client: SocketAddr,
+    /// The client as the gateway believes it (after trusted proxies, or the peer hop).
+    pub client: std::net::IpAddr,
     pub status: u16,
     pub start: Instant,
     /// Time until the response headers were ready, in milliseconds.
@@ -96,7 +97,7 @@ impl LoggedBody {
             "service": &*r.service,
             "region": &*r.region,
             "endpoint": r.endpoint.map(|e| e.to_string()),
-            "client": r.client.ip().to_string(),
+            "client": r.client.to_string(),
             "status": r.status,
             "headers_ms": (r.headers_ms * 1000.0).round() / 1000.0,
             "total_ms": (r.start.elapsed().as_secs_f64() * 1_000_000.0).round() / 1000.0,
@@ -109,7 +110,9 @@ impl LoggedBody {
 
 impl Drop for LoggedBody {
     fn drop(&mut self) {
-        self.emit(false);
+        // Bodies that are empty from the start (204, 304, HEAD) are never polled.
+        let complete = self.inner.is_end_stream();
+        self.emit(complete);
     }
 }
 

@@ -41,7 +41,15 @@ pub async fn serve(listener: TcpListener, state: Arc<AdminState>) {
     let stop = state.shutdown.clone();
     loop {
         let (stream, _) = tokio::select! {
-            r = listener.accept() => match r { Ok(x) => x, Err(_) => continue },
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(error = %e, "admin accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
             _ = stop.stopping() => return,
         };
         let state = Arc::clone(&state);

@@ -23,7 +23,7 @@ use crate::state::TryPolicy;
 use crate::timeout::{Activity, ActivityIo};
 use crate::upstream::lb::hash_key;
 use crate::upstream::pool::{self, EndpointPool, PoolReturn, Sender};
-use crate::upstream::response_body::{InFlight, UpstreamBody};
+use crate::upstream::response_body::{InFlight, ServiceSlot, UpstreamBody};
 use crate::upstream::service::ServiceRuntime;
 
 /// Most tries of one request we track (first try plus retries).
@@ -111,15 +111,56 @@ fn panics(service: &ServiceRuntime, now: Instant) -> bool {
     available * 100 < total * service.config.failover.panic_threshold_percent as usize
 }
 
+/// How long a small request body may take to arrive when it is buffered for replay.
+const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Sends the request: local endpoints first, then peer regions in failover order. Returns the
 /// response and the endpoint (or peer gateway) that gave it.
+///
+/// Two kinds of "another try": retries (bounded by `retries.attempts` and the budget, only
+/// when repeating is safe) and region hops (each failover region at most once; a hop after an
+/// answer that proves nothing was processed — connect failure, "region unavailable" — costs no
+/// budget).
+///
+/// `admission`: another slot the response body holds until it ends (a peer request's slot).
 pub async fn forward(
     cx: &ForwardCtx<'_>,
     parts: http::request::Parts,
     body: GwBody,
+    admission: Option<ServiceSlot>,
 ) -> Result<(Response<GwBody>, Option<SocketAddr>), ProxyError> {
     let service = cx.service;
     let tries = cx.tries;
+    let deadline = tries.request_timeout.map(|d| cx.start + d);
+    let may_repeat =
+        tries.retry.attempts > 0 && (tries.retry.allow_non_idempotent || is_idempotent(&parts.method));
+
+    // Buffer a small body for replay first (bounded in time), so a slow client holds no slot.
+    let mut body = if http_body::Body::is_end_stream(&body) {
+        ReqBody::Replayable(None)
+    } else if may_repeat
+        && content_length(&parts.headers).is_some_and(|n| n <= tries.retry.max_replay_body_bytes)
+    {
+        let wait = remaining(deadline).unwrap_or_default().min(BODY_READ_TIMEOUT);
+        match tokio::time::timeout(wait, body.collect()).await {
+            Ok(Ok(c)) => ReqBody::Replayable(Some(c.to_bytes())),
+            Ok(Err(e)) => {
+                return Err(ProxyError::downstream(
+                    ErrorCode::BadRequest,
+                    format!("reading the request body failed: {e}"),
+                ));
+            }
+            Err(_) => {
+                return Err(ProxyError::downstream(
+                    ErrorCode::RequestTimeout,
+                    "the request body arrived too slowly",
+                ));
+            }
+        }
+    } else {
+        ReqBody::Stream(Some(body))
+    };
+
     let now = Instant::now();
     let candidate = local_candidate(service, cx.region, cx.drains);
     let local_ok =
@@ -138,46 +179,26 @@ pub async fn forward(
         ));
     };
 
-    let may_repeat =
-        tries.retry.attempts > 0 && (tries.retry.allow_non_idempotent || is_idempotent(&parts.method));
-    let mut body = if http_body::Body::is_end_stream(&body) {
-        ReqBody::Replayable(None)
-    } else if may_repeat
-        && content_length(&parts.headers).is_some_and(|n| n <= tries.retry.max_replay_body_bytes)
-    {
-        match body.collect().await {
-            Ok(c) => ReqBody::Replayable(Some(c.to_bytes())),
-            Err(e) => {
-                return Err(ProxyError::downstream(
-                    ErrorCode::BadRequest,
-                    format!("reading the request body failed: {e}"),
-                ));
-            }
-        }
-    } else {
-        ReqBody::Stream(Some(body))
-    };
-
-    tries.budget.deposit(Instant::now());
-    let deadline = tries.request_timeout.map(|d| cx.start + d);
+    tries.budget.deposit(now);
     let hash = service.hash_on().and_then(|h| hash_key(h, &parts.headers, cx.client_ip));
     let mut tried = [usize::MAX; MAX_TRIED];
     let mut n_local = 0usize;
     let mut next_peer = 0usize;
-    let mut n_tries = 0usize;
-    let max_tries = (tries.retry.attempts as usize + 1).min(MAX_TRIED);
+    let mut retries_left = tries.retry.attempts as usize;
+    let mut first = true;
+    // After a failed try: whether it was safe (nothing processed). The next try is a retry,
+    // paid from the attempts and the budget, unless it is a region hop after a safe failure.
+    let mut pending: Option<bool> = None;
     let mut slot = Some(slot);
+    let mut admission = admission;
     let mut last_err: Option<ProxyError> = None;
 
-    while n_tries < max_tries {
-        if n_tries > 0 && !tries.budget.try_withdraw(Instant::now()) {
-            break;
-        }
+    loop {
         let now = Instant::now();
         // Local endpoints not yet tried, then the next usable peer region, then local
         // endpoints again (a single-endpoint region still gets its retries), then — with
         // nothing else left — every local endpoint whatever its health (panic mode).
-        let untried_local = (local_ok && !(spill && n_tries == 0))
+        let untried_local = (local_ok && !(spill && first))
             .then(|| service.pick(hash, &tried[..n_local], now, false))
             .flatten();
         let target = match untried_local {
@@ -191,7 +212,9 @@ pub async fn forward(
                         break;
                     }
                 }
-                let again = if local_ok {
+                let again = if found.is_some() {
+                    None
+                } else if local_ok && !first {
                     service.pick(hash, &[], now, false)
                 } else if panic_ok {
                     tracing::warn!(service = %service.name, region = %cx.region, "panic mode: no region can take the request; using every local endpoint");
@@ -206,7 +229,16 @@ pub async fn forward(
                 }
             }
         };
-        n_tries += 1;
+        first = false;
+        if let Some(safe) = pending.take() {
+            let free_hop = safe && matches!(target, Target::Peer(_));
+            if !free_hop {
+                if retries_left == 0 || !tries.budget.try_withdraw(now) {
+                    break;
+                }
+                retries_left -= 1;
+            }
+        }
         let Some(remaining) = remaining(deadline) else {
             last_err = Some(timeout_error("request", tries.request_timeout));
             break;
@@ -237,7 +269,9 @@ pub async fn forward(
                     p.back_off(Instant::now());
                 }
                 last_err = Some(e);
-                continue; // nothing was sent: safe for any method
+                // Nothing was sent: safe for any method.
+                pending = Some(true);
+                continue;
             }
         };
         let Some(req_body) = body.take() else { break };
@@ -247,22 +281,38 @@ pub async fn forward(
         }
         let per_try = tries.per_try_timeout.map_or(remaining, |t| t.min(remaining));
         let sent = tokio::time::timeout(per_try, pool::send(&mut conn, req)).await;
+        let replayable = !matches!(body, ReqBody::Stream(None));
         let err = match sent {
-            Ok(Ok(resp)) => {
+            Ok(Ok(mut resp)) => {
                 let status = resp.status().as_u16();
                 record(if status >= 500 { Outcome::Http5xx } else { Outcome::Success });
-                if let Some(p) = peer
-                    && status == 503
-                    && resp.headers().contains_key(&peer::REGION_UNAVAILABLE)
-                {
-                    // The peer's region cannot serve it: the next region, whatever the method.
-                    tracing::debug!(region = %p.region, service = %service.name, "peer region unavailable");
-                    p.back_off(Instant::now());
-                    last_err = Some(unavailable_in(service, &p.region));
-                    continue;
+                if let Some(p) = peer {
+                    if status == 503 && resp.headers().contains_key(&peer::REGION_UNAVAILABLE) {
+                        // The peer's region cannot serve it: the next region, whatever the
+                        // method (the peer processed nothing).
+                        tracing::debug!(region = %p.region, service = %service.name, "peer region unavailable");
+                        p.back_off(Instant::now());
+                        last_err = Some(unavailable_in(service, &p.region));
+                        if !replayable {
+                            break;
+                        }
+                        pending = Some(true);
+                        continue;
+                    }
+                } else {
+                    // Only the peer hop may say "region unavailable"; never an upstream.
+                    resp.headers_mut().remove(&peer::REGION_UNAVAILABLE);
                 }
-                let more = n_tries < max_tries && may_repeat && matches!(body, ReqBody::Replayable(_));
-                if more && tries.retry.on_statuses.contains(&status) {
+                // A retriable status is retried only if a retry can really happen; otherwise
+                // the client gets the upstream's own answer.
+                let retry_status = tries.retry.on_statuses.contains(&status)
+                    && may_repeat
+                    && replayable
+                    && retries_left > 0
+                    && self::remaining(deadline).is_some()
+                    && tries.budget.try_withdraw(Instant::now());
+                if retry_status {
+                    retries_left -= 1;
                     last_err = Some(ProxyError::new(
                         status_code(status),
                         Source::Upstream,
@@ -279,7 +329,8 @@ pub async fn forward(
                     Sender::H2(_) => None,
                 };
                 let sa = ep.addr.addrs().first().copied();
-                let resp = resp.map(|b| GwBody::Upstream(UpstreamBody::new(b, ret, in_flight, slot.take())));
+                let slots = [slot.take(), admission.take()];
+                let resp = resp.map(|b| GwBody::Upstream(UpstreamBody::new(b, ret, in_flight, slots)));
                 return Ok((resp, sa));
             }
             Ok(Err(e)) => e,
@@ -292,11 +343,13 @@ pub async fn forward(
         if let Some(p) = peer {
             p.back_off(Instant::now());
         }
-        let retry_ok = match err.retry {
-            Retry::Safe => true,
-            Retry::IfIdempotent => may_repeat,
-            Retry::No => false,
-        };
+        let retry_ok = replayable
+            && match err.retry {
+                Retry::Safe => true,
+                Retry::IfIdempotent => may_repeat,
+                Retry::No => false,
+            };
+        pending = Some(err.retry == Retry::Safe);
         last_err = Some(err);
         if !retry_ok {
             break;
@@ -400,19 +453,28 @@ fn upstream_request(parts: &http::request::Parts, body: GwBody, h2: bool) -> Req
 
 /// WebSocket and other HTTP/1.1 upgrades: a fresh connection, no retries, then bytes both ways.
 pub async fn forward_upgrade(
-    tries: &TryPolicy,
-    service: &ServiceRuntime,
+    cx: &ForwardCtx<'_>,
     parts: http::request::Parts,
     body: GwBody,
     client: hyper::upgrade::OnUpgrade,
 ) -> Result<(Response<GwBody>, Option<SocketAddr>), ProxyError> {
-    let Some(idx) = service.pick(None, &[], Instant::now(), false) else {
+    let (tries, service) = (cx.tries, cx.service);
+    let now = Instant::now();
+    let picked = serves_locally(service, cx.region, cx.drains, now)
+        .then(|| service.pick(None, &[], now, false))
+        .flatten();
+    let Some(idx) = picked else {
+        return Err(unavailable(service, cx.region));
+    };
+    // A tunnel holds a concurrency slot and counts as in flight for as long as it lives.
+    let Some(slot) = service.acquire() else {
         return Err(ProxyError::internal(
             ErrorCode::ServiceUnavailable,
-            format!("service {} has no endpoints in region {}", service.name, service.region),
+            format!("service {} is at its concurrency limit", service.name),
         ));
     };
     let ep = &service.endpoints[idx];
+    let in_flight = InFlight::new(Arc::clone(ep));
     let mut sender = ep.connect_for_upgrade(tries.connect_timeout).await?;
     let req = upstream_request(&parts, body, false);
     let per_try = tries.per_try_timeout.unwrap_or(Duration::from_secs(24 * 3600));
@@ -428,6 +490,7 @@ pub async fn forward_upgrade(
     let upstream = hyper::upgrade::on(&mut resp);
     let idle = tries.idle_timeout;
     tokio::spawn(async move {
+        let _held = (slot, in_flight);
         let (c, u) = match tokio::join!(client, upstream) {
             (Ok(c), Ok(u)) => (c, u),
             _ => return,

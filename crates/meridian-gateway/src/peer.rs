@@ -35,9 +35,7 @@ pub const REGION_UNAVAILABLE: HeaderName = HeaderName::from_static("x-meridian-r
 #[inline]
 pub fn strip_hop_headers(h: &mut HeaderMap) {
     for name in [&HOP, &SERVICE, &CLIENT, &REGION_UNAVAILABLE] {
-        if h.contains_key(name) {
-            h.remove(name);
-        }
+        h.remove(name);
     }
 }
 
@@ -94,6 +92,8 @@ pub const PEER_BACKOFF: Duration = Duration::from_secs(1);
 pub struct PeerRegion {
     pub region: Arc<str>,
     pub pool: Arc<EndpointPool>,
+    /// Re-resolution of a peer address given as a hostname.
+    refresh: Option<tokio::task::JoinHandle<()>>,
     origin: Instant,
     /// Milliseconds after `origin` until which the region is skipped (0: never).
     skip_until_ms: AtomicU64,
@@ -101,7 +101,8 @@ pub struct PeerRegion {
 
 impl PeerRegion {
     pub fn new(region: Arc<str>, pool: Arc<EndpointPool>) -> Self {
-        PeerRegion { region, pool, origin: Instant::now(), skip_until_ms: AtomicU64::new(0) }
+        let refresh = crate::upstream::resolve::spawn_refresh(&pool, Duration::from_secs(30));
+        PeerRegion { region, pool, refresh, origin: Instant::now(), skip_until_ms: AtomicU64::new(0) }
     }
 
     /// Skip this region until `now + PEER_BACKOFF`.
@@ -113,5 +114,13 @@ impl PeerRegion {
     pub fn is_backed_off(&self, now: Instant) -> bool {
         let ms = now.saturating_duration_since(self.origin).as_millis() as u64;
         ms < self.skip_until_ms.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for PeerRegion {
+    fn drop(&mut self) {
+        if let Some(t) = &self.refresh {
+            t.abort();
+        }
     }
 }

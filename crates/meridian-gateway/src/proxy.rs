@@ -104,8 +104,9 @@ impl Proxy {
 
         // 6. Proxy headers and path rewrite. HTTP/2 clients name the host in `:authority`;
         // give it a Host header so forwarding headers and HTTP/1.1 upstreams see it.
-        if !parts.headers.contains_key(header::HOST)
-            && let Some(a) = parts.uri.authority()
+        // When the target names an authority (HTTP/2, absolute-form), it wins over any Host
+        // header (RFC 9112 §3.2.2, RFC 9113 §8.3.1): routing used it, so the upstream must too.
+        if let Some(a) = parts.uri.authority()
             && let Ok(v) = HeaderValue::from_str(a.as_str())
         {
             parts.headers.insert(header::HOST, v);
@@ -126,27 +127,25 @@ impl Proxy {
 
         // 7. Upstream: this region first, then peer regions.
         let body = limit_body(body, announced, max_body);
+        let cx = ForwardCtx {
+            tries: &route.tries,
+            service: &route.service,
+            region: &self.node.region,
+            drains: &self.node.drains,
+            origin: Origin::Client,
+            client_ip,
+            start,
+        };
         let result = match client_upgrade {
-            Some(on_upgrade) => forward_upgrade(&route.tries, &route.service, parts, body, on_upgrade).await,
-            None => {
-                let cx = ForwardCtx {
-                    tries: &route.tries,
-                    service: &route.service,
-                    region: &self.node.region,
-                    drains: &self.node.drains,
-                    origin: Origin::Client,
-                    client_ip,
-                    start,
-                };
-                forward(&cx, parts, body).await
-            }
+            Some(on_upgrade) => forward_upgrade(&cx, parts, body, on_upgrade).await,
+            None => forward(&cx, parts, body, None).await,
         };
         let (mut resp, endpoint) = match result {
             Ok(ok) => ok,
             Err(e) => {
                 tracing::debug!(request_id = %rid, route = %route.name, error = %e, "request failed");
                 let resp = respond(e.code, &e.message, rid.as_str());
-                return self.logged(resp, &rid, &route.name, &route.service.name, None, start, conn);
+                return self.logged(resp, &rid, &route.name, &route.service.name, None, start, client_ip);
             }
         };
 
@@ -160,7 +159,7 @@ impl Proxy {
         if let Some(idle) = route.tries.idle_timeout {
             resp = resp.map(|b| GwBody::boxed(IdleTimeoutBody::new(b, idle)));
         }
-        self.logged(resp, &rid, &route.name, &route.service.name, endpoint, start, conn)
+        self.logged(resp, &rid, &route.name, &route.service.name, endpoint, start, client_ip)
     }
 
     /// A request from a peer region's gateway (peer listener, mutual TLS): serve the named
@@ -207,7 +206,7 @@ impl Proxy {
             start,
         };
         let body = limit_body(body, content_length(&parts.headers), u64::MAX);
-        let resp = match forward(&cx, parts, body).await {
+        let resp = match forward(&cx, parts, body, Some(slot)).await {
             Ok((mut resp, _)) => {
                 let status = resp.status();
                 forwarded::prepare_response(resp.headers_mut(), status, &self.node.via);
@@ -219,10 +218,9 @@ impl Proxy {
             }
             Err(e) => respond(e.code, &e.message, rid.as_str()),
         };
-        drop(slot);
         static PEER_ROUTE: std::sync::OnceLock<Arc<str>> = std::sync::OnceLock::new();
         let route = PEER_ROUTE.get_or_init(|| Arc::from("(peer)"));
-        self.logged(resp, &rid, route, &service.name, None, start, conn)
+        self.logged(resp, &rid, route, &service.name, None, start, client_ip)
     }
 
     /// 9. Access log, written when the response body ends (only when enabled).
@@ -235,7 +233,7 @@ impl Proxy {
         service: &Arc<str>,
         endpoint: Option<SocketAddr>,
         start: Instant,
-        conn: &ConnInfo,
+        client: IpAddr,
     ) -> Response<GwBody> {
         let Some(log) = &self.node.access_log else { return resp };
         let rec = LogRecord {
@@ -244,7 +242,7 @@ impl Proxy {
             service: Arc::clone(service),
             region: self.node.region.clone(),
             endpoint,
-            client: conn.peer,
+            client,
             status: resp.status().as_u16(),
             start,
             headers_ms: start.elapsed().as_secs_f64() * 1000.0,

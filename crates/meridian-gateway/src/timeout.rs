@@ -119,11 +119,14 @@ pub struct IdleTimeoutBody {
     inner: GwBody,
     idle: Duration,
     sleep: Pin<Box<tokio::time::Sleep>>,
+    /// False after a frame was handed out: the next poll starts a fresh wait, so time the
+    /// client spends not reading never counts as the upstream being idle.
+    waiting: bool,
 }
 
 impl IdleTimeoutBody {
     pub fn new(inner: GwBody, idle: Duration) -> Self {
-        IdleTimeoutBody { inner, idle, sleep: Box::pin(tokio::time::sleep(idle)) }
+        IdleTimeoutBody { inner, idle, sleep: Box::pin(tokio::time::sleep(idle)), waiting: true }
     }
 }
 
@@ -136,10 +139,13 @@ impl Body for IdleTimeoutBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
+        if !this.waiting {
+            this.sleep.as_mut().reset(tokio::time::Instant::now() + this.idle);
+            this.waiting = true;
+        }
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(r) => {
-                let deadline = tokio::time::Instant::now() + this.idle;
-                this.sleep.as_mut().reset(deadline);
+                this.waiting = false;
                 Poll::Ready(r)
             }
             Poll::Pending => match this.sleep.as_mut().poll(cx) {

@@ -167,9 +167,14 @@ impl EndpointPool {
             return;
         }
         let mut idle = lock(&self.idle);
-        if idle.len() < self.max_idle {
-            idle.push((s, Instant::now()));
+        if self.max_idle == 0 {
+            return;
         }
+        if idle.len() >= self.max_idle {
+            // Keep the warmest connections: the oldest idle one goes.
+            idle.remove(0);
+        }
+        idle.push((s, Instant::now()));
     }
 
     /// Idle connections currently pooled (HTTP/1.1).
@@ -180,7 +185,9 @@ impl EndpointPool {
     fn pop_idle(&self) -> Option<http1::SendRequest<GwBody>> {
         let mut idle = lock(&self.idle);
         while let Some((s, since)) = idle.pop() {
-            if s.is_ready() && since.elapsed() < self.idle_timeout {
+            // `send` waits for readiness; a connection whose previous response just ended may
+            // not have signalled it yet and is still good.
+            if !s.is_closed() && since.elapsed() < self.idle_timeout {
                 return Some(s);
             }
         }
@@ -190,7 +197,8 @@ impl EndpointPool {
     fn shared_h2(&self) -> Option<http2::SendRequest<GwBody>> {
         let mut g = lock(&self.h2);
         match g.as_ref() {
-            Some(s) if !s.is_closed() => Some(s.clone()),
+            // After a GOAWAY the connection is not ready for new streams: open another.
+            Some(s) if s.is_ready() => Some(s.clone()),
             Some(_) => {
                 *g = None;
                 None
@@ -380,9 +388,12 @@ pub fn classify(e: hyper::Error, reused: bool) -> ProxyError {
         retry = Retry::Safe;
     }
     if let Some(h2e) = e.source().and_then(|s| s.downcast_ref::<h2::Error>())
-        && (h2e.reason() == Some(h2::Reason::REFUSED_STREAM) || h2e.is_go_away())
+        && (h2e.reason() == Some(h2::Reason::REFUSED_STREAM)
+            || (h2e.is_go_away() && h2e.reason() == Some(h2::Reason::NO_ERROR)))
     {
-        // RFC 9113 §8.7: a refused stream, or one above GOAWAY's last stream id, was not processed.
+        // RFC 9113 §8.7: a refused stream was not processed; neither were streams cut by a
+        // graceful GOAWAY (h2 resets only those above its last stream id). Any other GOAWAY
+        // (errors) may have cut a processed stream: idempotent methods only.
         retry = Retry::Safe;
     }
     if reused && e.is_incomplete_message() {

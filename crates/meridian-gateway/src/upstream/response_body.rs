@@ -58,7 +58,7 @@ impl Drop for ServiceSlot {
 pub struct UpstreamBody {
     inner: Incoming,
     ret: Option<PoolReturn>,
-    _in_flight: Option<(InFlight, Option<ServiceSlot>)>,
+    _in_flight: Option<(InFlight, [Option<ServiceSlot>; 2])>,
 }
 
 impl UpstreamBody {
@@ -66,9 +66,9 @@ impl UpstreamBody {
         inner: Incoming,
         ret: Option<PoolReturn>,
         in_flight: InFlight,
-        slot: Option<ServiceSlot>,
+        slots: [Option<ServiceSlot>; 2],
     ) -> Self {
-        let mut b = UpstreamBody { inner, ret, _in_flight: Some((in_flight, slot)) };
+        let mut b = UpstreamBody { inner, ret, _in_flight: Some((in_flight, slots)) };
         if b.inner.is_end_stream() {
             b.finish();
         }

@@ -250,3 +250,23 @@ async fn partial_loss_spills_over_in_proportion() {
     // 1 of 4 available × overprovisioning 1.4 keeps 35 % local: about 65 % spills over.
     assert!((90..=170).contains(&west), "spilled {west} of 200");
 }
+
+#[tokio::test]
+async fn region_hops_do_not_need_retry_attempts() {
+    let west_up = TestUpstream::start("west-1").await;
+    let t = two_regions(&[dead_addr()], &[west_up.addr()], "").await;
+    // The same config with retries off: a refused connect in east still moves to west.
+    let peers = {
+        let s: Value = client().get(t.east.admin("/-/status")).send().await.unwrap().json().await.unwrap();
+        s["peers"].clone()
+    };
+    assert_eq!(peers[0]["region"], "west");
+    let cfg = std::fs::read_to_string(&t.east.config_path)
+        .unwrap()
+        .replace("    service: svc\n", "    service: svc\n    retries: { attempts: 0 }\n");
+    let before = t.east.status().reloads_ok;
+    t.east.write_config(&cfg);
+    eventually("reload", Duration::from_secs(10), async || t.east.status().reloads_ok > before).await;
+    let r = client().get(t.east.url("/")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+}

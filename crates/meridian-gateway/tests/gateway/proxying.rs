@@ -228,3 +228,15 @@ async fn access_log_writes_one_json_line_per_request() {
     assert!(line["total_ms"].as_f64().unwrap() >= line["headers_ms"].as_f64().unwrap());
     assert!(line["time"].as_str().unwrap().ends_with('Z'));
 }
+
+#[tokio::test]
+async fn the_request_target_authority_wins_over_a_conflicting_host_header() {
+    let up = TestUpstream::start("a").await;
+    let routes = "routes:\n  - name: public\n    match: { hosts: [public.test] }\n    service: svc\n";
+    let gw = Gw::start(&global(&[up.addr()], "", routes)).await;
+    let req = "GET http://public.test/x HTTP/1.1\r\nHost: admin.internal\r\nConnection: close\r\n\r\n";
+    let (resp, _) = raw(gw.addr(), req.as_bytes(), std::time::Duration::from_secs(5)).await;
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    let seen = up.last_request_headers().unwrap();
+    assert_eq!(seen["host"], "public.test");
+}
