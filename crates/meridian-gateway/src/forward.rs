@@ -13,6 +13,7 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use meridian_core::ErrorCode;
 use meridian_health::{BreakerState, Outcome};
+use meridian_model::HashOn;
 
 use crate::body::GwBody;
 use crate::error::{ProxyError, Retry, Source};
@@ -21,7 +22,7 @@ use crate::region::Drains;
 use crate::retry::is_idempotent;
 use crate::state::TryPolicy;
 use crate::timeout::{Activity, ActivityIo};
-use crate::upstream::lb::hash_key;
+use crate::upstream::lb::{hash_bytes, hash_key};
 use crate::upstream::pool::{self, EndpointPool, PoolReturn, Sender};
 use crate::upstream::response_body::{InFlight, ServiceSlot, UpstreamBody};
 use crate::upstream::service::ServiceRuntime;
@@ -180,7 +181,17 @@ pub async fn forward(
     };
 
     tries.budget.deposit(now);
-    let hash = service.hash_on().and_then(|h| hash_key(h, &parts.headers, cx.client_ip));
+    let mut hash = service.hash_on().and_then(|h| hash_key(h, &parts.headers, cx.client_ip));
+    // Cookie stickiness: a client without the cookie gets one, so its next requests stay on
+    // the endpoint this one lands on (and move cleanly when it becomes unavailable).
+    let mut new_cookie = None;
+    if hash.is_none()
+        && let Some(HashOn::Cookie(name)) = service.hash_on()
+    {
+        let value = format!("{:016x}", rand::random::<u64>());
+        hash = Some(hash_bytes(value.as_bytes()));
+        new_cookie = HeaderValue::from_str(&format!("{name}={value}; Path=/; HttpOnly")).ok();
+    }
     let mut tried = [usize::MAX; MAX_TRIED];
     let mut n_local = 0usize;
     let mut next_peer = 0usize;
@@ -330,7 +341,10 @@ pub async fn forward(
                 };
                 let sa = ep.addr.addrs().first().copied();
                 let slots = [slot.take(), admission.take()];
-                let resp = resp.map(|b| GwBody::Upstream(UpstreamBody::new(b, ret, in_flight, slots)));
+                let mut resp = resp.map(|b| GwBody::Upstream(UpstreamBody::new(b, ret, in_flight, slots)));
+                if let Some(c) = new_cookie.take() {
+                    resp.headers_mut().append(header::SET_COOKIE, c);
+                }
                 return Ok((resp, sa));
             }
             Ok(Err(e)) => e,

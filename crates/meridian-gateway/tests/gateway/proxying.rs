@@ -240,3 +240,24 @@ async fn the_request_target_authority_wins_over_a_conflicting_host_header() {
     let seen = up.last_request_headers().unwrap();
     assert_eq!(seen["host"], "public.test");
 }
+
+#[tokio::test]
+async fn cookie_stickiness_sets_a_cookie_and_holds_the_client() {
+    let a = TestUpstream::start("a").await;
+    let b = TestUpstream::start("b").await;
+    let sticky = "    load_balancing: { policy: consistent_hash, hash_on: { cookie: mstick } }\n";
+    let gw = Gw::start(&global(&[a.addr(), b.addr()], sticky, CATCH_ALL)).await;
+    let c = client();
+    for _ in 0..5 {
+        let r = c.get(gw.url("/")).send().await.unwrap();
+        let cookie = r.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string();
+        assert!(cookie.starts_with("mstick="), "{cookie}");
+        let first: Value = r.json().await.unwrap();
+        for _ in 0..5 {
+            let r = c.get(gw.url("/")).header("cookie", &cookie).send().await.unwrap();
+            assert!(r.headers().get("set-cookie").is_none(), "a client with the cookie keeps it");
+            let v: Value = r.json().await.unwrap();
+            assert_eq!(v["upstream"], first["upstream"]);
+        }
+    }
+}
