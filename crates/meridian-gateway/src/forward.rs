@@ -17,7 +17,7 @@ use meridian_model::HashOn;
 
 use crate::body::GwBody;
 use crate::error::{ProxyError, Retry, Source};
-use crate::peer::{self, PeerRegion};
+use crate::peer::{self, Backoff, PeerRegion};
 use crate::region::Drains;
 use crate::retry::is_idempotent;
 use crate::state::TryPolicy;
@@ -40,7 +40,8 @@ pub enum Origin {
 /// Where one try goes.
 enum Target<'a> {
     Local(usize),
-    Peer(&'a Arc<PeerRegion>),
+    /// A peer region and this service's back-off there.
+    Peer(&'a Arc<PeerRegion>, &'a Backoff),
 }
 
 /// What a forward needs besides the request.
@@ -217,9 +218,13 @@ pub async fn forward(
             None => {
                 let mut found = None;
                 while may_fail_over && let Some(p) = service.failover_to.get(next_peer) {
+                    let per_service = &service.failover_backoff[next_peer];
                     next_peer += 1;
-                    if !p.is_backed_off(now) && !cx.drains.is_drained(&p.region, &service.name) {
-                        found = Some(p);
+                    if !p.backoff.is_active(now)
+                        && !per_service.is_active(now)
+                        && !cx.drains.is_drained(&p.region, &service.name)
+                    {
+                        found = Some((p, per_service));
                         break;
                     }
                 }
@@ -234,7 +239,7 @@ pub async fn forward(
                     None
                 };
                 match (found, again) {
-                    (Some(p), _) => Target::Peer(p),
+                    (Some((p, b)), _) => Target::Peer(p, b),
                     (None, Some(i)) => Target::Local(i),
                     (None, None) => break,
                 }
@@ -242,7 +247,7 @@ pub async fn forward(
         };
         first = false;
         if let Some(safe) = pending.take() {
-            let free_hop = safe && matches!(target, Target::Peer(_));
+            let free_hop = safe && matches!(target, Target::Peer(..));
             if !free_hop {
                 if retries_left == 0 || !tries.budget.try_withdraw(now) {
                     break;
@@ -254,16 +259,17 @@ pub async fn forward(
             last_err = Some(timeout_error("request", tries.request_timeout));
             break;
         };
-        let (ep, peer, local): (&Arc<EndpointPool>, Option<&Arc<PeerRegion>>, Option<usize>) = match target {
-            Target::Local(i) => {
-                if n_local < MAX_TRIED {
-                    tried[n_local] = i;
-                    n_local += 1;
+        let (ep, peer, local): (&Arc<EndpointPool>, Option<(&Arc<PeerRegion>, &Backoff)>, Option<usize>) =
+            match target {
+                Target::Local(i) => {
+                    if n_local < MAX_TRIED {
+                        tried[n_local] = i;
+                        n_local += 1;
+                    }
+                    (&service.endpoints[i], None, Some(i))
                 }
-                (&service.endpoints[i], None, Some(i))
-            }
-            Target::Peer(p) => (&p.pool, Some(p), None),
-        };
+                Target::Peer(p, b) => (&p.pool, Some((p, b)), None),
+            };
         // Passive health: every local try's outcome feeds outlier detection and the breaker.
         let record = |outcome: Outcome| {
             if let Some(i) = local {
@@ -276,8 +282,8 @@ pub async fn forward(
             Err(e) => {
                 tracing::debug!(endpoint = %ep.addr.configured, error = %e, "connect failed");
                 record(Outcome::GatewayFailure);
-                if let Some(p) = peer {
-                    p.back_off(Instant::now());
+                if let Some((p, _)) = peer {
+                    p.backoff.fail(Instant::now());
                 }
                 last_err = Some(e);
                 // Nothing was sent: safe for any method.
@@ -287,7 +293,7 @@ pub async fn forward(
         };
         let Some(req_body) = body.take() else { break };
         let mut req = upstream_request(&parts, req_body, matches!(conn.sender, Sender::H2(_)));
-        if let Some(p) = peer {
+        if let Some((p, _)) = peer {
             add_hop_headers(req.headers_mut(), cx.region, &service.name, cx.client_ip, p);
         }
         let per_try = tries.per_try_timeout.map_or(remaining, |t| t.min(remaining));
@@ -297,12 +303,13 @@ pub async fn forward(
             Ok(Ok(mut resp)) => {
                 let status = resp.status().as_u16();
                 record(if status >= 500 { Outcome::Http5xx } else { Outcome::Success });
-                if let Some(p) = peer {
+                if let Some((p, per_service)) = peer {
+                    p.backoff.succeed();
                     if status == 503 && resp.headers().contains_key(&peer::REGION_UNAVAILABLE) {
-                        // The peer's region cannot serve it: the next region, whatever the
-                        // method (the peer processed nothing).
+                        // The peer's region cannot serve this service: the next region,
+                        // whatever the method (the peer processed nothing).
                         tracing::debug!(region = %p.region, service = %service.name, "peer region unavailable");
-                        p.back_off(Instant::now());
+                        per_service.fail(Instant::now());
                         last_err = Some(unavailable_in(service, &p.region));
                         if !replayable {
                             break;
@@ -310,6 +317,7 @@ pub async fn forward(
                         pending = Some(true);
                         continue;
                     }
+                    per_service.succeed();
                 } else {
                     // Only the peer hop may say "region unavailable"; never an upstream.
                     resp.headers_mut().remove(&peer::REGION_UNAVAILABLE);
@@ -354,8 +362,8 @@ pub async fn forward(
         if err.source == Source::Upstream {
             record(Outcome::GatewayFailure);
         }
-        if let Some(p) = peer {
-            p.back_off(Instant::now());
+        if let Some((p, _)) = peer {
+            p.backoff.fail(Instant::now());
         }
         let retry_ok = replayable
             && match err.retry {

@@ -85,35 +85,64 @@ impl PeerTls {
     }
 }
 
-/// How long a region that answered "unavailable" (or could not be reached) is skipped.
-pub const PEER_BACKOFF: Duration = Duration::from_secs(1);
+/// First back-off after a failure; doubles with each consecutive failure up to [`MAX_BACKOFF`].
+pub const BASE_BACKOFF: Duration = Duration::from_secs(1);
+/// Longest back-off.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
-/// Another region's gateway tier as a failover target.
+/// Exponential back-off of a failover target: skipped for 1 s, 2 s, 4 s … (capped) after
+/// consecutive failures; the first success resets it. Lock-free.
+pub struct Backoff {
+    origin: Instant,
+    /// Milliseconds after `origin` until which the target is skipped (0: never).
+    until_ms: AtomicU64,
+    failures: AtomicU64,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff { origin: Instant::now(), until_ms: AtomicU64::new(0), failures: AtomicU64::new(0) }
+    }
+}
+
+impl Backoff {
+    pub fn fail(&self, now: Instant) {
+        let n = self.failures.fetch_add(1, Ordering::Relaxed).min(5) as u32;
+        let wait = (BASE_BACKOFF * 2u32.pow(n)).min(MAX_BACKOFF);
+        let until = (now + wait).saturating_duration_since(self.origin).as_millis() as u64;
+        self.until_ms.store(until, Ordering::Relaxed);
+    }
+
+    #[inline]
+    pub fn succeed(&self) {
+        if self.failures.load(Ordering::Relaxed) != 0 {
+            self.failures.store(0, Ordering::Relaxed);
+            self.until_ms.store(0, Ordering::Relaxed);
+        }
+    }
+
+    #[inline]
+    pub fn is_active(&self, now: Instant) -> bool {
+        let ms = now.saturating_duration_since(self.origin).as_millis() as u64;
+        ms < self.until_ms.load(Ordering::Relaxed)
+    }
+}
+
+/// Another region's gateway tier as a failover target. Its back-off covers failures to reach
+/// it at all (connect, TLS, timeouts); "this service is unavailable there" is backed off per
+/// service (see `ServiceRuntime::failover_backoff`).
 pub struct PeerRegion {
     pub region: Arc<str>,
     pub pool: Arc<EndpointPool>,
+    pub backoff: Backoff,
     /// Re-resolution of a peer address given as a hostname.
     refresh: Option<tokio::task::JoinHandle<()>>,
-    origin: Instant,
-    /// Milliseconds after `origin` until which the region is skipped (0: never).
-    skip_until_ms: AtomicU64,
 }
 
 impl PeerRegion {
     pub fn new(region: Arc<str>, pool: Arc<EndpointPool>) -> Self {
         let refresh = crate::upstream::resolve::spawn_refresh(&pool, Duration::from_secs(30));
-        PeerRegion { region, pool, refresh, origin: Instant::now(), skip_until_ms: AtomicU64::new(0) }
-    }
-
-    /// Skip this region until `now + PEER_BACKOFF`.
-    pub fn back_off(&self, now: Instant) {
-        let until = (now + PEER_BACKOFF).saturating_duration_since(self.origin).as_millis() as u64;
-        self.skip_until_ms.store(until, Ordering::Relaxed);
-    }
-
-    pub fn is_backed_off(&self, now: Instant) -> bool {
-        let ms = now.saturating_duration_since(self.origin).as_millis() as u64;
-        ms < self.skip_until_ms.load(Ordering::Relaxed)
+        PeerRegion { region, pool, refresh, backoff: Backoff::default() }
     }
 }
 
@@ -122,5 +151,39 @@ impl Drop for PeerRegion {
         if let Some(t) = &self.refresh {
             t.abort();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_caps_and_resets() {
+        let b = Backoff::default();
+        let t = Instant::now();
+        assert!(!b.is_active(t));
+        b.fail(t);
+        assert!(b.is_active(t + Duration::from_millis(900)));
+        assert!(!b.is_active(t + Duration::from_millis(1100)));
+        b.fail(t);
+        assert!(b.is_active(t + Duration::from_millis(1900)));
+        for _ in 0..10 {
+            b.fail(t);
+        }
+        assert!(b.is_active(t + Duration::from_secs(29)));
+        assert!(!b.is_active(t + Duration::from_secs(31)));
+        b.succeed();
+        assert!(!b.is_active(t));
+    }
+
+    #[test]
+    fn hop_headers_are_stripped() {
+        let mut h = HeaderMap::new();
+        h.insert(HOP, "x".parse().unwrap());
+        h.insert(SERVICE, "y".parse().unwrap());
+        h.insert("x-other", "z".parse().unwrap());
+        strip_hop_headers(&mut h);
+        assert_eq!(h.len(), 1);
     }
 }

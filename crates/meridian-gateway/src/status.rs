@@ -27,7 +27,7 @@ pub fn node_status(proxy: &Proxy) -> Value {
         "peers": peers.iter().map(|(name, p)| json!({
             "region": name,
             "address": p.pool.addr.configured,
-            "backed_off": p.is_backed_off(now),
+            "backed_off": p.backoff.is_active(now),
             "in_flight": p.pool.in_flight.load(Ordering::Relaxed),
         })).collect::<Vec<_>>(),
     })
@@ -50,9 +50,9 @@ pub fn service_status(svc: &ServiceRuntime, node: &NodeCtx) -> Value {
             "in_flight": e.in_flight.load(Ordering::Relaxed),
             "idle_connections": e.idle_count(),
         })).collect::<Vec<_>>(),
-        "failover_to": svc.failover_to.iter().map(|p| json!({
+        "failover_to": svc.failover_to.iter().zip(&svc.failover_backoff).map(|(p, b)| json!({
             "region": &*p.region,
-            "backed_off": p.is_backed_off(now),
+            "backed_off": p.backoff.is_active(now) || b.is_active(now),
             "drained": node.drains.is_drained(&p.region, &svc.name),
         })).collect::<Vec<_>>(),
     })

@@ -13,7 +13,7 @@ use std::time::Instant;
 use meridian_health::{CheckTarget, CheckerGuard, Labels, ServiceHealth, spawn_active_checks};
 use meridian_model::{HashOn, LoadBalancing, Region, Service};
 
-use crate::peer::PeerRegion;
+use crate::peer::{Backoff, PeerRegion};
 use crate::state::{NodeEnv, TryPolicy};
 
 use super::lb::Balancer;
@@ -39,6 +39,8 @@ pub struct ServiceRuntime {
     pub local_allowed: bool,
     /// Peer regions to fail over to, best first.
     pub failover_to: Vec<Arc<PeerRegion>>,
+    /// Per peer region (same order): back-off after it answered "unavailable" for this service.
+    pub failover_backoff: Vec<Backoff>,
     /// Health of the local endpoints: active checks, passive ejection, circuit breaker.
     pub health: Arc<ServiceHealth>,
     _checks: Option<CheckerGuard>,
@@ -76,10 +78,11 @@ impl ServiceRuntime {
         let local_allowed = crate::region::allowed_in(svc, region);
         let local =
             if local_allowed { svc.endpoints.get(region).map(Vec::as_slice).unwrap_or(&[]) } else { &[] };
-        let failover_to = crate::region::failover_order(region, svc, regions)
+        let failover_to: Vec<Arc<PeerRegion>> = crate::region::failover_order(region, svc, regions)
             .iter()
             .filter_map(|r| peers.get(r).cloned())
             .collect();
+        let failover_backoff = failover_to.iter().map(|_| Backoff::default()).collect();
         let mut endpoints = Vec::with_capacity(local.len());
         let mut weights = Vec::with_capacity(local.len());
         let mut refresh = Vec::new();
@@ -156,6 +159,7 @@ impl ServiceRuntime {
             peer_tries: TryPolicy::default_for_peers(),
             local_allowed,
             failover_to,
+            failover_backoff,
             health,
             _checks: checks,
             concurrency_limit: svc.concurrency_limit,
