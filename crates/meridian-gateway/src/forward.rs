@@ -37,6 +37,9 @@ pub enum Origin {
     Peer,
 }
 
+/// A peer region and this service's back-off there.
+type PeerTarget<'a> = (&'a Arc<PeerRegion>, &'a Backoff);
+
 /// Where one try goes.
 enum Target<'a> {
     Local(usize),
@@ -259,17 +262,16 @@ pub async fn forward(
             last_err = Some(timeout_error("request", tries.request_timeout));
             break;
         };
-        let (ep, peer, local): (&Arc<EndpointPool>, Option<(&Arc<PeerRegion>, &Backoff)>, Option<usize>) =
-            match target {
-                Target::Local(i) => {
-                    if n_local < MAX_TRIED {
-                        tried[n_local] = i;
-                        n_local += 1;
-                    }
-                    (&service.endpoints[i], None, Some(i))
+        let (ep, peer, local): (&Arc<EndpointPool>, Option<PeerTarget<'_>>, Option<usize>) = match target {
+            Target::Local(i) => {
+                if n_local < MAX_TRIED {
+                    tried[n_local] = i;
+                    n_local += 1;
                 }
-                Target::Peer(p, b) => (&p.pool, Some((p, b)), None),
-            };
+                (&service.endpoints[i], None, Some(i))
+            }
+            Target::Peer(p, b) => (&p.pool, Some((p, b)), None),
+        };
         // Passive health: every local try's outcome feeds outlier detection and the breaker.
         let record = |outcome: Outcome| {
             if let Some(i) = local {
