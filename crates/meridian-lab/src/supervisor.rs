@@ -62,16 +62,7 @@ impl Supervisor {
         opts: Options,
         progress: &dyn Fn(&str),
     ) -> Result<Arc<Supervisor>, LabError> {
-        if let Ok(running) = state::read(&opts.dir)
-            && std::path::Path::new(&format!("/proc/{}", running.supervisor_pid)).exists()
-        {
-            return Err(LabError::Process(format!(
-                "a lab is already running from {} (pid {}, control API {}); stop it first",
-                opts.dir.display(),
-                running.supervisor_pid,
-                running.control
-            )));
-        }
+        state::take_over(&opts.dir, progress)?;
         let generated = generate(&lab, &opts.dir)?;
         progress(&format!("generated configs and certificates in {}", generated.dir.display()));
         if let Err(e) = nft::reset() {

@@ -63,7 +63,14 @@ async fn start_lab(dir: &Path, extra: &[&str]) -> ChildGuard {
     )
     .unwrap();
     let deadline = Instant::now() + START_WITHIN;
-    while !dir.join("state.json").exists() {
+    // The state file names its supervisor: one left by an earlier lab does not count.
+    let written_by = |pid: u32| {
+        std::fs::read_to_string(dir.join("state.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+            .is_some_and(|v| v["supervisor_pid"] == pid)
+    };
+    while !written_by(up.pid()) {
         if let Some(status) = up.try_wait().unwrap() {
             panic!("meridian up exited while starting: {status}");
         }
@@ -258,4 +265,50 @@ async fn a_crashed_child_stops_the_whole_lab() {
         children.iter().all(|pid| !Path::new(&format!("/proc/{pid}")).exists())
     })
     .await;
+}
+
+/// A process that is gone, or dead and waiting to be reaped by whoever inherited it.
+fn gone(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('Z')),
+    }
+}
+
+/// When `meridian up` itself is SIGKILLed it cannot stop its children; the next `meridian up`
+/// on the same run directory kills any that are left and starts afresh.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_next_lab_cleans_up_after_a_supervisor_that_died() {
+    let _serial = SERIAL.lock().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let config = dir.join("small.yaml");
+    std::fs::write(
+        &config,
+        "regions:\n  - {name: east, octet: 63, location: {lat: 0, lon: 90}}\n\
+         services:\n  - {name: echo, path: /echo}\n",
+    )
+    .unwrap();
+    let args = ["-f", config.to_str().unwrap()];
+    let mut first = start_lab(dir, &args).await;
+    let orphans = pids(dir);
+    assert_eq!(orphans.len(), 2);
+    first.child_mut().kill().unwrap();
+    first.child_mut().wait().unwrap();
+    // The children may outlive it (unless whoever inherits them kills them): either way, the
+    // stale state file must not stop the next lab, which kills whatever is left.
+
+    let mut second = start_lab(dir, &args).await;
+    assert!(orphans.iter().all(|p| gone(*p)), "the orphans of the first lab were not killed");
+    let v: Value = client(Duration::from_secs(10))
+        .get("http://127.0.63.1:8080/echo")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["instance"], "echo-east-1");
+    let status = second.terminate(Duration::from_secs(30)).unwrap();
+    assert!(status.success(), "{status}");
 }
