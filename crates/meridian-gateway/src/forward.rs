@@ -56,6 +56,8 @@ pub struct ForwardCtx<'a> {
     pub origin: Origin,
     pub client_ip: IpAddr,
     pub start: Instant,
+    /// This region's name as a header value (`x-meridian-region` on local answers).
+    pub region_header: &'a HeaderValue,
 }
 
 /// The request body as the tries see it.
@@ -321,8 +323,10 @@ pub async fn forward(
                     }
                     per_service.succeed();
                 } else {
-                    // Only the peer hop may say "region unavailable"; never an upstream.
+                    // Only the peer hop may say "region unavailable"; never an upstream. The
+                    // serving region is ours to state.
                     resp.headers_mut().remove(&peer::REGION_UNAVAILABLE);
+                    resp.headers_mut().insert(peer::SERVED_BY, cx.region_header.clone());
                 }
                 // A retriable status is retried only if a retry can really happen; otherwise
                 // the client gets the upstream's own answer.

@@ -130,6 +130,7 @@ pub async fn start(bootstrap: Bootstrap, mut source: Box<dyn ConfigSource>) -> a
         trusted,
         access_log,
         drains: Drains::default(),
+        region_header: HeaderValue::from_str(&region).context("region name as a header value")?,
     });
     let proxy = Proxy { state: Arc::clone(&current), node };
     let shutdown = Shutdown::new();

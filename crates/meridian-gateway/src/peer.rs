@@ -28,6 +28,9 @@ pub const HOP: HeaderName = HeaderName::from_static("x-meridian-hop");
 pub const SERVICE: HeaderName = HeaderName::from_static("x-meridian-service");
 /// The original client address, as the first gateway saw it.
 pub const CLIENT: HeaderName = HeaderName::from_static("x-meridian-client");
+/// On every proxied response: the region whose endpoint answered (set by the gateway of that
+/// region, passed on by the gateway that failed over). Drills and operators read it.
+pub const SERVED_BY: HeaderName = HeaderName::from_static("x-meridian-region");
 /// On a 503 from a peer: the peer's region cannot serve the service; try the next one.
 pub const REGION_UNAVAILABLE: HeaderName = HeaderName::from_static("x-meridian-region-unavailable");
 

@@ -46,6 +46,8 @@ pub struct NodeCtx {
     pub access_log: Option<AccessLog>,
     /// Drain switches (admin API; later the control plane).
     pub drains: Drains,
+    /// `region` as a header value.
+    pub region_header: HeaderValue,
 }
 
 /// What a request knows about the connection it came on.
@@ -135,6 +137,7 @@ impl Proxy {
             origin: Origin::Client,
             client_ip,
             start,
+            region_header: &self.node.region_header,
         };
         let result = match client_upgrade {
             Some(on_upgrade) => forward_upgrade(&cx, parts, body, on_upgrade).await,
@@ -204,6 +207,7 @@ impl Proxy {
             origin: Origin::Peer,
             client_ip,
             start,
+            region_header: &self.node.region_header,
         };
         let body = limit_body(body, content_length(&parts.headers), u64::MAX);
         let resp = match forward(&cx, parts, body, Some(slot)).await {

@@ -77,6 +77,7 @@ async fn a_service_down_locally_is_served_by_the_peer_region() {
     for _ in 0..5 {
         let r = c.post(t.east.url("/orders")).body("payload").send().await.unwrap();
         assert_eq!(r.status(), 200);
+        assert_eq!(r.headers()["x-meridian-region"], "west", "the serving region is named");
         let v: Value = r.json().await.unwrap();
         assert_eq!(v["upstream"], "west-1");
         // The hop is visible to the serving region's upstream only through standard headers.

@@ -22,6 +22,7 @@ async fn proxies_http1_with_proxy_headers_and_request_id() {
     let rid = r.headers()["x-request-id"].to_str().unwrap().to_string();
     assert_eq!(rid.len(), 32);
     assert_eq!(r.headers()["via"], "1.1 meridian");
+    assert_eq!(r.headers()["x-meridian-region"], "local");
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["path"], "/hello");
     assert_eq!(v["query"], "x=1");
