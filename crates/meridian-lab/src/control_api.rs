@@ -111,8 +111,10 @@ impl Supervisor {
     /// Every region and service with its state, and each gateway's live readiness.
     pub async fn status(&self) -> LabStatus {
         let (mut regions, mut services) = (Vec::new(), Vec::new());
+        let isolated;
         {
             let inner = self.inner.lock().await;
+            isolated = !inner.isolated.is_empty();
             let dropped = union(&inner);
             for r in &self.lab.regions {
                 let gw = inner
@@ -178,6 +180,7 @@ impl Supervisor {
         LabStatus {
             control: self.control.to_string(),
             dir: self.generated.dir.display().to_string(),
+            isolated,
             regions,
             services,
         }

@@ -100,7 +100,7 @@ impl Supervisor {
                 let addrs = self.blackhole_addresses(&inner, &t);
                 names.extend(addrs.iter().map(ToString::to_string));
                 inner.blackholes.insert(t.to_string(), addrs);
-                if let Err(e) = nft::apply(&union(&inner)) {
+                if let Err(e) = nft::apply(&union(&inner), &inner.isolated) {
                     inner.blackholes.remove(&t.to_string());
                     return Err(e);
                 }
@@ -139,7 +139,7 @@ impl Supervisor {
             for k in &removed {
                 inner.blackholes.remove(k);
             }
-            nft::apply(&union(&inner))?;
+            nft::apply(&union(&inner), &inner.isolated)?;
             done.push(format!("removed blackhole of {}", removed.join(", ")));
         }
         for e in inner.relays.iter_mut().filter(|e| relay_in(e, &t)) {

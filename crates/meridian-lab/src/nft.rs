@@ -14,11 +14,15 @@ use crate::LabError;
 /// The lab's nftables table (family `inet`).
 pub const TABLE: &str = "meridian_lab";
 
-/// The nftables program for a set of dropped destinations (empty: just remove the table).
-pub fn ruleset(dropped: &BTreeSet<SocketAddr>) -> String {
+/// Service endpoint ports of the lab (instances 1 to 9).
+pub const ENDPOINT_PORTS: &str = "9000-9008";
+
+/// The nftables program for a set of dropped destinations and the regions (loopback octets)
+/// whose service endpoints only their own region may reach (nothing: just remove the table).
+pub fn ruleset(dropped: &BTreeSet<SocketAddr>, isolated: &[u8]) -> String {
     // "add table" then "delete table" makes the delete succeed whether or not it existed.
     let mut s = format!("add table inet {TABLE}\ndelete table inet {TABLE}\n");
-    if dropped.is_empty() {
+    if dropped.is_empty() && isolated.is_empty() {
         return s;
     }
     s.push_str(&format!(
@@ -28,18 +32,26 @@ pub fn ruleset(dropped: &BTreeSet<SocketAddr>) -> String {
         let family = if a.is_ipv4() { "ip" } else { "ip6" };
         s.push_str(&format!("    {family} daddr {} tcp dport {} drop\n", a.ip(), a.port()));
     }
+    for n in isolated {
+        // Region isolation: only sources in 127.0.N.0/24 (the region's gateway, its lab curl
+        // clients) reach the region's service endpoints.
+        s.push_str(&format!(
+            "    ip daddr 127.0.{n}.0/24 tcp dport {ENDPOINT_PORTS} ip saddr != 127.0.{n}.0/24 drop\n"
+        ));
+    }
     s.push_str("  }\n}\n");
     s
 }
 
-/// Replaces the lab's table with one dropping `dropped` (none: the table is deleted).
-pub fn apply(dropped: &BTreeSet<SocketAddr>) -> Result<(), LabError> {
-    run_script(&ruleset(dropped))
+/// Replaces the lab's table with one dropping `dropped` and isolating the `isolated` regions
+/// (neither: the table is deleted).
+pub fn apply(dropped: &BTreeSet<SocketAddr>, isolated: &[u8]) -> Result<(), LabError> {
+    run_script(&ruleset(dropped, isolated))
 }
 
 /// Deletes the lab's table if it exists.
 pub fn reset() -> Result<(), LabError> {
-    apply(&BTreeSet::new())
+    apply(&BTreeSet::new(), &[])
 }
 
 /// Whether the lab's table exists now.
@@ -83,9 +95,11 @@ mod tests {
     #[test]
     fn ruleset_drops_each_destination() {
         let set: BTreeSet<SocketAddr> = ["127.0.2.12:9000".parse().unwrap()].into();
-        let s = ruleset(&set);
+        let s = ruleset(&set, &[]);
         assert!(s.contains("ip daddr 127.0.2.12 tcp dport 9000 drop"), "{s}");
         assert!(s.starts_with("add table inet meridian_lab\ndelete table inet meridian_lab\n"));
-        assert!(!ruleset(&BTreeSet::new()).contains("chain"));
+        assert!(!ruleset(&BTreeSet::new(), &[]).contains("chain"));
+        let s = ruleset(&BTreeSet::new(), &[3]);
+        assert!(s.contains("ip daddr 127.0.3.0/24 tcp dport 9000-9008 ip saddr != 127.0.3.0/24 drop"), "{s}");
     }
 }

@@ -11,6 +11,8 @@ pub struct LabStatus {
     pub control: String,
     /// The run directory.
     pub dir: String,
+    /// Regions are isolated: a region's service endpoints accept only its own addresses.
+    pub isolated: bool,
     pub regions: Vec<RegionStatus>,
     pub services: Vec<ServiceStatus>,
 }
@@ -125,6 +127,10 @@ impl LabStatus {
             }
         }
         let _ = writeln!(w, "\ncontrol API http://{}   files {}", self.control, self.dir);
+        if self.isolated {
+            let _ =
+                writeln!(w, "regions isolated: a region's service endpoints accept only its own addresses");
+        }
         t
     }
 }

@@ -28,6 +28,10 @@ pub struct Options {
     pub control: SocketAddr,
     /// The `meridian` binary the children run.
     pub exe: PathBuf,
+    /// Isolate regions with nftables: a region's service endpoints accept connections only
+    /// from the region's own addresses (127.0.N.0/24), so cross-region traffic must go through
+    /// the peer gateways.
+    pub isolate: bool,
 }
 
 /// A running lab.
@@ -46,6 +50,8 @@ pub(crate) struct Inner {
     pub relays: Vec<RelayEntry>,
     /// Blackholed destinations, by the target that asked for them.
     pub blackholes: BTreeMap<String, BTreeSet<SocketAddr>>,
+    /// Loopback octets of the isolated regions (all of them with `--isolate`, else none).
+    pub isolated: Vec<u8>,
 }
 
 pub(crate) struct RelayEntry {
@@ -71,10 +77,17 @@ impl Supervisor {
         let control = tokio::net::TcpListener::bind(opts.control)
             .await
             .map_err(|e| LabError::io(format!("binding the lab control API on {}", opts.control), e))?;
+        let isolated: Vec<u8> =
+            if opts.isolate { lab.regions.iter().map(|r| r.octet).collect() } else { vec![] };
+        if !isolated.is_empty() {
+            nft::apply(&BTreeSet::new(), &isolated)?;
+            progress("regions isolated: a region's service endpoints accept only its own addresses");
+        }
         let mut inner = Inner {
             procs: plan(&lab, &generated, opts.workers),
             relays: Vec::new(),
             blackholes: BTreeMap::new(),
+            isolated,
         };
         for (k, s) in lab.services.iter().enumerate() {
             for r in &lab.regions {
@@ -86,6 +99,9 @@ impl Supervisor {
         }
         if let Err(e) = start_all(&mut inner, &opts.exe, progress).await {
             stop_all(&mut inner.procs).await;
+            if !inner.isolated.is_empty() {
+                let _ = nft::reset();
+            }
             return Err(e);
         }
         let sup = Arc::new(Supervisor {
@@ -130,7 +146,9 @@ impl Supervisor {
             r.relay.close();
         }
         stop_all(&mut inner.procs).await;
-        if (!inner.blackholes.is_empty() || nft::table_exists().unwrap_or(false))
+        if (!inner.blackholes.is_empty()
+            || !inner.isolated.is_empty()
+            || nft::table_exists().unwrap_or(false))
             && let Err(e) = nft::reset()
         {
             tracing::warn!("removing the lab's nftables table: {e}");

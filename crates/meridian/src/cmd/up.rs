@@ -27,6 +27,10 @@ pub struct Args {
     /// Address of the lab control API (what `meridian lab ...` talks to).
     #[arg(long, default_value = "127.0.0.1:9800")]
     control: SocketAddr,
+    /// Isolate regions (nftables): a region's service endpoints accept connections only from
+    /// the region's own addresses, so cross-region traffic has to go through peer gateways.
+    #[arg(long)]
+    isolate: bool,
     /// Quickstart instead of the lab: run one gateway from this bootstrap and a demo upstream.
     #[arg(short = 'c', long)]
     bootstrap: Option<PathBuf>,
@@ -52,6 +56,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         workers: a.workers,
         control: a.control,
         exe: std::env::current_exe().context("locating the meridian binary")?,
+        isolate: a.isolate,
     };
     let rt = crate::cmd::runtime(Some(1))?;
     rt.block_on(async move {

@@ -312,3 +312,45 @@ async fn the_next_lab_cleans_up_after_a_supervisor_that_died() {
     let status = second.terminate(Duration::from_secs(30)).unwrap();
     assert!(status.success(), "{status}");
 }
+
+/// `--isolate`: a region's service endpoints accept only the region's own addresses (its
+/// gateway, its `lab curl` clients); everyone else times out. The table goes with the lab.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn isolated_regions_reach_only_their_own_endpoints() {
+    let _serial = SERIAL.lock().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let config = dir.join("two.yaml");
+    std::fs::write(
+        &config,
+        "regions:\n  - {name: west, octet: 71, location: {lat: 40, lon: -100}}\n  - {name: east, octet: 72, location: {lat: 40, lon: 100}}\n\
+         services:\n  - {name: echo, path: /echo}\n",
+    )
+    .unwrap();
+    let mut up = start_lab(dir, &["-f", config.to_str().unwrap(), "--isolate"]).await;
+    assert!(nft_table_exists());
+    assert_eq!(status(dir)["isolated"], true);
+    // The region's gateway reaches its own endpoint (from its source address 127.0.72.1).
+    let v: Value = client(Duration::from_secs(10))
+        .get("http://127.0.72.1:8080/echo")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["instance"], "echo-east-1");
+    // A client in the region reaches the endpoint directly; one in the other region does not.
+    let out = lab_ok(dir, &["curl", "--region", "east", "http://127.0.72.11:9000/echo"]);
+    assert!(out.contains("200 OK"), "{out}");
+    let (code, out, err) =
+        lab(dir, &["curl", "--region", "west", "--timeout", "500ms", "http://127.0.72.11:9000/"]);
+    assert_ne!(code, 0, "{out}");
+    assert!(err.contains("timed out"), "{err}");
+    // So does any other local client (source 127.0.0.1).
+    let e = client(Duration::from_millis(500)).get("http://127.0.72.11:9000/").send().await.unwrap_err();
+    assert!(e.is_timeout(), "{e:?}");
+    let status = up.terminate(Duration::from_secs(30)).unwrap();
+    assert!(status.success(), "{status}");
+    assert!(!nft_table_exists());
+}
