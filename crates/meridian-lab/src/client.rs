@@ -21,7 +21,15 @@ pub struct LabClient {
 
 impl LabClient {
     pub fn from_dir(dir: &Path) -> Result<LabClient, LabError> {
-        Ok(LabClient { state: state::read(dir)? })
+        let state = state::read(dir)?;
+        if !state::is_meridian(state.supervisor_pid) {
+            return Err(LabError::Control(format!(
+                "the lab that ran from {} is gone (its supervisor, pid {}, died); start one with `meridian up`",
+                dir.display(),
+                state.supervisor_pid
+            )));
+        }
+        Ok(LabClient { state })
     }
 
     pub async fn status(&self) -> Result<LabStatus, LabError> {

@@ -97,7 +97,7 @@ pub fn take_over(dir: &Path, progress: &dyn Fn(&str)) -> Result<(), LabError> {
 
 /// Whether `pid` is a live `meridian` process (not merely a reused pid; a zombie has no
 /// command line).
-fn is_meridian(pid: u32) -> bool {
+pub(crate) fn is_meridian(pid: u32) -> bool {
     std::fs::read(format!("/proc/{pid}/cmdline"))
         .map(|c| c.split(|b| *b == 0).next().is_some_and(|exe| exe.ends_with(b"meridian")))
         .unwrap_or(false)
