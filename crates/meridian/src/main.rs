@@ -32,6 +32,8 @@ enum Command {
     Up(cmd::up::Args),
     /// Inspect and break the running lab: status, down/up/slow faults, curl as a region's client.
     Lab(cmd::lab::Args),
+    /// Failover drill: take each service out of each region in turn and measure the failover.
+    Drill(cmd::drill::Args),
     /// Validate a global config or bootstrap file; lists every error with its path.
     Validate(cmd::validate::Args),
     /// Print the JSON Schema of the config files (for editors).
@@ -47,6 +49,7 @@ fn main() -> ExitCode {
         Command::Gateway(a) => cmd::gateway::run(a),
         Command::Up(a) => cmd::up::run(a),
         Command::Lab(a) => cmd::lab::run(a),
+        Command::Drill(a) => cmd::drill::run(a),
         Command::Validate(a) => cmd::validate::run(a),
         Command::Schema(a) => cmd::schema::run(a),
         Command::DemoUpstream(a) => demo::run(a),

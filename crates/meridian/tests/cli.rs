@@ -8,6 +8,8 @@ use std::time::Duration;
 use meridian_testkit::TestUpstream;
 use meridian_testkit::proc::{ChildGuard, free_addr, peak_rss_kib, wait_for_http_ok, wait_for_tcp};
 
+#[path = "cli/drill.rs"]
+mod drill;
 #[path = "cli/lab.rs"]
 mod lab;
 
@@ -38,7 +40,7 @@ fn version_and_help_on_every_subcommand() {
     assert_eq!(out.trim(), format!("meridian {}", env!("CARGO_PKG_VERSION")));
     let (code, out, _) = run(&["--help"]);
     assert_eq!(code, 0);
-    for sub in ["gateway", "up", "validate", "schema", "demo-upstream"] {
+    for sub in ["gateway", "up", "lab", "drill", "validate", "schema", "demo-upstream"] {
         assert!(out.contains(sub), "{sub} missing from --help");
         let (code, out, err) = run(&[sub, "--help"]);
         assert_eq!(code, 0, "{sub} --help: {err}");

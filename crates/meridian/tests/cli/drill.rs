@@ -1,0 +1,129 @@
+//! `meridian drill` on a running lab: passes when every service fails over on its own, and
+//! fails when failover is switched off.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use meridian_testkit::proc::{ChildGuard, free_addr};
+use serde_json::Value;
+
+use crate::{SERIAL, bin, repo};
+
+const ADMINS: [&str; 3] = ["127.0.1.1:9901", "127.0.2.1:9901", "127.0.3.1:9901"];
+
+async fn poll(what: &str, within: Duration, mut f: impl AsyncFnMut() -> bool) {
+    let end = Instant::now() + within;
+    while Instant::now() < end {
+        if f().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+async fn start_lab(dir: &Path) -> ChildGuard {
+    let up = ChildGuard::spawn(
+        Command::new(bin())
+            .arg("up")
+            .arg("--dir")
+            .arg(dir)
+            .args(["--control", &free_addr().to_string()])
+            .current_dir(repo())
+            .env("MERIDIAN_LOG", "warn")
+            .stdout(Stdio::null())
+            .stdin(Stdio::null()),
+    )
+    .unwrap();
+    let c = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(2)).build().unwrap();
+    poll("every gateway ready", Duration::from_secs(90), async || {
+        for a in ADMINS {
+            match c.get(format!("http://{a}/-/ready")).send().await {
+                Ok(r) if r.status() == 200 => {}
+                _ => return false,
+            }
+        }
+        true
+    })
+    .await;
+    up
+}
+
+fn drill(dir: &Path, settle: &str, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(bin())
+        .arg("drill")
+        .arg("--dir")
+        .arg(dir)
+        .args(["--interval", "200ms", "--settle", settle, "--json"])
+        .args(args)
+        .current_dir(repo())
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drill_passes_on_a_healthy_lab_and_fails_without_failover() {
+    let _serial = SERIAL.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut up = start_lab(dir.path()).await;
+
+    // Every service in every region, by drain switch.
+    let (code, out, err) = drill(dir.path(), "30s", &[]);
+    assert_eq!(code, 0, "drill failed:\n{out}\n{err}");
+    let report: Value = serde_json::from_str(&out).unwrap();
+    let steps = report["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 9);
+    for s in steps {
+        assert_eq!(s["passed"], true, "{s}");
+        assert_eq!(s["failed"], 0, "{s}");
+        assert!(s["others_moved"].as_array().unwrap().is_empty(), "{s}");
+        assert_ne!(s["served_by"][0], s["region"], "{s}");
+    }
+
+    // A lab fault in each mode for one target.
+    for mode in ["kill", "stop", "blackhole"] {
+        let (code, out, err) = drill(dir.path(), "30s", &["--mode", mode, "--only", "users@eu-west-1"]);
+        assert_eq!(code, 0, "drill --mode {mode} failed:\n{out}\n{err}");
+        let report: Value = serde_json::from_str(&out).unwrap();
+        let s = &report["steps"][0];
+        assert!(s["detect_ms"].is_u64() && s["failover_ms"].is_u64() && s["recover_ms"].is_u64(), "{s}");
+    }
+
+    // Failover switched off for orders: the drill must fail for it.
+    let global = dir.path().join("global.yaml");
+    let text = std::fs::read_to_string(&global).unwrap();
+    let edited =
+        text.replacen("  - name: orders\n", "  - name: orders\n    failover: { enabled: false }\n", 1);
+    assert_ne!(text, edited);
+    let c = reqwest::Client::builder().no_proxy().build().unwrap();
+    let mut before = Vec::new();
+    for a in ADMINS {
+        let v: Value = c.get(format!("http://{a}/-/config")).send().await.unwrap().json().await.unwrap();
+        before.push(v["hash"].clone());
+    }
+    std::fs::write(&global, edited).unwrap();
+    poll("every gateway reloaded", Duration::from_secs(30), async || {
+        for (a, h) in ADMINS.iter().zip(&before) {
+            let v: Value = c.get(format!("http://{a}/-/config")).send().await.unwrap().json().await.unwrap();
+            if v["hash"] == *h {
+                return false;
+            }
+        }
+        true
+    })
+    .await;
+    let (code, out, _) = drill(dir.path(), "3s", &["--only", "orders@us-east-1"]);
+    assert_eq!(code, 1, "the drill must fail when failover is off: {out}");
+    let report: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["passed"], false);
+    let problems = report["steps"][0]["problems"].to_string();
+    assert!(problems.contains("no failover"), "{problems}");
+
+    up.terminate(Duration::from_secs(20)).unwrap();
+}
