@@ -140,6 +140,14 @@ impl Proc {
     }
 }
 
+/// A process still owned when its `Proc` is dropped (start-up interrupted, an error, a panic)
+/// is killed and reaped, so no path leaves it behind.
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill_now();
+    }
+}
+
 async fn is_ready(r: Readiness) -> bool {
     let tcp = |a| async move {
         matches!(

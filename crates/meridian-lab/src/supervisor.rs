@@ -54,6 +54,16 @@ pub(crate) struct Inner {
     pub isolated: Vec<u8>,
 }
 
+/// Rules left in place when the lab goes away on an unusual path (start-up interrupted, an
+/// error) are removed; [`Supervisor::shutdown`] clears both lists after removing them itself.
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if !self.blackholes.is_empty() || !self.isolated.is_empty() {
+            let _ = nft::reset();
+        }
+    }
+}
+
 pub(crate) struct RelayEntry {
     pub service: String,
     pub region: String,
@@ -98,10 +108,8 @@ impl Supervisor {
             }
         }
         if let Err(e) = start_all(&mut inner, &opts.exe, progress).await {
+            // Dropping `inner` removes the isolation rules.
             stop_all(&mut inner.procs).await;
-            if !inner.isolated.is_empty() {
-                let _ = nft::reset();
-            }
             return Err(e);
         }
         let sup = Arc::new(Supervisor {
@@ -154,6 +162,7 @@ impl Supervisor {
             tracing::warn!("removing the lab's nftables table: {e}");
         }
         inner.blackholes.clear();
+        inner.isolated.clear();
         state::remove(&self.generated.dir);
     }
 
