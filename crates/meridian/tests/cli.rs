@@ -10,6 +10,8 @@ use meridian_testkit::proc::{ChildGuard, free_addr, peak_rss_kib, wait_for_http_
 
 #[path = "cli/drill.rs"]
 mod drill;
+#[path = "cli/failover.rs"]
+mod failover;
 #[path = "cli/lab.rs"]
 mod lab;
 

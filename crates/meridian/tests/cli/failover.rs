@@ -1,0 +1,133 @@
+//! Cross-region failover in the lab under steady load: a region dying mid-traffic in each fault
+//! mode costs idempotent requests nothing.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use meridian_testkit::proc::{ChildGuard, free_addr};
+
+use crate::{SERIAL, bin, repo};
+
+async fn poll(what: &str, within: Duration, mut f: impl AsyncFnMut() -> bool) {
+    let end = Instant::now() + within;
+    while Instant::now() < end {
+        if f().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+fn lab(dir: &Path, args: &[&str]) {
+    let out =
+        Command::new(bin()).arg("lab").arg("--dir").arg(dir).args(args).current_dir(repo()).output().unwrap();
+    assert!(out.status.success(), "meridian lab {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_region_dying_under_load_fails_no_idempotent_request() {
+    let _serial = SERIAL.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut up = ChildGuard::spawn(
+        Command::new(bin())
+            .arg("up")
+            .arg("--dir")
+            .arg(dir.path())
+            .args(["--control", &free_addr().to_string()])
+            .current_dir(repo())
+            .env("MERIDIAN_LOG", "warn")
+            .stdout(Stdio::null())
+            .stdin(Stdio::null()),
+    )
+    .unwrap();
+    let c = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(30)).build().unwrap();
+    poll("lab ready", Duration::from_secs(90), async || {
+        for a in ["127.0.1.1", "127.0.2.1", "127.0.3.1"] {
+            match c.get(format!("http://{a}:9901/-/ready")).send().await {
+                Ok(r) if r.status() == 200 => {}
+                _ => return false,
+            }
+        }
+        true
+    })
+    .await;
+
+    // us-east-1 has no orders instance of its own: its orders traffic goes to a peer region.
+    lab(dir.path(), &["down", "orders@us-east-1", "--mode", "kill"]);
+    let served = |r: &reqwest::Response| r.headers()["x-meridian-region"].to_str().unwrap().to_string();
+    let r = c.get("http://127.0.1.1:8080/orders").send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let first_peer = served(&r);
+    assert_ne!(first_peer, "us-east-1");
+
+    for mode in ["kill", "stop", "blackhole"] {
+        let stop = Arc::new(AtomicBool::new(false));
+        let ok = Arc::new(AtomicU64::new(0));
+        let failed = Arc::new(AtomicU64::new(0));
+        let mut tasks = Vec::new();
+        for path in ["/orders", "/orders", "/users", "/catalog"] {
+            let (c, stop, ok, failed) = (c.clone(), stop.clone(), ok.clone(), failed.clone());
+            tasks.push(tokio::spawn(async move {
+                // Bounded: at most 5,000 requests per loop.
+                for _ in 0..5_000 {
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    match c.get(format!("http://127.0.1.1:8080{path}")).send().await {
+                        Ok(r) if r.status() == 200 => ok.fetch_add(1, Ordering::Relaxed),
+                        Ok(r) => {
+                            eprintln!("{path}: {}", r.status());
+                            failed.fetch_add(1, Ordering::Relaxed)
+                        }
+                        Err(e) => {
+                            eprintln!("{path}: {e}");
+                            failed.fetch_add(1, Ordering::Relaxed)
+                        }
+                    };
+                }
+            }));
+        }
+        poll("load flowing", Duration::from_secs(10), async || ok.load(Ordering::Relaxed) > 50).await;
+        lab(dir.path(), &["down", &first_peer, "--mode", mode]);
+        // Orders from us-east-1 now land in the remaining region.
+        poll("orders moved to the last region", Duration::from_secs(60), async || {
+            match c.get("http://127.0.1.1:8080/orders").send().await {
+                Ok(r) if r.status() == 200 => {
+                    let s = served(&r);
+                    s != first_peer && s != "us-east-1"
+                }
+                _ => false,
+            }
+        })
+        .await;
+        let at = ok.load(Ordering::Relaxed);
+        poll("traffic after the move", Duration::from_secs(30), async || {
+            ok.load(Ordering::Relaxed) > at + 50
+        })
+        .await;
+        stop.store(true, Ordering::Relaxed);
+        for t in tasks {
+            t.await.unwrap();
+        }
+        lab(dir.path(), &["up", &first_peer]);
+        let (ok, failed) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
+        eprintln!("{first_peer} down by {mode} under load: {ok} ok, {failed} failed");
+        assert_eq!(failed, 0, "{mode}: {failed} requests failed");
+        poll("region back", Duration::from_secs(60), async || {
+            c.get(format!(
+                "http://{}:9901/-/ready",
+                if first_peer == "eu-west-1" { "127.0.2.1" } else { "127.0.3.1" }
+            ))
+            .send()
+            .await
+            .map(|r| r.status() == 200)
+            .unwrap_or(false)
+        })
+        .await;
+    }
+    up.terminate(Duration::from_secs(20)).unwrap();
+}
