@@ -81,7 +81,8 @@ impl Proxy {
         // 3. Route.
         let host = request_host(&req);
         let Some(hit) = snap.router.find(host, req.uri().path(), req.method(), req.headers()) else {
-            return respond(ErrorCode::NotFound, "no route matches the request", rid.as_str());
+            let resp = respond(ErrorCode::NotFound, "no route matches the request", rid.as_str());
+            return self.logged(resp, &rid, no_route(), no_route(), None, start, conn.peer.ip());
         };
         let route = &snap.routes[hit.index];
 
@@ -89,7 +90,8 @@ impl Proxy {
         let max_body = route.max_body_bytes.unwrap_or(conn.max_body_bytes);
         let announced = content_length(req.headers());
         if announced.is_some_and(|n| n > max_body) {
-            return respond(ErrorCode::PayloadTooLarge, "request body exceeds the limit", rid.as_str());
+            let resp = respond(ErrorCode::PayloadTooLarge, "request body exceeds the limit", rid.as_str());
+            return self.logged(resp, &rid, &route.name, &route.service.name, None, start, conn.peer.ip());
         }
 
         let upgrade = is_upgrade(&req);
@@ -101,7 +103,8 @@ impl Proxy {
         if let Flow::Respond(r) = route.chain.on_request(&mut parts, &mut facts, rid.as_str()) {
             let (mut rp, b) = r.into_parts();
             set_request_id(&mut rp.headers, &rid);
-            return Response::from_parts(rp, GwBody::full(b));
+            let resp = Response::from_parts(rp, GwBody::full(b));
+            return self.logged(resp, &rid, &route.name, &route.service.name, None, start, conn.peer.ip());
         }
 
         // 6. Proxy headers and path rewrite. HTTP/2 clients name the host in `:authority`;
@@ -147,7 +150,11 @@ impl Proxy {
             Ok(ok) => ok,
             Err(e) => {
                 tracing::debug!(request_id = %rid, route = %route.name, error = %e, "request failed");
-                let resp = respond(e.code, &e.message, rid.as_str());
+                // Gateway-made errors get the route's response phases too (CORS, so browsers
+                // can read the error body).
+                let (mut rp, b) = respond(e.code, &e.message, rid.as_str()).into_parts();
+                route.chain.on_response(&facts, &mut rp);
+                let resp = Response::from_parts(rp, b);
                 return self.logged(resp, &rid, &route.name, &route.service.name, None, start, client_ip);
             }
         };
@@ -254,6 +261,12 @@ impl Proxy {
         let log = log.clone();
         resp.map(|b| GwBody::boxed(LoggedBody::new(b, rec, log)))
     }
+}
+
+/// The route and service name logged for requests that matched no route.
+fn no_route() -> &'static Arc<str> {
+    static NONE: std::sync::OnceLock<Arc<str>> = std::sync::OnceLock::new();
+    NONE.get_or_init(|| Arc::from("-"))
 }
 
 /// 503 with the peer hop's "region unavailable" marker: the sender tries its next region.

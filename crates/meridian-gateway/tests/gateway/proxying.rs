@@ -215,9 +215,11 @@ async fn access_log_writes_one_json_line_per_request() {
             .lines()
             .map(|l| serde_json::from_str(l).unwrap())
             .collect();
-        lines.iter().any(|l| l["request_id"] == rid.as_str())
+        lines.iter().any(|l| l["request_id"] == rid.as_str()) && lines.iter().any(|l| l["status"] == 404)
     })
     .await;
+    let miss = lines.iter().find(|l| l["status"] == 404).unwrap();
+    assert_eq!(miss["route"], "-", "requests that match no route are logged too");
     let line = lines.iter().find(|l| l["request_id"] == rid.as_str()).unwrap();
     assert_eq!(line["route"], "all");
     assert_eq!(line["service"], "svc");
