@@ -30,6 +30,9 @@ async fn start_lab(dir: &Path) -> ChildGuard {
             .arg("--dir")
             .arg(dir)
             .args(["--control", &free_addr().to_string()])
+            // Region isolation: a region's service endpoints accept only that region's
+            // addresses, so cross-region traffic must go through the peer gateway tier.
+            .arg("--isolate")
             .current_dir(repo())
             .env("MERIDIAN_LOG", "warn")
             .stdout(Stdio::null())

@@ -38,6 +38,9 @@ async fn a_region_dying_under_load_fails_no_idempotent_request() {
             .arg("--dir")
             .arg(dir.path())
             .args(["--control", &free_addr().to_string()])
+            // Region isolation: a region's service endpoints accept only that region's
+            // addresses, so cross-region traffic must go through the peer gateway tier.
+            .arg("--isolate")
             .current_dir(repo())
             .env("MERIDIAN_LOG", "warn")
             .stdout(Stdio::null())
