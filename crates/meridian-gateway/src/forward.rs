@@ -103,13 +103,28 @@ fn local_candidate(service: &ServiceRuntime, region: &str, drains: &Drains) -> b
 
 /// Envoy's priority-level rule: a region keeps all its traffic while its available endpoints
 /// × the overprovisioning factor cover all of them; past that, the missing share spills over.
+///
+/// Endpoints in slow start count by their current weight, so a region whose endpoints all
+/// come back at once takes its traffic back gradually instead of all at once.
 fn spill_share(service: &ServiceRuntime, now: Instant) -> f64 {
-    let (available, total) = service.health.available(now);
-    if total == 0 || available == total {
+    let total = service.endpoints.len();
+    let slow_start = service.config.failover.slow_start.get();
+    let capacity: f64 = (0..total)
+        .map(|i| service.health.endpoint(i))
+        .filter(|e| e.is_available(now))
+        .map(|e| if slow_start.is_zero() { 1.0 } else { e.slow_start_factor(now, slow_start) })
+        .sum();
+    spill_for(capacity, total, service.config.failover.overprovisioning_percent)
+}
+
+/// The share of traffic that spills over given the available capacity (in endpoints, slow
+/// start weighted), the endpoint count and the overprovisioning factor in percent.
+fn spill_for(capacity: f64, total: usize, overprovisioning_percent: u32) -> f64 {
+    if total == 0 || capacity >= total as f64 {
         return 0.0;
     }
-    let factor = f64::from(service.config.failover.overprovisioning_percent) / 100.0;
-    (1.0 - available as f64 * factor / total as f64).clamp(0.0, 1.0)
+    let factor = f64::from(overprovisioning_percent) / 100.0;
+    (1.0 - capacity * factor / total as f64).clamp(0.0, 1.0)
 }
 
 /// Panic mode: with too few available endpoints and nowhere else to go, use them all.
@@ -286,8 +301,10 @@ pub async fn forward(
             Err(e) => {
                 tracing::debug!(endpoint = %ep.addr.configured, error = %e, "connect failed");
                 record(Outcome::GatewayFailure);
-                if let Some((p, _)) = peer {
-                    p.backoff.fail(Instant::now());
+                if let Some((p, _)) = peer
+                    && p.backoff.fail(Instant::now())
+                {
+                    tracing::warn!(region = %p.region, error = %e, "peer region unreachable; backing off");
                 }
                 last_err = Some(e);
                 // Nothing was sent: safe for any method.
@@ -308,12 +325,15 @@ pub async fn forward(
                 let status = resp.status().as_u16();
                 record(if status >= 500 { Outcome::Http5xx } else { Outcome::Success });
                 if let Some((p, per_service)) = peer {
-                    p.backoff.succeed();
+                    if p.backoff.succeed() {
+                        tracing::info!(region = %p.region, "peer region reachable again");
+                    }
                     if status == 503 && resp.headers().contains_key(&peer::REGION_UNAVAILABLE) {
                         // The peer's region cannot serve this service: the next region,
                         // whatever the method (the peer processed nothing).
-                        tracing::debug!(region = %p.region, service = %service.name, "peer region unavailable");
-                        per_service.fail(Instant::now());
+                        if per_service.fail(Instant::now()) {
+                            tracing::warn!(region = %p.region, service = %service.name, "peer region cannot serve the service; backing off");
+                        }
                         last_err = Some(unavailable_in(service, &p.region));
                         if !replayable {
                             break;
@@ -321,7 +341,9 @@ pub async fn forward(
                         pending = Some(true);
                         continue;
                     }
-                    per_service.succeed();
+                    if per_service.succeed() {
+                        tracing::info!(region = %p.region, service = %service.name, "peer region serves the service again");
+                    }
                 } else {
                     // Only the peer hop may say "region unavailable"; never an upstream. The
                     // serving region is ours to state.
@@ -368,8 +390,10 @@ pub async fn forward(
         if err.source == Source::Upstream {
             record(Outcome::GatewayFailure);
         }
-        if let Some((p, _)) = peer {
-            p.backoff.fail(Instant::now());
+        if let Some((p, _)) = peer
+            && p.backoff.fail(Instant::now())
+        {
+            tracing::warn!(region = %p.region, error = %err, "peer region failed; backing off");
         }
         let retry_ok = replayable
             && match err.retry {
@@ -416,6 +440,22 @@ fn unavailable_in(service: &ServiceRuntime, region: &str) -> ProxyError {
         Retry::Safe,
         format!("service {} is unavailable in region {region}", service.name),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::spill_for;
+
+    #[test]
+    fn spillover_follows_the_overprovisioning_rule() {
+        assert_eq!(spill_for(10.0, 10, 140), 0.0);
+        assert_eq!(spill_for(8.0, 10, 140), 0.0, "2 of 10 lost: 8 × 1.4 still covers all");
+        assert!((spill_for(1.0, 4, 140) - 0.65).abs() < 1e-9);
+        assert_eq!(spill_for(0.0, 4, 140), 1.0);
+        // A region returning with all endpoints in slow start (10 % weight each) keeps little.
+        assert!((spill_for(0.4, 4, 140) - 0.86).abs() < 1e-9);
+        assert_eq!(spill_for(3.0, 4, 100), 0.25);
+    }
 }
 
 pub fn content_length(h: &http::HeaderMap) -> Option<u64> {

@@ -109,19 +109,25 @@ impl Default for Backoff {
 }
 
 impl Backoff {
-    pub fn fail(&self, now: Instant) {
-        let n = self.failures.fetch_add(1, Ordering::Relaxed).min(5) as u32;
+    /// Records a failure; returns true when this starts a back-off (the first failure).
+    pub fn fail(&self, now: Instant) -> bool {
+        let prev = self.failures.fetch_add(1, Ordering::Relaxed);
+        let n = prev.min(5) as u32;
         let wait = (BASE_BACKOFF * 2u32.pow(n)).min(MAX_BACKOFF);
         let until = (now + wait).saturating_duration_since(self.origin).as_millis() as u64;
         self.until_ms.store(until, Ordering::Relaxed);
+        prev == 0
     }
 
+    /// Records a success; returns true when this ends a back-off.
     #[inline]
-    pub fn succeed(&self) {
+    pub fn succeed(&self) -> bool {
         if self.failures.load(Ordering::Relaxed) != 0 {
             self.failures.store(0, Ordering::Relaxed);
             self.until_ms.store(0, Ordering::Relaxed);
+            return true;
         }
+        false
     }
 
     #[inline]
