@@ -131,6 +131,14 @@ async fn a_region_dying_under_load_fails_no_idempotent_request() {
             .unwrap_or(false)
         })
         .await;
+        // Traffic returns to the nearer region once it serves again (after its back-off).
+        poll("orders back in the first peer region", Duration::from_secs(90), async || {
+            match c.get("http://127.0.1.1:8080/orders").send().await {
+                Ok(r) if r.status() == 200 => served(&r) == first_peer,
+                _ => false,
+            }
+        })
+        .await;
     }
     up.terminate(Duration::from_secs(20)).unwrap();
 }
