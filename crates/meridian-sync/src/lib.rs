@@ -1,5 +1,32 @@
 //! Layer 2 of Meridian: how pushed state travels from the control plane to every node.
 //!
 //! - [`protocol`]: the wire protocol (HTTP + newline-delimited JSON), shared by both sides.
+//! - [`client`]: the node side — [`SyncClient`] keeps a stream open to the first reachable
+//!   control instance, hands snapshots over a channel, fails over, and posts acks.
+//! - [`lkg`]: last-known-good snapshots on local disk, to boot without a control plane.
+//! - [`fake`]: a small real control instance for tests of nodes.
 
+mod http;
+
+pub mod client;
+pub mod fake;
+pub mod lkg;
 pub mod protocol;
+
+pub use client::{ClientConfig, Event, NodeInfo, SyncClient};
+pub use lkg::{Lkg, LkgError, Saved};
+
+/// Errors of the node side of the protocol.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error("no control URL configured")]
+    NoUrls,
+    #[error("invalid control URL {url:?}: {why}")]
+    BadUrl { url: String, why: String },
+    #[error("cannot reach control instance {url}: {error}")]
+    Connect { url: String, error: String },
+    #[error("control instance {url} answered HTTP {status}")]
+    Status { url: String, status: u16 },
+    #[error("cannot encode a request: {0}")]
+    Encode(String),
+}
