@@ -33,6 +33,9 @@ pub struct GlobalConfig {
     /// API consumers (used by authentication policies).
     #[serde(default)]
     pub consumers: Vec<Consumer>,
+    /// What the directors (authoritative DNS) serve. Absent: no DNS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns: Option<crate::dns::DnsConfig>,
 }
 
 fn default_deployment() -> String {

@@ -6,6 +6,7 @@
 //! A validated global config becomes a [`ValidConfig`] with a canonical form and a content hash.
 
 pub mod bootstrap;
+pub mod dns;
 pub mod dur;
 pub mod global;
 pub mod resilience;

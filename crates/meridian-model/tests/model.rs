@@ -148,7 +148,7 @@ fn unknown_keys_are_rejected_with_path_line_and_column() {
     assert_eq!(
         error_lines(parse_global("regions: [{name: r}]\nroute: []\n")),
         [
-            "route: unknown field `route`, expected one of deployment, regions, services, routes, policies, consumers (line 2, column 1)"
+            "route: unknown field `route`, expected one of deployment, regions, services, routes, policies, consumers, dns (line 2, column 1)"
         ]
     );
     assert_eq!(

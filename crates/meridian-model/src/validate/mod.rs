@@ -6,6 +6,7 @@
 //! checks they share (public, so that other crates judge hosts and headers the same way).
 
 mod catalog;
+mod dns;
 mod node;
 mod policies;
 mod resilience;
@@ -25,6 +26,7 @@ pub fn global(c: &GlobalConfig) -> Vec<ConfigError> {
     catalog::check(c, &mut errs);
     routes::check(c, &mut errs);
     policies::check(c, &mut errs);
+    dns::check(c, &mut errs);
     errs.0
 }
 

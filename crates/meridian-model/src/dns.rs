@@ -1,0 +1,329 @@
+//! The `dns` section of the global config: what the directors (authoritative DNS) serve.
+//!
+//! Shaped like Route 53: hosted zones, record sets with a routing policy each, plus the tables
+//! the client-dependent policies read (`latency`, `geo`). Names are absolute (trailing dot).
+//! Members that name a region answer with that region's `public_addresses` (A or AAAA by
+//! family). See docs/dns.md.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::dur::Dur;
+use crate::global::Location;
+
+/// What the directors serve.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DnsConfig {
+    /// Zones the directors are authoritative for; queries outside them are REFUSED.
+    pub zones: Vec<Zone>,
+    /// Record sets, each inside one zone, one per name and type.
+    #[serde(default)]
+    pub record_sets: Vec<RecordSet>,
+    /// Client networks → latency to each region, for `latency` policies. The longest matching
+    /// prefix wins. Default: empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub latency: Vec<LatencyRow>,
+    /// Client networks → continent, country and coordinates, for `geolocation` and
+    /// `geoproximity` policies. The longest matching prefix wins. Default: empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub geo: Vec<GeoRow>,
+    /// Largest UDP response the directors send, in bytes, whatever larger size a client
+    /// advertises with EDNS(0); bigger answers are truncated (TC) so the client retries over
+    /// TCP. 512 to 4096. Default 1232 (the DNS flag day 2020 value, no IP fragmentation).
+    #[serde(default = "default_udp_payload")]
+    pub max_udp_payload: u16,
+    /// Response rate limiting against reflection abuse (UDP only).
+    #[serde(default)]
+    pub rate_limit: RateLimit,
+}
+
+fn default_udp_payload() -> u16 {
+    1232
+}
+
+/// A zone (Route 53's hosted zone).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Zone {
+    /// Absolute zone name, e.g. `api.example.com.`.
+    pub name: String,
+    /// TTL of the SOA and NS records, and of record sets that set none. Default 60s.
+    #[serde(default = "default_ttl")]
+    pub ttl: Dur,
+    /// The SOA record's fields (the serial is the directors': it grows with each applied
+    /// config version).
+    #[serde(default)]
+    pub soa: Soa,
+    /// The zone's name servers (the directors), answered at the apex. At least one.
+    pub ns: Vec<NameServer>,
+}
+
+fn default_ttl() -> Dur {
+    Dur::from_secs(60)
+}
+
+/// SOA fields besides the serial.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Soa {
+    /// Primary name server (absolute). Default: the zone's first `ns` name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mname: Option<String>,
+    /// Responsible mailbox as a name (absolute), e.g. `hostmaster.example.com.`.
+    /// Default: `hostmaster.` + the zone name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rname: Option<String>,
+    /// Secondary refresh interval. Default 1h.
+    #[serde(default = "default_refresh")]
+    pub refresh: Dur,
+    /// Secondary retry interval. Default 10m.
+    #[serde(default = "default_retry")]
+    pub retry: Dur,
+    /// How long secondaries keep serving without refresh. Default 336h (14 days).
+    #[serde(default = "default_expire")]
+    pub expire: Dur,
+    /// Negative-caching TTL (RFC 2308): NXDOMAIN and NODATA answers are cached for the
+    /// smaller of this and the zone TTL. Default 60s.
+    #[serde(default = "default_ttl")]
+    pub minimum: Dur,
+}
+
+impl Default for Soa {
+    fn default() -> Self {
+        Soa {
+            mname: None,
+            rname: None,
+            refresh: default_refresh(),
+            retry: default_retry(),
+            expire: default_expire(),
+            minimum: default_ttl(),
+        }
+    }
+}
+
+fn default_refresh() -> Dur {
+    Dur::from_secs(3600)
+}
+fn default_retry() -> Dur {
+    Dur::from_secs(600)
+}
+fn default_expire() -> Dur {
+    Dur::from_secs(14 * 24 * 3600)
+}
+
+/// A name server of a zone.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NameServer {
+    /// Absolute name, e.g. `ns1.api.example.com.`.
+    pub name: String,
+    /// Its IP address; required when the name is inside the zone (answered as glue and for A /
+    /// AAAA queries of that name). Default: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+}
+
+/// Record types a record set may have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+pub enum RecordType {
+    A,
+    #[allow(clippy::upper_case_acronyms)]
+    AAAA,
+    #[allow(clippy::upper_case_acronyms)]
+    CNAME,
+    #[allow(clippy::upper_case_acronyms)]
+    TXT,
+}
+
+/// A record set: a name and type inside a zone, answered by its routing policy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RecordSet {
+    /// Absolute name inside a zone, e.g. `www.api.example.com.`.
+    pub name: String,
+    /// Record type.
+    #[serde(rename = "type")]
+    pub record_type: RecordType,
+    /// TTL of the answers. Default: the zone's `ttl`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<Dur>,
+    /// How the answer is chosen.
+    pub policy: RoutingPolicy,
+}
+
+/// A routing policy (Route 53's routing policies). Every policy answers with all its members
+/// when none is healthy (fail open), never with an empty answer because of health.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, tag = "kind", rename_all = "snake_case")]
+pub enum RoutingPolicy {
+    /// Always the same answer.
+    Simple {
+        /// A region: its public addresses of the record set's family.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        region: Option<String>,
+        /// Literal values.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        values: Vec<String>,
+    },
+    /// The primary region while it is healthy, else the secondary.
+    Failover {
+        /// Region answered while healthy.
+        primary: String,
+        /// Region answered when the primary is not healthy.
+        secondary: String,
+    },
+    /// One member picked at random in proportion to its weight; weight-0 members are
+    /// standbys, answered only when every weighted member is unavailable.
+    Weighted { members: Vec<WeightedMember> },
+    /// The healthy region with the lowest latency to the client's network (`dns.latency`).
+    /// Regions a matching row does not list count as unreachable; without a matching row, the
+    /// first healthy region listed.
+    Latency { regions: Vec<String> },
+    /// Rules by country, then continent, then the default rule, from the client's `dns.geo`
+    /// row. No rule matching (and no default): an empty (NODATA) answer.
+    Geolocation { rules: Vec<GeoRule> },
+    /// The region nearest to the client (`dns.geo` row coordinates, regions' `location`),
+    /// distances scaled by bias. Without client coordinates, the first healthy member.
+    Geoproximity { members: Vec<GeoproximityMember> },
+    /// Up to 8 values from healthy members, rotated per query.
+    Multivalue { members: Vec<Target> },
+}
+
+/// What a member answers with: a region's public addresses, or literal values. Exactly one.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Target {
+    /// A region: its `public_addresses` of the record set's family (A or AAAA only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// Literal values: IP addresses (A/AAAA), one absolute name (CNAME) or strings (TXT).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub values: Vec<String>,
+}
+
+/// A member of a weighted record set.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WeightedMember {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub values: Vec<String>,
+    /// Relative weight, 0 to 255 (0: standby). Required.
+    pub weight: u8,
+}
+
+/// A geolocation rule; no `country` and no `continent` makes it the default rule.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GeoRule {
+    /// ISO 3166-1 alpha-2 country code, upper case, e.g. `DE`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub country: Option<String>,
+    /// Continent code: AF, AN, AS, EU, NA, OC or SA.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub continent: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub values: Vec<String>,
+}
+
+/// A member of a geoproximity record set.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GeoproximityMember {
+    /// A region with a `location`.
+    pub region: String,
+    /// -99 to 99: positive draws clients from farther away (distance × (1 − bias/100)),
+    /// negative pushes them off. Default 0.
+    #[serde(default)]
+    pub bias: i8,
+}
+
+/// A row of the latency table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LatencyRow {
+    /// Client network, e.g. `198.51.100.0/24`.
+    pub cidr: String,
+    /// Round-trip latency in milliseconds from that network, by region name.
+    pub region_ms: BTreeMap<String, u32>,
+}
+
+/// A row of the geo table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GeoRow {
+    /// Client network, e.g. `203.0.113.0/24`.
+    pub cidr: String,
+    /// Continent code (AF, AN, AS, EU, NA, OC, SA). Default: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub continent: Option<String>,
+    /// ISO 3166-1 alpha-2 country code, upper case. Default: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub country: Option<String>,
+    /// Where the network is, for geoproximity. Default: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<Location>,
+}
+
+/// Response rate limiting (RRL): per client network, a token bucket per distinct response.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    /// Default true.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Identical responses per second to one client network. Default 200.
+    #[serde(default = "default_rps")]
+    pub responses_per_second: u32,
+    /// Bucket size (burst), in responses. Default 400.
+    #[serde(default = "default_burst")]
+    pub burst: u32,
+    /// Every `slip`-th limited response is sent truncated (TC, empty) so a real client retries
+    /// over TCP; the others are dropped. 0: drop all. Default 2.
+    #[serde(default = "default_slip")]
+    pub slip: u32,
+    /// IPv4 client network size, in prefix bits. Default 24.
+    #[serde(default = "default_v4_prefix")]
+    pub ipv4_prefix: u8,
+    /// IPv6 client network size, in prefix bits. Default 56.
+    #[serde(default = "default_v6_prefix")]
+    pub ipv6_prefix: u8,
+}
+
+impl Default for RateLimit {
+    fn default() -> Self {
+        RateLimit {
+            enabled: true,
+            responses_per_second: default_rps(),
+            burst: default_burst(),
+            slip: default_slip(),
+            ipv4_prefix: default_v4_prefix(),
+            ipv6_prefix: default_v6_prefix(),
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_rps() -> u32 {
+    200
+}
+fn default_burst() -> u32 {
+    400
+}
+fn default_slip() -> u32 {
+    2
+}
+fn default_v4_prefix() -> u8 {
+    24
+}
+fn default_v6_prefix() -> u8 {
+    56
+}

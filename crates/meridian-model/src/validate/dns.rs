@@ -1,0 +1,345 @@
+//! The `dns` section: zones, record sets and their policies, the latency and geo tables.
+
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
+
+use super::Errors;
+use crate::dns::{DnsConfig, GeoRule, RecordSet, RecordType, RoutingPolicy, Target, WeightedMember};
+use crate::global::{GlobalConfig, Region};
+
+const CONTINENTS: [&str; 7] = ["AF", "AN", "AS", "EU", "NA", "OC", "SA"];
+
+pub fn check(c: &GlobalConfig, errs: &mut Errors) {
+    let Some(dns) = &c.dns else { return };
+    let regions: HashMap<&str, &Region> = c.regions.iter().map(|r| (r.name.as_str(), r)).collect();
+    if dns.zones.is_empty() {
+        errs.push("dns.zones", "at least one zone is required");
+    }
+    let mut zone_names = HashSet::new();
+    for (i, z) in dns.zones.iter().enumerate() {
+        let p = format!("dns.zones[{i}]");
+        match absolute_name(&z.name) {
+            Err(m) => errs.push(format!("{p}.name"), m),
+            Ok(()) if !zone_names.insert(z.name.to_ascii_lowercase()) => {
+                errs.push(format!("{p}.name"), format!("duplicate zone {:?}", z.name))
+            }
+            Ok(()) => {}
+        }
+        for (field, v) in [("mname", &z.soa.mname), ("rname", &z.soa.rname)] {
+            if let Some(v) = v {
+                errs.check(|| format!("{p}.soa.{field}"), absolute_name(v));
+            }
+        }
+        if z.ns.is_empty() {
+            errs.push(format!("{p}.ns"), "at least one name server is required");
+        }
+        for (j, ns) in z.ns.iter().enumerate() {
+            let np = format!("{p}.ns[{j}]");
+            errs.check(|| format!("{np}.name"), absolute_name(&ns.name));
+            match &ns.address {
+                Some(a) if a.parse::<IpAddr>().is_err() => {
+                    errs.push(format!("{np}.address"), format!("invalid IP address {a:?}"))
+                }
+                None if inside(&ns.name, &z.name) => errs.push(
+                    format!("{np}.address"),
+                    format!("required: {:?} is inside the zone (glue)", ns.name),
+                ),
+                _ => {}
+            }
+        }
+    }
+    if !(512..=4096).contains(&dns.max_udp_payload) {
+        errs.push("dns.max_udp_payload", format!("{} is out of range 512 to 4096", dns.max_udp_payload));
+    }
+    let rl = &dns.rate_limit;
+    if rl.responses_per_second == 0 || rl.burst == 0 {
+        errs.push("dns.rate_limit", "responses_per_second and burst must be at least 1");
+    }
+    if rl.ipv4_prefix > 32 || rl.ipv6_prefix > 128 {
+        errs.push("dns.rate_limit", "ipv4_prefix must be at most 32 and ipv6_prefix at most 128");
+    }
+    tables(dns, &regions, errs);
+    let mut seen: HashMap<(String, RecordType), usize> = HashMap::new();
+    for (i, rs) in dns.record_sets.iter().enumerate() {
+        let p = format!("dns.record_sets[{i}]");
+        if let Err(m) = absolute_name(&rs.name) {
+            errs.push(format!("{p}.name"), m);
+        } else if !dns.zones.iter().any(|z| inside(&rs.name, &z.name)) {
+            errs.push(format!("{p}.name"), format!("{:?} is not inside any zone", rs.name));
+        } else if rs.record_type == RecordType::CNAME && dns.zones.iter().any(|z| same(&rs.name, &z.name)) {
+            errs.push(format!("{p}.type"), "a CNAME cannot be at a zone apex");
+        }
+        let key = (rs.name.to_ascii_lowercase(), rs.record_type);
+        if let Some(first) = seen.get(&key) {
+            errs.push(format!("{p}.name"), format!("duplicate record set (also dns.record_sets[{first}])"));
+        } else {
+            seen.insert(key, i);
+        }
+        policy(&p, rs, &regions, errs);
+    }
+    for (i, rs) in dns.record_sets.iter().enumerate() {
+        let clash = |o: &RecordSet| same(&o.name, &rs.name) && o.record_type != rs.record_type;
+        if rs.record_type == RecordType::CNAME && dns.record_sets.iter().any(clash) {
+            errs.push(
+                format!("dns.record_sets[{i}].name"),
+                "a CNAME cannot share its name with other records",
+            );
+        }
+    }
+}
+
+fn tables(dns: &DnsConfig, regions: &HashMap<&str, &Region>, errs: &mut Errors) {
+    for (i, row) in dns.latency.iter().enumerate() {
+        errs.check(|| format!("dns.latency[{i}].cidr"), cidr(&row.cidr));
+        for region in row.region_ms.keys() {
+            if !regions.contains_key(region.as_str()) {
+                errs.push(
+                    format!("dns.latency[{i}].region_ms.{region}"),
+                    format!("unknown region {region:?}"),
+                );
+            }
+        }
+    }
+    for (i, row) in dns.geo.iter().enumerate() {
+        let p = format!("dns.geo[{i}]");
+        errs.check(|| format!("{p}.cidr"), cidr(&row.cidr));
+        geo_codes(&p, row.country.as_deref(), row.continent.as_deref(), errs);
+        if let Some(l) = row.location
+            && (!(-90.0..=90.0).contains(&l.lat) || !(-180.0..=180.0).contains(&l.lon))
+        {
+            errs.push(format!("{p}.location"), "latitude must be -90 to 90 and longitude -180 to 180");
+        }
+    }
+}
+
+fn policy(p: &str, rs: &RecordSet, regions: &HashMap<&str, &Region>, errs: &mut Errors) {
+    let p = format!("{p}.policy");
+    let t = rs.record_type;
+    let region = |path: String, name: &str, errs: &mut Errors| region_member(&path, name, t, regions, errs);
+    match &rs.policy {
+        RoutingPolicy::Simple { region: r, values } => target(&p, r.as_deref(), values, t, regions, errs),
+        RoutingPolicy::Failover { primary, secondary } => {
+            region(format!("{p}.primary"), primary, errs);
+            region(format!("{p}.secondary"), secondary, errs);
+            if primary == secondary {
+                errs.push(format!("{p}.secondary"), "must differ from primary");
+            }
+        }
+        RoutingPolicy::Weighted { members } => {
+            non_empty(&p, "members", members.len(), errs);
+            for (i, WeightedMember { region, values, .. }) in members.iter().enumerate() {
+                target(&format!("{p}.members[{i}]"), region.as_deref(), values, t, regions, errs);
+            }
+            if !members.is_empty() && members.iter().all(|m| m.weight == 0) {
+                errs.push(format!("{p}.members"), "at least one member needs a weight above 0");
+            }
+        }
+        RoutingPolicy::Latency { regions: list } => {
+            non_empty(&p, "regions", list.len(), errs);
+            for (i, r) in list.iter().enumerate() {
+                region(format!("{p}.regions[{i}]"), r, errs);
+            }
+        }
+        RoutingPolicy::Geolocation { rules } => {
+            non_empty(&p, "rules", rules.len(), errs);
+            let mut keys = HashSet::new();
+            for (i, GeoRule { country, continent, region, values }) in rules.iter().enumerate() {
+                let rp = format!("{p}.rules[{i}]");
+                geo_codes(&rp, country.as_deref(), continent.as_deref(), errs);
+                if country.is_some() && continent.is_some() {
+                    errs.push(&rp, "give a country or a continent, not both");
+                }
+                if !keys.insert((country.clone(), continent.clone())) {
+                    errs.push(&rp, "duplicate rule (same country, continent or default)");
+                }
+                target(&rp, region.as_deref(), values, t, regions, errs);
+            }
+        }
+        RoutingPolicy::Geoproximity { members } => {
+            non_empty(&p, "members", members.len(), errs);
+            for (i, m) in members.iter().enumerate() {
+                let mp = format!("{p}.members[{i}]");
+                region(format!("{mp}.region"), &m.region, errs);
+                if regions.get(m.region.as_str()).is_some_and(|r| r.location.is_none()) {
+                    errs.push(format!("{mp}.region"), format!("region {:?} has no location", m.region));
+                }
+                if !(-99..=99).contains(&m.bias) {
+                    errs.push(format!("{mp}.bias"), format!("bias {} is out of range -99 to 99", m.bias));
+                }
+            }
+        }
+        RoutingPolicy::Multivalue { members } => {
+            non_empty(&p, "members", members.len(), errs);
+            for (i, Target { region, values }) in members.iter().enumerate() {
+                target(&format!("{p}.members[{i}]"), region.as_deref(), values, t, regions, errs);
+            }
+        }
+    }
+}
+
+fn non_empty(p: &str, field: &str, n: usize, errs: &mut Errors) {
+    if n == 0 {
+        errs.push(format!("{p}.{field}"), "must not be empty");
+    }
+}
+
+/// A member's target: exactly one of a region and values, each fit for the record type.
+fn target(
+    p: &str,
+    region: Option<&str>,
+    values: &[String],
+    t: RecordType,
+    regions: &HashMap<&str, &Region>,
+    errs: &mut Errors,
+) {
+    match (region, values.is_empty()) {
+        (Some(_), false) | (None, true) => errs.push(p, "give either `region` or `values`"),
+        (Some(r), true) => region_member(&format!("{p}.region"), r, t, regions, errs),
+        (None, false) => {
+            if t == RecordType::CNAME && values.len() != 1 {
+                errs.push(format!("{p}.values"), "a CNAME has exactly one value");
+            }
+            for (i, v) in values.iter().enumerate() {
+                errs.check(|| format!("{p}.values[{i}]"), value(t, v));
+            }
+        }
+    }
+}
+
+fn region_member(p: &str, name: &str, t: RecordType, regions: &HashMap<&str, &Region>, errs: &mut Errors) {
+    let Some(r) = regions.get(name) else {
+        return errs.push(p, format!("unknown region {name:?}"));
+    };
+    let want_v4 = match t {
+        RecordType::A => true,
+        RecordType::AAAA => false,
+        _ => return errs.push(p, format!("a region can only answer A or AAAA, not {t:?}")),
+    };
+    let has =
+        r.public_addresses.iter().filter_map(|a| a.parse::<IpAddr>().ok()).any(|a| a.is_ipv4() == want_v4);
+    if !has {
+        errs.push(
+            p,
+            format!("region {name:?} has no {} public address", if want_v4 { "IPv4" } else { "IPv6" }),
+        );
+    }
+}
+
+fn value(t: RecordType, v: &str) -> Result<(), String> {
+    match t {
+        RecordType::A => {
+            v.parse::<std::net::Ipv4Addr>().map(drop).map_err(|_| format!("invalid IPv4 address {v:?}"))
+        }
+        RecordType::AAAA => {
+            v.parse::<std::net::Ipv6Addr>().map(drop).map_err(|_| format!("invalid IPv6 address {v:?}"))
+        }
+        RecordType::CNAME => absolute_name(v),
+        RecordType::TXT if v.len() > 255 => {
+            Err(format!("a TXT value has at most 255 bytes, not {}", v.len()))
+        }
+        RecordType::TXT => Ok(()),
+    }
+}
+
+fn geo_codes(p: &str, country: Option<&str>, continent: Option<&str>, errs: &mut Errors) {
+    if let Some(c) = country
+        && !(c.len() == 2 && c.bytes().all(|b| b.is_ascii_uppercase()))
+    {
+        errs.push(
+            format!("{p}.country"),
+            format!("invalid country {c:?}: two upper-case letters (ISO 3166-1)"),
+        );
+    }
+    if let Some(c) = continent
+        && !CONTINENTS.contains(&c)
+    {
+        errs.push(
+            format!("{p}.continent"),
+            format!("invalid continent {c:?}: one of {}", CONTINENTS.join(", ")),
+        );
+    }
+}
+
+fn cidr(s: &str) -> Result<(), String> {
+    s.parse::<ipnet::IpNet>().map(drop).map_err(|_| format!("invalid CIDR {s:?}"))
+}
+
+/// An absolute DNS name: labels of letters, digits, `-` and `_`, ending with a dot.
+pub fn absolute_name(s: &str) -> Result<(), String> {
+    let Some(rest) = s.strip_suffix('.') else {
+        return Err(format!("invalid name {s:?}: names are absolute, end it with \".\""));
+    };
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    };
+    if rest.is_empty() || s.len() > 254 || !rest.split('.').all(label_ok) {
+        return Err(format!("invalid name {s:?}"));
+    }
+    Ok(())
+}
+
+fn same(a: &str, b: &str) -> bool {
+    a.eq_ignore_ascii_case(b)
+}
+
+/// Whether `name` is `zone` or below it.
+fn inside(name: &str, zone: &str) -> bool {
+    let (n, z) = (name.to_ascii_lowercase(), zone.to_ascii_lowercase());
+    n == z || n.ends_with(&format!(".{z}"))
+}
+
+#[cfg(test)]
+mod tests {
+    fn errors(dns: &str) -> Vec<String> {
+        let yaml = format!(
+            "regions:\n  - {{ name: us, public_addresses: [192.0.2.1], location: {{ lat: 1, lon: 2 }} }}\n  \
+             - {{ name: eu, public_addresses: [\"2001:db8::1\"] }}\ndns:\n{dns}"
+        );
+        match crate::parse_global(&yaml) {
+            Ok(_) => vec![],
+            Err(e) => e.0.iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    const ZONE: &str =
+        "  zones: [{ name: a.example., ns: [{ name: ns.a.example., address: 192.0.2.53 }] }]\n";
+
+    #[test]
+    fn errors_name_their_paths() {
+        let e = errors(&format!(
+            "{ZONE}  record_sets:\n    \
+             - {{ name: x.a.example., type: A, policy: {{ kind: simple, values: [192.0.2.9] }} }}\n    \
+             - {{ name: b.example., type: A, policy: {{ kind: simple, region: us }} }}\n    \
+             - {{ name: f.a.example., type: A, policy: {{ kind: failover, primary: x, secondary: eu }} }}\n    \
+             - {{ name: w.a.example., type: A, policy: {{ kind: weighted, members: [{{ region: us, weight: 0 }}] }} }}\n    \
+             - {{ name: c.a.example., type: CNAME, policy: {{ kind: simple, region: us }} }}\n    \
+             - {{ name: g.a.example., type: A, policy: {{ kind: geoproximity, members: [{{ region: us, bias: 100 }}] }} }}\n  \
+             latency: [{{ cidr: 10.0.0.0/33, region_ms: {{ mars: 1 }} }}]\n"
+        ));
+        assert_eq!(
+            e,
+            [
+                "dns.latency[0].cidr: invalid CIDR \"10.0.0.0/33\"",
+                "dns.latency[0].region_ms.mars: unknown region \"mars\"",
+                "dns.record_sets[1].name: \"b.example.\" is not inside any zone",
+                "dns.record_sets[2].policy.primary: unknown region \"x\"",
+                "dns.record_sets[2].policy.secondary: region \"eu\" has no IPv4 public address",
+                "dns.record_sets[3].policy.members: at least one member needs a weight above 0",
+                "dns.record_sets[4].policy.region: a region can only answer A or AAAA, not CNAME",
+                "dns.record_sets[5].policy.members[0].bias: bias 100 is out of range -99 to 99",
+            ]
+        );
+    }
+
+    #[test]
+    fn zones_need_absolute_names_and_glue() {
+        let e = errors("  zones: [{ name: a.example, ns: [{ name: ns.a.example. }] }]\n");
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(e[0].starts_with("dns.zones[0].name: invalid name \"a.example\""), "{e:?}");
+        let e = errors("  zones: [{ name: a.example., ns: [{ name: ns.a.example. }] }]\n");
+        assert_eq!(e, ["dns.zones[0].ns[0].address: required: \"ns.a.example.\" is inside the zone (glue)"]);
+        assert!(errors(ZONE).is_empty());
+    }
+}
