@@ -12,8 +12,27 @@ pub struct RequestId(String);
 impl RequestId {
     /// A fresh random id: 32 lowercase hex characters (128 bits).
     pub fn generate() -> Self {
+        RequestId(String::from_utf8_lossy(&Self::generate_bytes()).into_owned())
+    }
+
+    /// A fresh random id as 32 lowercase hex ASCII bytes, without allocating.
+    pub fn generate_bytes() -> [u8; 32] {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
         let v: u128 = rand::random();
-        RequestId(format!("{v:032x}"))
+        let mut out = [0u8; 32];
+        for (i, b) in out.iter_mut().enumerate() {
+            *b = HEX[((v >> (124 - 4 * i)) & 0xf) as usize];
+        }
+        out
+    }
+
+    /// Whether an incoming id may be propagated as it is (see [`Self::from_incoming`]).
+    pub fn is_valid(raw: &[u8]) -> bool {
+        !raw.is_empty()
+            && raw.len() <= MAX_REQUEST_ID_LEN
+            && raw.iter().all(|b| {
+                b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':' | b'/' | b'+' | b'=')
+            })
     }
 
     /// Accepts an incoming id when it is non-empty, short and made of visible ASCII without
@@ -50,6 +69,13 @@ mod tests {
         assert_ne!(a, b);
         assert_eq!(a.as_str().len(), 32);
         assert!(a.as_str().bytes().all(|c| c.is_ascii_hexdigit()));
+    }
+
+    #[test]
+    fn generated_bytes_are_hex() {
+        let b = RequestId::generate_bytes();
+        assert!(b.iter().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+        assert_ne!(b, RequestId::generate_bytes());
     }
 
     #[test]

@@ -72,16 +72,12 @@ impl Proxy {
         let snap = self.state.load_full();
 
         // 2. Request id: propagate a sane incoming one, else make one.
-        let rid = req
-            .headers()
-            .get(&X_REQUEST_ID)
-            .and_then(|v| RequestId::from_incoming(v.as_bytes()))
-            .unwrap_or_else(RequestId::generate);
+        let rid = request_id(req.headers());
 
         // 3. Route.
         let host = request_host(&req);
         let Some(hit) = snap.router.find(host, req.uri().path(), req.method(), req.headers()) else {
-            let resp = respond(ErrorCode::NotFound, "no route matches the request", rid.as_str());
+            let resp = respond(ErrorCode::NotFound, "no route matches the request", rid_str(&rid));
             return self.logged(resp, &rid, no_route(), no_route(), None, start, conn.peer.ip());
         };
         let route = &snap.routes[hit.index];
@@ -90,7 +86,7 @@ impl Proxy {
         let max_body = route.max_body_bytes.unwrap_or(conn.max_body_bytes);
         let announced = content_length(req.headers());
         if announced.is_some_and(|n| n > max_body) {
-            let resp = respond(ErrorCode::PayloadTooLarge, "request body exceeds the limit", rid.as_str());
+            let resp = respond(ErrorCode::PayloadTooLarge, "request body exceeds the limit", rid_str(&rid));
             return self.logged(resp, &rid, &route.name, &route.service.name, None, start, conn.peer.ip());
         }
 
@@ -100,7 +96,7 @@ impl Proxy {
 
         // 5. Policy chain, request phases.
         let mut facts = RequestFacts::default();
-        if let Flow::Respond(r) = route.chain.on_request(&mut parts, &mut facts, rid.as_str()) {
+        if let Flow::Respond(r) = route.chain.on_request(&mut parts, &mut facts, rid_str(&rid)) {
             let (mut rp, b) = r.into_parts();
             set_request_id(&mut rp.headers, &rid);
             let resp = Response::from_parts(rp, GwBody::full(b));
@@ -149,10 +145,10 @@ impl Proxy {
         let (mut resp, endpoint) = match result {
             Ok(ok) => ok,
             Err(e) => {
-                tracing::debug!(request_id = %rid, route = %route.name, error = %e, "request failed");
+                tracing::debug!(request_id = rid_str(&rid), route = %route.name, error = %e, "request failed");
                 // Gateway-made errors get the route's response phases too (CORS, so browsers
                 // can read the error body).
-                let (mut rp, b) = respond(e.code, &e.message, rid.as_str()).into_parts();
+                let (mut rp, b) = respond(e.code, &e.message, rid_str(&rid)).into_parts();
                 route.chain.on_response(&facts, &mut rp);
                 let resp = Response::from_parts(rp, b);
                 return self.logged(resp, &rid, &route.name, &route.service.name, None, start, client_ip);
@@ -177,11 +173,7 @@ impl Proxy {
     pub async fn handle_peer(&self, req: Request<Incoming>, conn: &ConnInfo) -> Response<GwBody> {
         let start = Instant::now();
         let snap = self.state.load_full();
-        let rid = req
-            .headers()
-            .get(&X_REQUEST_ID)
-            .and_then(|v| RequestId::from_incoming(v.as_bytes()))
-            .unwrap_or_else(RequestId::generate);
+        let rid = request_id(req.headers());
         let service_name = req.headers().get(&peer::SERVICE).and_then(|v| v.to_str().ok()).unwrap_or("");
         let Some(service) = snap.services.get(service_name) else {
             return region_unavailable(
@@ -203,9 +195,7 @@ impl Proxy {
             .unwrap_or(conn.peer.ip());
         let (mut parts, body) = req.into_parts();
         peer::strip_hop_headers(&mut parts.headers);
-        if let Ok(v) = HeaderValue::from_str(rid.as_str()) {
-            parts.headers.insert(X_REQUEST_ID, v);
-        }
+        set_request_id(&mut parts.headers, &rid);
         let cx = ForwardCtx {
             tries: &service.peer_tries,
             service,
@@ -227,7 +217,7 @@ impl Proxy {
             Err(e) if e.retry == Retry::Safe || e.code == ErrorCode::ServiceUnavailable => {
                 region_unavailable(&rid, &e.message)
             }
-            Err(e) => respond(e.code, &e.message, rid.as_str()),
+            Err(e) => respond(e.code, &e.message, rid_str(&rid)),
         };
         static PEER_ROUTE: std::sync::OnceLock<Arc<str>> = std::sync::OnceLock::new();
         let route = PEER_ROUTE.get_or_init(|| Arc::from("(peer)"));
@@ -239,7 +229,7 @@ impl Proxy {
     fn logged(
         &self,
         resp: Response<GwBody>,
-        rid: &RequestId,
+        rid: &HeaderValue,
         route: &Arc<str>,
         service: &Arc<str>,
         endpoint: Option<SocketAddr>,
@@ -248,7 +238,7 @@ impl Proxy {
     ) -> Response<GwBody> {
         let Some(log) = &self.node.access_log else { return resp };
         let rec = LogRecord {
-            request_id: rid.as_str().to_string(),
+            request_id: rid_str(&rid).to_string(),
             route: Arc::clone(route),
             service: Arc::clone(service),
             region: self.node.region.clone(),
@@ -270,8 +260,8 @@ fn no_route() -> &'static Arc<str> {
 }
 
 /// 503 with the peer hop's "region unavailable" marker: the sender tries its next region.
-fn region_unavailable(rid: &RequestId, why: &str) -> Response<GwBody> {
-    let mut r = respond(ErrorCode::ServiceUnavailable, why, rid.as_str());
+fn region_unavailable(rid: &HeaderValue, why: &str) -> Response<GwBody> {
+    let mut r = respond(ErrorCode::ServiceUnavailable, why, rid_str(&rid));
     r.headers_mut().insert(peer::REGION_UNAVAILABLE, HeaderValue::from_static("1"));
     r
 }
@@ -306,10 +296,22 @@ fn is_upgrade(req: &Request<Incoming>) -> bool {
             .is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade")))
 }
 
-fn set_request_id(h: &mut http::HeaderMap, rid: &RequestId) {
-    if let Ok(v) = HeaderValue::from_str(rid.as_str()) {
-        h.insert(X_REQUEST_ID, v);
+fn set_request_id(h: &mut http::HeaderMap, rid: &HeaderValue) {
+    h.insert(X_REQUEST_ID, rid.clone());
+}
+
+/// The request id: a sane incoming `X-Request-Id` as it is, else a fresh one (one allocation).
+fn request_id(h: &http::HeaderMap) -> HeaderValue {
+    if let Some(v) = h.get(&X_REQUEST_ID)
+        && RequestId::is_valid(v.as_bytes())
+    {
+        return v.clone();
     }
+    HeaderValue::from_bytes(&RequestId::generate_bytes()).unwrap_or_else(|_| HeaderValue::from_static("-"))
+}
+
+fn rid_str(v: &HeaderValue) -> &str {
+    v.to_str().unwrap_or("-")
 }
 
 fn strip_prefix(uri: &Uri, n: usize) -> Uri {
