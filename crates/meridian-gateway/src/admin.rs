@@ -25,7 +25,15 @@ pub struct ConfigStatus {
     pub reloads_ok: u64,
     pub reloads_rejected: u64,
     pub last_error: Option<String>,
+    /// The running config came from the last-known-good snapshot, not from the source.
     pub from_snapshot: bool,
+    /// Since when the running state may be out of date: the control plane has been unreachable
+    /// since then, or (booted from the snapshot) the snapshot was saved then.
+    pub stale_since: Option<SystemTime>,
+    /// Version running per kind of pushed state (control source only).
+    pub versions: std::collections::BTreeMap<String, u64>,
+    /// The deployment the pushed state belongs to (control source only).
+    pub deployment: Option<String>,
 }
 
 pub struct AdminState {
@@ -103,6 +111,10 @@ fn handle(state: &AdminState, req: Request<Incoming>) -> Response<GwBody> {
                     "hash": c.hash,
                     "loaded_at": c.loaded_at.map(humantime_rfc3339),
                     "from_snapshot": c.from_snapshot,
+                    "stale": c.stale_since.is_some(),
+                    "stale_since": c.stale_since.map(humantime_rfc3339),
+                    "versions": c.versions,
+                    "deployment": c.deployment,
                     "reloads_ok": c.reloads_ok,
                     "reloads_rejected": c.reloads_rejected,
                     "last_error": c.last_error,

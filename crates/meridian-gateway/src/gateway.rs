@@ -2,7 +2,7 @@
 //! reloads, and the two-stage shutdown.
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -17,7 +17,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::access_log::AccessLog;
 use crate::admin::{self, AdminState, ConfigStatus};
-use crate::config_source::{Candidate, ConfigSource};
+use crate::config_source::{Candidate, ConfigSource, SourceCtx};
 use crate::forwarded::TrustedProxies;
 use crate::peer::PeerTls;
 use crate::proxy::{NodeCtx, Proxy};
@@ -88,11 +88,13 @@ pub async fn start(bootstrap: Bootstrap, mut source: Box<dyn ConfigSource>) -> a
     tls::install_crypto_provider();
     let region = bootstrap.node.region.clone();
     let status = Arc::new(Mutex::new(ConfigStatus { source: source.describe(), ..Default::default() }));
+    // A source that keeps its own last-known-good snapshot (control) falls back to it itself.
+    let snapshot_path = if source.keeps_snapshot() { None } else { bootstrap.snapshot_path.clone() };
 
     // The first config: from the source, else from the last-known-good snapshot.
     let (initial, from_snapshot) = match source.initial() {
         Ok(c) => (c, false),
-        Err(e) => match bootstrap.snapshot_path.as_deref().map(read_snapshot) {
+        Err(e) => match snapshot_path.as_deref().map(read_snapshot) {
             Some(Ok(c)) => {
                 tracing::warn!(errors = %e, "config source unusable; starting from the last-known-good snapshot");
                 (c, true)
@@ -113,7 +115,7 @@ pub async fn start(bootstrap: Bootstrap, mut source: Box<dyn ConfigSource>) -> a
     let snap =
         state::build(Arc::new(initial), &env, None).map_err(|e| anyhow::anyhow!("{}", ConfigErrors(e)))?;
     record_applied(&status, &snap, from_snapshot);
-    persist_snapshot(bootstrap.snapshot_path.as_deref(), &snap);
+    persist_snapshot(snapshot_path.as_deref(), &snap);
     let current = Arc::new(ArcSwap::from_pointee(snap));
 
     let access_log = if bootstrap.access_log.enabled {
@@ -133,6 +135,7 @@ pub async fn start(bootstrap: Bootstrap, mut source: Box<dyn ConfigSource>) -> a
         region_header: HeaderValue::from_str(&region).context("region name as a header value")?,
     });
     let proxy = Proxy { state: Arc::clone(&current), node };
+    source.attach(SourceCtx { status: Arc::clone(&status), node: Arc::clone(&proxy.node) });
     let shutdown = Shutdown::new();
     let tracker = TaskTracker::new();
 
@@ -192,6 +195,7 @@ pub async fn start(bootstrap: Bootstrap, mut source: Box<dyn ConfigSource>) -> a
         rx,
         current,
         bootstrap.clone(),
+        snapshot_path,
         env,
         Arc::clone(&status),
         shutdown.clone(),
@@ -210,11 +214,14 @@ pub async fn start(bootstrap: Bootstrap, mut source: Box<dyn ConfigSource>) -> a
 }
 
 /// Applies candidates: validate against the bootstrap, build off the hot path, swap. A bad
-/// candidate is logged and the running version kept.
+/// candidate is logged and the running version kept. The outcome goes back to the source when
+/// it asks (control: ack or nack).
+#[allow(clippy::too_many_arguments)]
 async fn reloader(
     mut rx: mpsc::Receiver<Candidate>,
     current: Arc<ArcSwap<Snapshot>>,
     bootstrap: Bootstrap,
+    snapshot_path: Option<PathBuf>,
     env: Arc<NodeEnv>,
     status: Arc<Mutex<ConfigStatus>>,
     shutdown: Shutdown,
@@ -233,13 +240,18 @@ async fn reloader(
             }
             state::build(Arc::new(valid), &env, Some(&old)).map(Some).map_err(ConfigErrors)
         });
-        match result {
-            Ok(None) => tracing::debug!(origin = %cand.origin, "config unchanged"),
+        let outcome = match result {
+            Ok(None) => {
+                tracing::debug!(origin = %cand.origin, "config unchanged");
+                Ok(old.config.hash().to_string())
+            }
             Ok(Some(snap)) => {
                 tracing::info!(origin = %cand.origin, hash = %snap.config.hash(), previous = %old.config.hash(), "config applied");
                 record_applied(&status, &snap, false);
-                persist_snapshot(bootstrap.snapshot_path.as_deref(), &snap);
+                persist_snapshot(snapshot_path.as_deref(), &snap);
+                let hash = snap.config.hash().to_string();
                 current.store(Arc::new(snap));
+                Ok(hash)
             }
             Err(e) => {
                 tracing::error!(origin = %cand.origin, running = %old.config.hash(), "config rejected; keeping the running version:\n{e}");
@@ -247,7 +259,11 @@ async fn reloader(
                     s.reloads_rejected += 1;
                     s.last_error = Some(e.to_string());
                 }
+                Err(e.to_string())
             }
+        };
+        if let Some(reply) = cand.reply {
+            let _ = reply.send(outcome);
         }
     }
     watcher.abort();

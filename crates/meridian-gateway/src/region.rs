@@ -129,6 +129,14 @@ impl Drains {
         changed
     }
 
+    /// Replaces every drain switch at once (a drains snapshot from the control plane).
+    pub fn replace(&self, next: DrainSet) {
+        if **self.set.load() != next {
+            tracing::info!(regions = ?next.regions, services = ?next.services, "drain switches replaced");
+        }
+        self.set.store(std::sync::Arc::new(next));
+    }
+
     pub fn snapshot(&self) -> DrainSet {
         (**self.set.load()).clone()
     }

@@ -1,6 +1,8 @@
 //! Integration tests of the gateway data plane: a real gateway on loopback, real test upstreams
 //! (meridian-testkit), real clients (reqwest, tokio-tungstenite, tonic, raw TCP).
 
+#[path = "gateway/control.rs"]
+mod control;
 #[path = "gateway/failover.rs"]
 mod failover;
 #[path = "gateway/harness.rs"]

@@ -202,6 +202,15 @@ pub enum ConfigSource {
         #[serde(default = "default_watch_interval")]
         watch_interval: Dur,
     },
+    /// The control plane: a stream of pushed snapshots, acked per kind. The node boots from
+    /// its last-known-good snapshot (`snapshot_path`) when no instance is reachable.
+    Control {
+        /// Base URLs of control instances (`http://host:port`), tried in order; the node
+        /// fails over to the next one when a stream dies or a connection fails.
+        urls: Vec<String>,
+        /// File holding this node's bootstrap token (sent as a bearer token).
+        token_file: PathBuf,
+    },
 }
 
 fn default_watch_interval() -> Dur {

@@ -1,18 +1,36 @@
-//! Where the global config comes from: an interface with a file implementation now (watched,
-//! and re-read on SIGHUP) and the control plane later. A source only produces candidates; the
-//! reloader validates, builds and swaps them.
+//! Where the global config comes from: a file ([`FileSource`]: watched, and re-read on SIGHUP)
+//! or the control plane ([`ControlSource`]: pushed snapshots, acked). A source only produces
+//! candidates; the reloader validates, builds and swaps them, and tells the source the outcome.
 
-use std::path::PathBuf;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
 
-use fnv::fingerprint;
 use meridian_model::{ConfigErrors, ValidConfig};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::admin::ConfigStatus;
+use crate::proxy::NodeCtx;
+
+mod control;
+mod file;
+mod versions;
+
+pub use control::{ControlOptions, ControlSource, ControlSourceError};
+pub use file::FileSource;
 
 /// A candidate config and where it came from.
 pub struct Candidate {
     pub origin: String,
     pub config: Result<ValidConfig, ConfigErrors>,
+    /// Where the reloader reports the outcome: the hash now running, or why the candidate was
+    /// refused (the running version is kept). `None`: nobody asks.
+    pub reply: Option<oneshot::Sender<Result<String, String>>>,
+}
+
+/// What `gateway::start` hands a source before it starts watching: sources that push more
+/// than config (drain switches) or report staleness use it.
+pub struct SourceCtx {
+    pub status: Arc<Mutex<ConfigStatus>>,
+    pub node: Arc<NodeCtx>,
 }
 
 pub trait ConfigSource: Send + 'static {
@@ -22,6 +40,13 @@ pub trait ConfigSource: Send + 'static {
     fn initial(&mut self) -> Result<ValidConfig, ConfigErrors>;
     /// Produces later candidates until the receiver is dropped.
     fn watch(self: Box<Self>, tx: mpsc::Sender<Candidate>) -> tokio::task::JoinHandle<()>;
+    /// Called once, after the initial config is built and before [`Self::watch`].
+    fn attach(&mut self, _ctx: SourceCtx) {}
+    /// Whether the source keeps its own last-known-good snapshot (then the gateway neither
+    /// writes `snapshot_path` nor falls back to it).
+    fn keeps_snapshot(&self) -> bool {
+        false
+    }
 }
 
 /// A fixed config (quick mode, tests).
@@ -38,96 +63,5 @@ impl ConfigSource for StaticSource {
     }
     fn watch(self: Box<Self>, _tx: mpsc::Sender<Candidate>) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async {})
-    }
-}
-
-/// Fingerprint marker for "the file could not be read".
-const UNREADABLE: u64 = 0;
-
-/// A YAML file, polled for changes (content fingerprint, so editors that replace the file by
-/// rename are seen too) and re-read on SIGHUP.
-pub struct FileSource {
-    path: PathBuf,
-    interval: Duration,
-    last: Option<u64>,
-}
-
-impl FileSource {
-    pub fn new(path: PathBuf, interval: Duration) -> Self {
-        FileSource { path, interval, last: None }
-    }
-
-    fn read(&mut self) -> Option<Candidate> {
-        let text = match std::fs::read_to_string(&self.path) {
-            Ok(t) => t,
-            Err(e) => {
-                // Reported once until the file is readable again.
-                if self.last == Some(UNREADABLE) {
-                    return None;
-                }
-                self.last = Some(UNREADABLE);
-                let err =
-                    meridian_model::ConfigError::new("", format!("cannot read {}: {e}", self.path.display()));
-                return Some(Candidate { origin: self.describe(), config: Err(err.into()) });
-            }
-        };
-        let fp = fingerprint(text.as_bytes());
-        if self.last == Some(fp) {
-            return None;
-        }
-        self.last = Some(fp);
-        Some(Candidate { origin: self.describe(), config: meridian_model::parse_global(&text) })
-    }
-}
-
-impl ConfigSource for FileSource {
-    fn describe(&self) -> String {
-        format!("file {}", self.path.display())
-    }
-
-    fn initial(&mut self) -> Result<ValidConfig, ConfigErrors> {
-        let text = std::fs::read_to_string(&self.path).map_err(|e| {
-            ConfigErrors::from(meridian_model::ConfigError::new(
-                "",
-                format!("cannot read {}: {e}", self.path.display()),
-            ))
-        })?;
-        self.last = Some(fingerprint(text.as_bytes()));
-        meridian_model::parse_global(&text)
-    }
-
-    fn watch(mut self: Box<Self>, tx: mpsc::Sender<Candidate>) -> tokio::task::JoinHandle<()> {
-        tokio::spawn(async move {
-            let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
-            let mut tick = tokio::time::interval(self.interval);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                let forced = tokio::select! {
-                    _ = tick.tick() => false,
-                    Some(()) = async { match hup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => true,
-                };
-                if forced {
-                    tracing::info!(path = %self.path.display(), "SIGHUP: re-reading config");
-                    self.last = None;
-                }
-                if let Some(c) = self.read()
-                    && tx.send(c).await.is_err()
-                {
-                    return;
-                }
-            }
-        })
-    }
-}
-
-/// A small non-cryptographic fingerprint (FNV-1a 64) to notice file changes cheaply.
-mod fnv {
-    pub fn fingerprint(b: &[u8]) -> u64 {
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for &x in b {
-            h ^= u64::from(x);
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
-        h
     }
 }

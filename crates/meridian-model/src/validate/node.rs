@@ -45,6 +45,21 @@ pub fn check(b: &Bootstrap, errs: &mut Errors) {
             non_empty_path("config.path", path, errs);
             errs.positive(|| "config.watch_interval".into(), *watch_interval);
         }
+        ConfigSource::Control { urls, token_file } => {
+            if urls.is_empty() {
+                errs.push("config.urls", "at least one control URL is required");
+            }
+            for (i, u) in urls.iter().enumerate() {
+                errs.check(|| format!("config.urls[{i}]"), control_url(u));
+            }
+            non_empty_path("config.token_file", token_file, errs);
+            if b.snapshot_path.is_none() {
+                errs.push(
+                    "snapshot_path",
+                    "required with `source: control` (the node boots from it when no control instance is reachable)",
+                );
+            }
+        }
     }
     if let Some(path) = &b.snapshot_path {
         non_empty_path("snapshot_path", path, errs);
@@ -94,6 +109,18 @@ fn listener(p: &str, l: &Listener, errs: &mut Errors) {
     }
     errs.positive(|| format!("{p}.header_read_timeout"), lim.header_read_timeout);
     errs.positive(|| format!("{p}.idle_timeout"), lim.idle_timeout);
+}
+
+/// `http://host:port[/]`: the control instance's admin address.
+fn control_url(u: &str) -> Result<(), String> {
+    let rest = u.strip_prefix("http://").ok_or_else(|| format!("{u:?}: expected http://host:port"))?;
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    match rest.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && !rest.contains('/') && port.parse::<u16>().is_ok() => {
+            Ok(())
+        }
+        _ => Err(format!("{u:?}: expected http://host:port")),
+    }
 }
 
 fn non_empty_path(path: &str, value: &Path, errs: &mut Errors) {

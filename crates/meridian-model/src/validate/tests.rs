@@ -317,3 +317,27 @@ fn bootstrap_rules() {
         ["listeners: at least one listener is required"]
     );
 }
+
+#[test]
+fn bootstrap_control_source() {
+    let base = "node: {id: gw-1, region: r1}\nlisteners: [{name: public, address: \"127.0.0.1:0\"}]\n";
+    let ok = format!(
+        "{base}config: {{source: control, urls: [\"http://127.0.0.1:7000\", \"http://ctl-2:7000/\"], token_file: t}}\n\
+         snapshot_path: /var/lib/meridian/gw-1\n"
+    );
+    assert_eq!(bootstrap_errors(&ok), Vec::<String>::new());
+    let bad = format!(
+        "{base}config: {{source: control, urls: [\"https://a:1\", \"http://a\"], token_file: \"\"}}\n"
+    );
+    assert_eq!(
+        bootstrap_errors(&bad),
+        [
+            "config.urls[0]: \"https://a:1\": expected http://host:port",
+            "config.urls[1]: \"http://a\": expected http://host:port",
+            "config.token_file: must not be empty",
+            "snapshot_path: required with `source: control` (the node boots from it when no control instance is reachable)",
+        ]
+    );
+    let empty = format!("{base}config: {{source: control, urls: [], token_file: t}}\nsnapshot_path: s\n");
+    assert_eq!(bootstrap_errors(&empty), ["config.urls: at least one control URL is required"]);
+}

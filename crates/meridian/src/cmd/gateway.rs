@@ -4,7 +4,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
-use meridian_gateway::config_source::{ConfigSource, FileSource, StaticSource};
+use meridian_gateway::config_source::{
+    ConfigSource, ControlOptions, ControlSource, FileSource, StaticSource,
+};
 use meridian_model::ConfigSource as SourceSpec;
 
 #[derive(clap::Args)]
@@ -27,27 +29,38 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
-    let (bootstrap, source): (_, Box<dyn ConfigSource>) = match (&a.config, &a.listen, &a.upstream) {
+    let (bootstrap, source) = match (&a.config, &a.listen, &a.upstream) {
         (Some(path), _, _) => {
             let b = meridian_model::load_bootstrap(path)
                 .map_err(|e| anyhow::anyhow!("invalid bootstrap {}:\n{e}", path.display()))?;
-            let src: Box<dyn ConfigSource> = match &b.config {
+            let src = match &b.config {
                 SourceSpec::File { path, watch_interval } => {
-                    Box::new(FileSource::new(path.clone(), watch_interval.get()))
+                    Some(Box::new(FileSource::new(path.clone(), watch_interval.get()))
+                        as Box<dyn ConfigSource>)
                 }
+                // Built inside the runtime: it connects to the control plane.
+                SourceSpec::Control { .. } => None,
             };
             (b, src)
         }
         (None, Some(listen), Some(upstream)) => {
             let (b, valid) = meridian_gateway::quick::configs(listen, upstream, &a.admin)
                 .map_err(|e| anyhow::anyhow!("invalid quick-mode arguments:\n{e}"))?;
-            (b, Box::new(StaticSource(Some(valid))) as Box<dyn ConfigSource>)
+            (b, Some(Box::new(StaticSource(Some(valid))) as Box<dyn ConfigSource>))
         }
         _ => bail!("give a bootstrap file (-c FILE) or quick mode (--listen ADDR --upstream ADDR)"),
     };
     let workers = a.workers.or(bootstrap.workers);
     let rt = super::runtime(workers)?;
     rt.block_on(async move {
+        let source = match source {
+            Some(s) => s,
+            None => Box::new(
+                ControlSource::connect(&bootstrap, ControlOptions::default())
+                    .await
+                    .context("config source: control plane")?,
+            ),
+        };
         let running = meridian_gateway::start(bootstrap, source).await.context("starting the gateway")?;
         for (name, addr) in &running.listeners {
             tracing::info!(listener = %name, %addr, admin = %running.admin, "gateway ready");

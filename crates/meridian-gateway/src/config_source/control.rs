@@ -1,0 +1,358 @@
+//! The control-plane source: snapshots pushed over a stream (meridian-sync), applied through
+//! the reloader and acked per kind; the last-known-good snapshot when no instance answers.
+//!
+//! Boot: [`ControlSource::connect`] waits up to `initial_wait` for the first config snapshot.
+//! When every instance is unreachable (or the one reached offers nothing this node may run), the
+//! node starts from its last-known-good snapshot and reports itself stale since it was saved.
+//! Running: config snapshots go through the reloader (validate, check against the bootstrap,
+//! build off the hot path, swap); drain snapshots replace the drain switches at once. Each is
+//! acked with the hash now running, or nacked with the reason while the old version keeps
+//! serving. A lower version or another deployment is refused (DESIGN.md §7 "Versions").
+
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+use meridian_model::{Bootstrap, ConfigSource as SourceSpec, ValidConfig};
+use meridian_sync::protocol::{self, Ack, DrainsContent, Kind, Snapshot};
+use meridian_sync::{ClientConfig, Event, Lkg, NodeInfo, SyncClient};
+use tokio::sync::{mpsc, oneshot};
+
+use super::versions::{Running, Verdict};
+use super::{Candidate, ConfigSource, SourceCtx};
+use crate::region::DrainSet;
+
+/// Tunables of the control source (tests shorten them).
+#[derive(Debug, Clone)]
+pub struct ControlOptions {
+    /// How long the gateway waits at boot for a config from the control plane before it
+    /// starts from its last-known-good snapshot. Default 10s.
+    pub initial_wait: Duration,
+    /// Silence after which a stream counts as dead. Default `STREAM_DEAD_AFTER` (15s).
+    pub dead_after: Duration,
+    /// TCP connect + HTTP handshake limit per instance. Default 2s.
+    pub connect_timeout: Duration,
+}
+
+impl Default for ControlOptions {
+    fn default() -> Self {
+        ControlOptions {
+            initial_wait: Duration::from_secs(10),
+            dead_after: protocol::STREAM_DEAD_AFTER,
+            connect_timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+/// Why the gateway cannot start from the control plane or its last-known-good snapshot.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ControlSourceError(String);
+
+pub struct ControlSource {
+    urls: Vec<String>,
+    node: NodeInfo,
+    client: SyncClient,
+    events: mpsc::Receiver<Event>,
+    lkg: Lkg,
+    running: Running,
+    initial: Option<ValidConfig>,
+    /// The pushed snapshot the initial config came from: recorded, persisted and acked once
+    /// the gateway has built it.
+    initial_snapshot: Option<Snapshot>,
+    lkg_drains: Option<Snapshot>,
+    /// Snapshots that arrived while connecting, handled once watching.
+    pending: Vec<Snapshot>,
+    stale_since: Option<SystemTime>,
+    ctx: Option<SourceCtx>,
+}
+
+impl ControlSource {
+    /// Opens the stream and takes the initial config from it, or from the last-known-good
+    /// snapshot when no instance gives one in time.
+    pub async fn connect(b: &Bootstrap, opts: ControlOptions) -> Result<ControlSource, ControlSourceError> {
+        let err = |m: String| ControlSourceError(m);
+        let SourceSpec::Control { urls, token_file } = &b.config else {
+            return Err(err("the bootstrap's config source is not `control`".into()));
+        };
+        let token = std::fs::read_to_string(token_file)
+            .map_err(|e| err(format!("cannot read the token file {}: {e}", token_file.display())))?
+            .trim()
+            .to_string();
+        if token.is_empty() {
+            return Err(err(format!("the token file {} is empty", token_file.display())));
+        }
+        let prefix: PathBuf =
+            b.snapshot_path.clone().ok_or_else(|| err("`source: control` needs a snapshot_path".into()))?;
+        let lkg = Lkg::new(prefix);
+        let mut running = Running::default();
+
+        // The saved versions are the floor: a control plane restored from an old backup must
+        // not roll this node back, even across a restart.
+        let saved = lkg.load(Kind::Config).map_err(|e| e.to_string()).and_then(|s| match s {
+            None => Ok(None),
+            Some(s) => parse_config(&s.snapshot).map(|v| Some((s, v))).map_err(|e| {
+                format!("the last-known-good snapshot {} is unusable: {e}", lkg.path(Kind::Config).display())
+            }),
+        });
+        if let Ok(Some((s, _))) = &saved {
+            running.record(&s.snapshot);
+        }
+        let lkg_drains = match lkg.load(Kind::Drains) {
+            Ok(Some(s)) if !matches!(running.judge(&s.snapshot), Verdict::Refuse(_)) => {
+                running.record(&s.snapshot);
+                Some(s.snapshot)
+            }
+            Ok(_) => None,
+            Err(e) => {
+                tracing::error!(error = %e, "ignoring the last-known-good drain switches");
+                None
+            }
+        };
+
+        let node = NodeInfo {
+            id: b.node.id.clone(),
+            region: b.node.region.clone(),
+            role: "gateway".into(),
+            binary_version: env!("CARGO_PKG_VERSION").into(),
+            features: Kind::ALL.iter().map(|k| k.as_str().to_string()).collect(),
+        };
+        let mut cfg = ClientConfig::new(urls.clone(), token, node.clone());
+        cfg.dead_after = opts.dead_after;
+        cfg.connect_timeout = opts.connect_timeout;
+        let (client, mut events) = SyncClient::start(cfg).map_err(|e| err(e.to_string()))?;
+
+        let mut pending = Vec::new();
+        let mut from_control = None;
+        let mut why = format!("no config within {:?}", opts.initial_wait);
+        let deadline = tokio::time::Instant::now() + opts.initial_wait;
+        while let Ok(Some(ev)) = tokio::time::timeout_at(deadline, events.recv()).await {
+            match ev {
+                Event::Snapshot(s) if s.kind == Kind::Config => {
+                    // The first config decides; one this node cannot run is nacked once watching.
+                    let usable = match (running.judge(&s), parse_config(&s)) {
+                        (Verdict::Refuse(e), _) | (_, Err(e)) => Err(e),
+                        (_, Ok(v)) => {
+                            meridian_model::check_bootstrap(b, &v).map(|_| v).map_err(|e| e.to_string())
+                        }
+                    };
+                    match usable {
+                        Ok(v) => from_control = Some((s, v)),
+                        Err(e) => {
+                            why = format!("the control plane's config version {} is refused: {e}", s.version);
+                            pending.push(s);
+                        }
+                    }
+                    break;
+                }
+                Event::Snapshot(s) => pending.push(s),
+                Event::Disconnected { url, error } => why = format!("{url}: {error}"),
+                Event::AllUnreachable => break,
+                Event::Connected { .. } => {}
+            }
+        }
+
+        let (initial, initial_snapshot, stale_since) = match (from_control, saved) {
+            (Some((s, v)), _) => (v, Some(s), None),
+            (None, Ok(Some((s, v)))) => {
+                tracing::warn!(reason = %why, version = s.snapshot.version, saved_at = %crate::access_log::humantime_rfc3339(s.saved_at),
+                    "no usable config from the control plane; starting from the last-known-good snapshot (stale)");
+                (v, None, Some(s.saved_at))
+            }
+            (None, Ok(None)) => {
+                return Err(err(format!(
+                    "no usable config from the control plane ({why}) and no last-known-good snapshot at {}",
+                    lkg.path(Kind::Config).display()
+                )));
+            }
+            (None, Err(e)) => {
+                return Err(err(format!("no usable config from the control plane ({why}), and {e}")));
+            }
+        };
+        Ok(ControlSource {
+            urls: urls.clone(),
+            node,
+            client,
+            events,
+            lkg,
+            running,
+            initial: Some(initial),
+            initial_snapshot,
+            lkg_drains,
+            pending,
+            stale_since,
+            ctx: None,
+        })
+    }
+
+    async fn run(mut self, tx: mpsc::Sender<Candidate>) {
+        let Some(ctx) = self.ctx.take() else { return };
+        if let Some(s) = self.initial_snapshot.take() {
+            self.accepted(&ctx, &s);
+        }
+        for s in std::mem::take(&mut self.pending) {
+            if !self.handle(&ctx, &tx, s).await {
+                return;
+            }
+        }
+        let mut lost_at = None;
+        while let Some(ev) = self.events.recv().await {
+            match ev {
+                Event::Connected { .. } => {
+                    lost_at = None;
+                    if let Ok(mut st) = ctx.status.lock() {
+                        st.stale_since = None;
+                    }
+                }
+                Event::Disconnected { .. } => {
+                    lost_at.get_or_insert_with(SystemTime::now);
+                }
+                Event::AllUnreachable => {
+                    let since = lost_at.unwrap_or_else(SystemTime::now);
+                    if let Ok(mut st) = ctx.status.lock()
+                        && st.stale_since.is_none()
+                    {
+                        st.stale_since = Some(since);
+                        tracing::warn!(since = %crate::access_log::humantime_rfc3339(since),
+                            "no control instance reachable; serving on the running versions (stale)");
+                    }
+                }
+                Event::Snapshot(s) => {
+                    if !self.handle(&ctx, &tx, s).await {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Applies one snapshot; false when the reloader is gone.
+    async fn handle(&mut self, ctx: &SourceCtx, tx: &mpsc::Sender<Candidate>, s: Snapshot) -> bool {
+        match self.running.judge(&s) {
+            Verdict::Refuse(why) => self.nack(&s, why),
+            Verdict::Same => self.accepted(ctx, &s),
+            Verdict::Newer if s.kind == Kind::Drains => {
+                match serde_json::from_value::<DrainsContent>(s.content.clone()) {
+                    Ok(d) => {
+                        ctx.node.drains.replace(drain_set(d));
+                        self.accepted(ctx, &s);
+                    }
+                    Err(e) => self.nack(&s, format!("unreadable drains content: {e}")),
+                }
+            }
+            Verdict::Newer => {
+                let valid = match parse_config(&s) {
+                    Ok(v) => v,
+                    Err(e) => {
+                        self.nack(&s, e);
+                        return true;
+                    }
+                };
+                let (reply, outcome) = oneshot::channel();
+                let origin = format!("control (config version {})", s.version);
+                if tx.send(Candidate { origin, config: Ok(valid), reply: Some(reply) }).await.is_err() {
+                    return false;
+                }
+                match outcome.await {
+                    Ok(Ok(_)) => self.accepted(ctx, &s),
+                    Ok(Err(e)) => self.nack(&s, e),
+                    Err(_) => return false,
+                }
+            }
+        }
+        true
+    }
+
+    /// `s` now runs: record it, persist it, ack it.
+    fn accepted(&mut self, ctx: &SourceCtx, s: &Snapshot) {
+        self.running.record(s);
+        if let Ok(mut st) = ctx.status.lock() {
+            st.versions.insert(s.kind.as_str().to_string(), s.version);
+            st.deployment = Some(s.deployment.clone());
+            if s.kind == Kind::Config {
+                st.from_snapshot = false;
+            }
+        }
+        if let Err(e) = self.lkg.save(s) {
+            tracing::warn!(error = %e, "cannot persist the last-known-good snapshot");
+        }
+        self.post(s, None);
+    }
+
+    fn nack(&self, s: &Snapshot, why: String) {
+        tracing::error!(kind = s.kind.as_str(), version = s.version, error = %why, "snapshot refused; keeping the running version");
+        self.post(s, Some(why));
+    }
+
+    /// Posts the ack off this task: a slow control instance must not delay the next snapshot.
+    fn post(&self, s: &Snapshot, error: Option<String>) {
+        let ack = Ack {
+            node: self.node.id.clone(),
+            region: self.node.region.clone(),
+            kind: s.kind,
+            version: s.version,
+            hash: self.running.hash(s.kind),
+            ok: error.is_none(),
+            error,
+        };
+        let client = self.client.clone();
+        tokio::spawn(async move {
+            if let Err(e) = client.post_ack(&ack).await {
+                // The control plane resends its current state on reconnect; that is acked then.
+                tracing::warn!(error = %e, kind = ack.kind.as_str(), version = ack.version, "ack not delivered");
+            }
+        });
+    }
+}
+
+impl ConfigSource for ControlSource {
+    fn describe(&self) -> String {
+        format!("control {}", self.urls.join(", "))
+    }
+
+    fn initial(&mut self) -> Result<ValidConfig, meridian_model::ConfigErrors> {
+        self.initial
+            .take()
+            .ok_or_else(|| meridian_model::ConfigError::new("", "initial config already taken").into())
+    }
+
+    fn watch(self: Box<Self>, tx: mpsc::Sender<Candidate>) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(self.run(tx))
+    }
+
+    fn attach(&mut self, ctx: SourceCtx) {
+        if let Some(d) = self.lkg_drains.take()
+            && let Ok(content) = serde_json::from_value::<DrainsContent>(d.content.clone())
+        {
+            ctx.node.drains.replace(drain_set(content));
+        }
+        if let Ok(mut st) = ctx.status.lock() {
+            st.from_snapshot = self.initial_snapshot.is_none();
+            st.stale_since = self.stale_since;
+            st.deployment = self.running.deployment().map(str::to_string);
+            st.versions = self.running.versions();
+        }
+        self.ctx = Some(ctx);
+    }
+
+    fn keeps_snapshot(&self) -> bool {
+        true
+    }
+}
+
+/// The content of a config snapshot as a validated config whose hash is the announced one.
+fn parse_config(s: &Snapshot) -> Result<ValidConfig, String> {
+    let cfg: meridian_model::GlobalConfig =
+        serde_json::from_value(s.content.clone()).map_err(|e| format!("unreadable config content: {e}"))?;
+    let valid = meridian_model::validate_global(cfg).map_err(|e| e.to_string())?;
+    if valid.hash() != s.hash {
+        return Err(format!("content hash {} differs from the announced hash {}", valid.hash(), s.hash));
+    }
+    Ok(valid)
+}
+
+fn drain_set(d: DrainsContent) -> DrainSet {
+    DrainSet {
+        regions: d.regions.into_iter().collect(),
+        services: d.services.into_iter().map(|(r, s)| (r, s.into_iter().collect())).collect(),
+    }
+}
