@@ -22,14 +22,13 @@ pub struct Change {
 
 /// Every change from `old` (none: an empty deployment) to `new`, in section order.
 pub fn diff(old: Option<&GlobalConfig>, new: &GlobalConfig) -> Vec<Change> {
-    let empty = GlobalConfig {
-        deployment: new.deployment.clone(),
-        regions: vec![],
-        services: vec![],
-        routes: vec![],
-        policies: vec![],
-        consumers: vec![],
-    };
+    // An empty deployment: the new one with every list cleared (new fields need no change here).
+    let mut empty = new.clone();
+    empty.regions.clear();
+    empty.services.clear();
+    empty.routes.clear();
+    empty.policies.clear();
+    empty.consumers.clear();
     let old = old.unwrap_or(&empty);
     let mut out = Vec::new();
     section(&mut out, "regions", named(&old.regions, |r| &r.name), named(&new.regions, |r| &r.name));
@@ -37,6 +36,13 @@ pub fn diff(old: Option<&GlobalConfig>, new: &GlobalConfig) -> Vec<Change> {
     section(&mut out, "routes", named(&old.routes, |r| &r.name), named(&new.routes, |r| &r.name));
     section(&mut out, "policies", named(&old.policies, |p| &p.name), named(&new.policies, |p| &p.name));
     section(&mut out, "consumers", named(&old.consumers, |c| &c.name), named(&new.consumers, |c| &c.name));
+    // Every other top-level field (deployment-wide settings) by name.
+    let (o, n) =
+        (serde_json::to_value(old).unwrap_or(Value::Null), serde_json::to_value(new).unwrap_or(Value::Null));
+    let lists = ["regions", "services", "routes", "policies", "consumers"];
+    for f in changed_fields(&o, &n).into_iter().filter(|f| !lists.contains(&f.as_str())) {
+        out.push(Change { op: "changed", section: "settings", name: f, fields: vec![] });
+    }
     out
 }
 
