@@ -1,0 +1,204 @@
+//! Routing policies: which member answers, from health and the client's network.
+//!
+//! Fail-open (Route 53's rule): when no member a policy could answer with is healthy, the
+//! policy is evaluated again as if every member were healthy, so health never causes an empty
+//! answer or SERVFAIL. For failover that answers the primary; for multivalue, up to 8 values of
+//! all members.
+
+use std::net::IpAddr;
+
+use hickory_proto::rr::RData;
+use ipnet::IpNet;
+
+use crate::health::{HealthTarget, HealthView};
+use crate::table;
+use crate::view::View;
+
+/// Most values a multivalue answer carries (as Route 53).
+pub const MULTIVALUE_MAX: usize = 8;
+
+/// A compiled member: a region's addresses of the record's family, or literal values.
+#[derive(Debug)]
+pub(crate) struct Member {
+    pub region: Option<String>,
+    pub rdata: Vec<RData>,
+}
+
+pub(crate) enum Policy {
+    Simple(Member),
+    Failover(Member, Member),
+    Weighted(Vec<(Member, u8)>),
+    Latency(Vec<Member>),
+    /// (country, continent, member); neither: the default rule.
+    Geolocation(Vec<(Option<String>, Option<String>, Member)>),
+    Geoproximity(Vec<(Member, i8)>),
+    Multivalue(Vec<Member>),
+}
+
+/// What decided the answer.
+pub(crate) struct Choice {
+    pub rdata: Vec<RData>,
+    pub policy: &'static str,
+    /// Which member(s), in words: `primary us-east-1`, `members[2]`.
+    pub member: String,
+    /// The table row that matched the client, if the policy reads one.
+    pub row: Option<IpNet>,
+    /// Whether the answer depends on the client's network (ECS scope is then meaningful).
+    pub by_client: bool,
+}
+
+pub(crate) struct Ctx<'a> {
+    pub view: &'a View,
+    pub record_set: &'a str,
+    pub client: Option<IpAddr>,
+    pub health: &'a dyn HealthView,
+    pub roll: u64,
+}
+
+impl Ctx<'_> {
+    fn healthy(&self, i: usize, m: &Member) -> bool {
+        match &m.region {
+            Some(r) => self.health.healthy(HealthTarget::Region(r)),
+            None => self.health.healthy(HealthTarget::Member { record_set: self.record_set, member: i }),
+        }
+    }
+}
+
+/// Evaluates `policy`; the flag says whether fail-open was applied.
+pub(crate) fn choose(policy: &Policy, cx: &Ctx<'_>) -> (Choice, bool) {
+    let real = |i: usize, m: &Member| cx.healthy(i, m);
+    if let Some(c) = eval(policy, cx, &real) {
+        return (c, false);
+    }
+    let all = |_: usize, _: &Member| true;
+    (eval(policy, cx, &all).expect("with every member healthy a policy always chooses"), true)
+}
+
+fn name(i: usize, m: &Member) -> String {
+    m.region.clone().unwrap_or_else(|| format!("members[{i}]"))
+}
+
+fn choice(policy: &'static str, member: String, rdata: Vec<RData>) -> Choice {
+    Choice { rdata, policy, member, row: None, by_client: false }
+}
+
+/// `None` when no member is healthy.
+fn eval(policy: &Policy, cx: &Ctx<'_>, ok: &dyn Fn(usize, &Member) -> bool) -> Option<Choice> {
+    match policy {
+        Policy::Simple(m) => Some(choice("simple", name(0, m), m.rdata.clone())),
+        Policy::Failover(primary, secondary) => {
+            if ok(0, primary) {
+                Some(choice("failover", format!("primary {}", name(0, primary)), primary.rdata.clone()))
+            } else if ok(1, secondary) {
+                Some(choice("failover", format!("secondary {}", name(1, secondary)), secondary.rdata.clone()))
+            } else {
+                None
+            }
+        }
+        Policy::Weighted(members) => {
+            let live: Vec<usize> = (0..members.len()).filter(|&i| ok(i, &members[i].0)).collect();
+            let weighted: Vec<usize> = live.iter().copied().filter(|&i| members[i].1 > 0).collect();
+            let i = if !weighted.is_empty() {
+                let total: u64 = weighted.iter().map(|&i| u64::from(members[i].1)).sum();
+                let mut r = cx.roll % total;
+                *weighted
+                    .iter()
+                    .find(|&&i| {
+                        let w = u64::from(members[i].1);
+                        if r < w {
+                            true
+                        } else {
+                            r -= w;
+                            false
+                        }
+                    })
+                    .expect("roll below the total weight")
+            } else if !live.is_empty() {
+                live[(cx.roll % live.len() as u64) as usize]
+            } else {
+                return None;
+            };
+            let standby = if members[i].1 == 0 { " (standby)" } else { "" };
+            Some(choice(
+                "weighted",
+                format!("{}{standby}", name(i, &members[i].0)),
+                members[i].0.rdata.clone(),
+            ))
+        }
+        Policy::Latency(members) => {
+            let row = cx.client.and_then(|ip| table::lookup(&cx.view.latency, ip));
+            let live = (0..members.len()).filter(|&i| ok(i, &members[i]));
+            let ms = |i: &usize| {
+                let region = members[*i].region.as_deref().unwrap_or_default();
+                row.and_then(|(_, r)| r.get(region).copied()).unwrap_or(u32::MAX)
+            };
+            // min_by_key keeps the first of equals: list order breaks ties and decides
+            // without a row.
+            let i = live.min_by_key(ms)?;
+            let member = match row {
+                Some(_) if ms(&i) < u32::MAX => format!("{} ({} ms)", name(i, &members[i]), ms(&i)),
+                _ => format!("{} (first listed; no latency known)", name(i, &members[i])),
+            };
+            let mut c = choice("latency", member, members[i].rdata.clone());
+            (c.row, c.by_client) = (row.map(|(n, _)| n), true);
+            Some(c)
+        }
+        Policy::Geolocation(rules) => {
+            let row = cx.client.and_then(|ip| table::lookup(&cx.view.geo, ip));
+            let (country, continent) =
+                row.map(|(_, g)| (g.country.clone(), g.continent.clone())).unwrap_or_default();
+            let pick = |want: &dyn Fn(&Option<String>, &Option<String>) -> bool| {
+                rules.iter().enumerate().find(|(_, (co, ct, _))| want(co, ct))
+            };
+            let specific = [
+                pick(&|co, _| co.is_some() && *co == country),
+                pick(&|co, ct| co.is_none() && ct.is_some() && *ct == continent),
+                pick(&|co, ct| co.is_none() && ct.is_none()),
+            ];
+            let matching: Vec<_> = specific.into_iter().flatten().collect();
+            let mut c = if matching.is_empty() {
+                choice("geolocation", "no rule matches and no default rule".into(), vec![])
+            } else {
+                let (i, (co, ct, m)) = matching.into_iter().find(|(i, (_, _, m))| ok(*i, m))?;
+                let rule = co.as_deref().or(ct.as_deref()).unwrap_or("default");
+                choice("geolocation", format!("rules[{i}] {rule} → {}", name(i, m)), m.rdata.clone())
+            };
+            (c.row, c.by_client) = (row.map(|(n, _)| n), true);
+            Some(c)
+        }
+        Policy::Geoproximity(members) => {
+            let row = cx.client.and_then(|ip| table::lookup(&cx.view.geo, ip));
+            let from = row.and_then(|(_, g)| g.location);
+            let live = (0..members.len()).filter(|&i| ok(i, &members[i].0));
+            let biased = |i: &usize| {
+                let (m, bias) = &members[*i];
+                let to = m.region.as_ref().and_then(|r| cx.view.locations.get(r));
+                match (from, to) {
+                    (Some(f), Some(t)) => table::km(f, *t) * (1.0 - f64::from(*bias) / 100.0),
+                    _ => f64::MAX,
+                }
+            };
+            let i = live.min_by(|a, b| biased(a).total_cmp(&biased(b)))?;
+            let member = if from.is_some() {
+                format!("{} ({:.0} km biased)", name(i, &members[i].0), biased(&i))
+            } else {
+                format!("{} (first listed; no client location)", name(i, &members[i].0))
+            };
+            let mut c = choice("geoproximity", member, members[i].0.rdata.clone());
+            (c.row, c.by_client) = (row.map(|(n, _)| n), true);
+            Some(c)
+        }
+        Policy::Multivalue(members) => {
+            let live: Vec<usize> = (0..members.len()).filter(|&i| ok(i, &members[i])).collect();
+            let values: Vec<&RData> = live.iter().flat_map(|&i| &members[i].rdata).collect();
+            if values.is_empty() {
+                return None;
+            }
+            let start = (cx.roll % values.len() as u64) as usize;
+            let rdata = values.iter().cycle().skip(start).take(values.len().min(MULTIVALUE_MAX));
+            let rdata: Vec<RData> = rdata.map(|r| (*r).clone()).collect();
+            let names: Vec<String> = live.iter().map(|&i| name(i, &members[i])).collect();
+            Some(choice("multivalue", format!("{} of healthy {}", rdata.len(), names.join(", ")), rdata))
+        }
+    }
+}

@@ -1,0 +1,270 @@
+//! The DNS server: hickory-server on UDP and TCP with our `RequestHandler`, and the config
+//! reloader (the global config file, polled; an invalid version is logged and the last good one
+//! kept).
+//!
+//! SOA serial: the director's first version is served with the Unix time (seconds) at start,
+//! and every config version applied after it adds 1, so the serial grows with each version and
+//! across restarts (unless more than one version per second was applied before a restart).
+//! When snapshots come from the control plane, the serial becomes the config version number.
+
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use arc_swap::ArcSwap;
+use hickory_proto::op::{Edns, MessageType, Metadata, OpCode, ResponseCode};
+use hickory_proto::rr::rdata::opt::{EdnsCode, EdnsOption};
+use hickory_server::net::runtime::Time;
+use hickory_server::net::xfer::Protocol;
+use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
+use hickory_server::zone_handler::MessageResponseBuilder;
+use ipnet::IpNet;
+use meridian_model::ConfigErrors;
+use tokio::net::{TcpListener, UdpSocket};
+use tokio_util::sync::CancellationToken;
+
+use crate::answer::{ClientInfo, Rcode, answer};
+use crate::health::{AllHealthy, HealthView};
+use crate::rrl::{RateLimiter, RrlDecision};
+use crate::view::{View, ViewError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DirectorError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path}: invalid config:\n{errors}")]
+    Invalid { path: PathBuf, errors: ConfigErrors },
+    #[error("{path}: {source}")]
+    View { path: PathBuf, source: ViewError },
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+}
+
+/// How a director runs.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// UDP and TCP address (port 0: a free port, the same for both).
+    pub listen: SocketAddr,
+    /// The global config file (with a `dns` section).
+    pub config: PathBuf,
+    /// How often the file is checked for a new version.
+    pub poll_interval: Duration,
+    /// Idle TCP connections are closed after this.
+    pub tcp_timeout: Duration,
+}
+
+struct State {
+    view: ArcSwap<View>,
+    rrl: ArcSwap<RateLimiter>,
+    health: Arc<dyn HealthView>,
+}
+
+/// A running director.
+pub struct Director {
+    state: Arc<State>,
+    addr: SocketAddr,
+    done: tokio::task::JoinHandle<()>,
+}
+
+impl Director {
+    /// Loads the config (it must be valid at start), binds UDP and TCP and starts serving and
+    /// polling the file, until `shutdown` is cancelled.
+    pub async fn start(opts: Options, shutdown: CancellationToken) -> Result<Director, DirectorError> {
+        let (text, config) = load(&opts.config)?;
+        let serial = SystemTime::now().duration_since(UNIX_EPOCH).map_or(1, |d| d.as_secs() as u32);
+        let view = View::build(&config, serial)
+            .map_err(|source| DirectorError::View { path: opts.config.clone(), source })?;
+        let state = Arc::new(State {
+            rrl: ArcSwap::from_pointee(RateLimiter::new(view.rate_limit.clone())),
+            view: ArcSwap::from_pointee(view),
+            health: Arc::new(AllHealthy),
+        });
+        let (udp, tcp) = bind(opts.listen).await?;
+        let addr = udp.local_addr().map_err(|source| DirectorError::Bind { addr: opts.listen, source })?;
+        let mut server = hickory_server::Server::new(Handler { state: state.clone() });
+        server.register_socket(udp);
+        server.register_listener(tcp, opts.tcp_timeout, 64);
+        let server_stop = server.shutdown_token().clone();
+        tokio::spawn(reload_loop(opts.clone(), text, state.clone(), shutdown.clone()));
+        let done = tokio::spawn(async move {
+            tokio::spawn(async move {
+                shutdown.cancelled().await;
+                server_stop.cancel();
+            });
+            if let Err(e) = server.block_until_done().await {
+                tracing::warn!(error = %e, "dns server stopped with an error");
+            }
+        });
+        tracing::info!(%addr, serial, "director serving (udp, tcp)");
+        Ok(Director { state, addr, done })
+    }
+
+    /// The bound UDP and TCP address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The SOA serial being served.
+    pub fn serial(&self) -> u32 {
+        self.state.view.load().serial
+    }
+
+    /// Waits until the server has stopped.
+    pub async fn wait(self) {
+        let _ = self.done.await;
+    }
+}
+
+fn load(path: &PathBuf) -> Result<(String, meridian_model::ValidConfig), DirectorError> {
+    let text =
+        std::fs::read_to_string(path).map_err(|source| DirectorError::Read { path: path.clone(), source })?;
+    let config = meridian_model::parse_global(&text)
+        .map_err(|errors| DirectorError::Invalid { path: path.clone(), errors })?;
+    Ok((text, config))
+}
+
+/// Binds UDP then TCP on the same port; with port 0, retries when the TCP side is taken.
+async fn bind(listen: SocketAddr) -> Result<(UdpSocket, TcpListener), DirectorError> {
+    let err = |source| DirectorError::Bind { addr: listen, source };
+    let mut attempt = 0;
+    loop {
+        let udp = UdpSocket::bind(listen).await.map_err(err)?;
+        let addr = udp.local_addr().map_err(err)?;
+        match TcpListener::bind(addr).await {
+            Ok(tcp) => return Ok((udp, tcp)),
+            Err(_) if listen.port() == 0 && attempt < 20 => attempt += 1,
+            Err(e) => return Err(err(e)),
+        }
+    }
+}
+
+async fn reload_loop(opts: Options, mut last_text: String, state: Arc<State>, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(opts.poll_interval);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let Ok(text) = std::fs::read_to_string(&opts.config) else { continue };
+        if text == last_text {
+            continue;
+        }
+        last_text = text;
+        let current = state.view.load_full();
+        match meridian_model::parse_global(&last_text) {
+            Err(errors) => {
+                tracing::warn!(path = %opts.config.display(), %errors, "invalid config rejected; keeping the last good one")
+            }
+            Ok(c) if c.hash() == current.hash => {}
+            Ok(c) => match View::build(&c, current.serial.wrapping_add(1)) {
+                Err(e) => tracing::warn!(error = %e, "config rejected; keeping the last good one"),
+                Ok(view) => {
+                    if view.rate_limit != current.rate_limit {
+                        state.rrl.store(Arc::new(RateLimiter::new(view.rate_limit.clone())));
+                    }
+                    tracing::info!(serial = view.serial, hash = %view.hash, "config applied");
+                    state.view.store(Arc::new(view));
+                }
+            },
+        }
+    }
+}
+
+struct Handler {
+    state: Arc<State>,
+}
+
+#[async_trait::async_trait]
+impl RequestHandler for Handler {
+    async fn handle_request<R: ResponseHandler, T: Time>(
+        &self,
+        request: &Request,
+        mut rh: R,
+    ) -> ResponseInfo {
+        let mut meta = Metadata::response_from_request(&request.metadata);
+        let view = self.state.view.load();
+        let req_edns = request.edns.as_ref();
+        let mut edns = req_edns.map(|e| {
+            let mut r = Edns::new();
+            r.set_max_payload(e.max_payload().clamp(512, view.max_udp_payload));
+            r
+        });
+        let builder = MessageResponseBuilder::new(&request.queries, edns.as_ref());
+        let info = match request.request_info() {
+            Ok(i) if request.metadata.message_type == MessageType::Query => i,
+            _ => return send(&mut rh, builder.error_msg(&request.metadata, ResponseCode::FormErr)).await,
+        };
+        if request.metadata.op_code != OpCode::Query {
+            return send(&mut rh, builder.error_msg(&request.metadata, ResponseCode::NotImp)).await;
+        }
+        let ecs = req_edns.and_then(|e| match e.option(EdnsCode::Subnet) {
+            Some(EdnsOption::Subnet(s)) => IpNet::new(s.addr(), s.source_prefix()).ok().map(|n| (n, *s)),
+            _ => None,
+        });
+        let client = ClientInfo { addr: request.src().ip(), ecs: ecs.map(|(n, _)| n), roll: rand::random() };
+        let qname = info.query.original().name();
+        let a = answer(&view, qname, info.query.query_type(), &client, self.state.health.as_ref());
+        meta.authoritative = a.authoritative;
+        meta.response_code = match a.rcode {
+            Rcode::NoError => ResponseCode::NoError,
+            Rcode::NxDomain => ResponseCode::NXDomain,
+            Rcode::Refused => ResponseCode::Refused,
+        };
+        if let (Some(e), Some((_, mut subnet)), Some(scope)) = (edns.as_mut(), ecs, a.ecs_scope) {
+            subnet.set_scope_prefix(scope);
+            e.options_mut().insert(EdnsOption::Subnet(subnet));
+        }
+        let builder = MessageResponseBuilder::new(&request.queries, edns.as_ref());
+        if info.protocol == Protocol::Udp {
+            let mut h = DefaultHasher::new();
+            (info.query.name(), info.query.query_type(), a.rcode as u8).hash(&mut h);
+            match self.state.rrl.load().check(client.addr, h.finish(), Instant::now()) {
+                RrlDecision::Send => {}
+                RrlDecision::Drop => {
+                    return ResponseInfo::from(hickory_proto::op::Header {
+                        metadata: meta,
+                        counts: Default::default(),
+                    });
+                }
+                RrlDecision::Slip => {
+                    meta.truncation = true;
+                    return send(&mut rh, builder.build_no_records(meta)).await;
+                }
+            }
+        }
+        let response = builder.build(
+            meta,
+            a.answers.iter(),
+            a.authority.iter(),
+            std::iter::empty(),
+            a.additional.iter(),
+        );
+        send(&mut rh, response).await
+    }
+}
+
+async fn send<'a, R: ResponseHandler>(
+    rh: &mut R,
+    response: hickory_server::zone_handler::MessageResponse<
+        '_,
+        'a,
+        impl Iterator<Item = &'a hickory_proto::rr::Record> + Send + 'a,
+        impl Iterator<Item = &'a hickory_proto::rr::Record> + Send + 'a,
+        impl Iterator<Item = &'a hickory_proto::rr::Record> + Send + 'a,
+        impl Iterator<Item = &'a hickory_proto::rr::Record> + Send + 'a,
+    >,
+) -> ResponseInfo {
+    let meta = *response.metadata();
+    match rh.send_response(response).await {
+        Ok(info) => info,
+        Err(e) => {
+            tracing::debug!(error = %e, "sending a dns response failed");
+            let mut meta = meta;
+            meta.response_code = ResponseCode::ServFail;
+            ResponseInfo::from(hickory_proto::op::Header { metadata: meta, counts: Default::default() })
+        }
+    }
+}
