@@ -17,9 +17,9 @@ use meridian_sync::protocol::{self, Ack, DrainsContent, Kind, Snapshot};
 use meridian_sync::{ClientConfig, Event, Lkg, NodeInfo, SyncClient};
 use tokio::sync::{mpsc, oneshot};
 
+use super::boot::{self, drain_set, parse_config};
 use super::versions::{Running, Verdict};
 use super::{Candidate, ConfigSource, SourceCtx};
-use crate::region::DrainSet;
 
 /// Tunables of the control source (tests shorten them).
 #[derive(Debug, Clone)]
@@ -86,28 +86,7 @@ impl ControlSource {
         let lkg = Lkg::new(prefix);
         let mut running = Running::default();
 
-        // The saved versions are the floor: a control plane restored from an old backup must
-        // not roll this node back, even across a restart.
-        let saved = lkg.load(Kind::Config).map_err(|e| e.to_string()).and_then(|s| match s {
-            None => Ok(None),
-            Some(s) => parse_config(&s.snapshot).map(|v| Some((s, v))).map_err(|e| {
-                format!("the last-known-good snapshot {} is unusable: {e}", lkg.path(Kind::Config).display())
-            }),
-        });
-        if let Ok(Some((s, _))) = &saved {
-            running.record(&s.snapshot);
-        }
-        let lkg_drains = match lkg.load(Kind::Drains) {
-            Ok(Some(s)) if !matches!(running.judge(&s.snapshot), Verdict::Refuse(_)) => {
-                running.record(&s.snapshot);
-                Some(s.snapshot)
-            }
-            Ok(_) => None,
-            Err(e) => {
-                tracing::error!(error = %e, "ignoring the last-known-good drain switches");
-                None
-            }
-        };
+        let (saved, lkg_drains) = boot::load_floor(&lkg, &mut running);
 
         let node = NodeInfo {
             id: b.node.id.clone(),
@@ -121,35 +100,8 @@ impl ControlSource {
         cfg.connect_timeout = opts.connect_timeout;
         let (client, mut events) = SyncClient::start(cfg).map_err(|e| err(e.to_string()))?;
 
-        let mut pending = Vec::new();
-        let mut from_control = None;
-        let mut why = format!("no config within {:?}", opts.initial_wait);
-        let deadline = tokio::time::Instant::now() + opts.initial_wait;
-        while let Ok(Some(ev)) = tokio::time::timeout_at(deadline, events.recv()).await {
-            match ev {
-                Event::Snapshot(s) if s.kind == Kind::Config => {
-                    // The first config decides; one this node cannot run is nacked once watching.
-                    let usable = match (running.judge(&s), parse_config(&s)) {
-                        (Verdict::Refuse(e), _) | (_, Err(e)) => Err(e),
-                        (_, Ok(v)) => {
-                            meridian_model::check_bootstrap(b, &v).map(|_| v).map_err(|e| e.to_string())
-                        }
-                    };
-                    match usable {
-                        Ok(v) => from_control = Some((s, v)),
-                        Err(e) => {
-                            why = format!("the control plane's config version {} is refused: {e}", s.version);
-                            pending.push(s);
-                        }
-                    }
-                    break;
-                }
-                Event::Snapshot(s) => pending.push(s),
-                Event::Disconnected { url, error } => why = format!("{url}: {error}"),
-                Event::AllUnreachable => break,
-                Event::Connected { .. } => {}
-            }
-        }
+        let boot::First { from_control, pending, why } =
+            boot::first_config(&mut events, b, &running, opts.initial_wait).await;
 
         let (initial, initial_snapshot, stale_since) = match (from_control, saved) {
             (Some((s, v)), _) => (v, Some(s), None),
@@ -336,23 +288,5 @@ impl ConfigSource for ControlSource {
 
     fn keeps_snapshot(&self) -> bool {
         true
-    }
-}
-
-/// The content of a config snapshot as a validated config whose hash is the announced one.
-fn parse_config(s: &Snapshot) -> Result<ValidConfig, String> {
-    let cfg: meridian_model::GlobalConfig =
-        serde_json::from_value(s.content.clone()).map_err(|e| format!("unreadable config content: {e}"))?;
-    let valid = meridian_model::validate_global(cfg).map_err(|e| e.to_string())?;
-    if valid.hash() != s.hash {
-        return Err(format!("content hash {} differs from the announced hash {}", valid.hash(), s.hash));
-    }
-    Ok(valid)
-}
-
-fn drain_set(d: DrainsContent) -> DrainSet {
-    DrainSet {
-        regions: d.regions.into_iter().collect(),
-        services: d.services.into_iter().map(|(r, s)| (r, s.into_iter().collect())).collect(),
     }
 }

@@ -10,6 +10,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::admin::ConfigStatus;
 use crate::proxy::NodeCtx;
 
+mod boot;
 mod control;
 mod file;
 mod versions;
