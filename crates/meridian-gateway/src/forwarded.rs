@@ -53,7 +53,8 @@ pub struct ForwardCtx<'a> {
 /// `upgrade` is honoured only for HTTP/1.1 requests.
 pub fn prepare_request(headers: &mut HeaderMap, version: Version, ctx: &ForwardCtx, upgrade: bool) -> IpAddr {
     let upgrade = upgrade && version == Version::HTTP_11;
-    let te_trailers = headers.get_all(TE).iter().any(|v| has_token(v, "trailers"));
+    let te_trailers =
+        headers.contains_key(TE) && headers.get_all(TE).iter().any(|v| has_token(v, "trailers"));
     remove_hop_by_hop(headers, upgrade);
     if te_trailers {
         headers.insert(TE, HeaderValue::from_static("trailers"));
@@ -67,7 +68,7 @@ pub fn prepare_request(headers: &mut HeaderMap, version: Version, ctx: &ForwardC
     let client = if trusted { ctx.trusted.client_from_xff(headers, peer) } else { peer };
 
     // X-Forwarded-For: one header, the incoming chain (trusted only) then the peer.
-    let mut xff = BytesMut::new();
+    let mut xff = BytesMut::with_capacity(48);
     if trusted {
         for v in headers.get_all(&X_FORWARDED_FOR) {
             if !xff.is_empty() {
@@ -94,7 +95,7 @@ pub fn prepare_request(headers: &mut HeaderMap, version: Version, ctx: &ForwardC
     }
 
     // Forwarded: the incoming elements (trusted only), then this hop's.
-    let mut fwd = BytesMut::new();
+    let mut fwd = BytesMut::with_capacity(96);
     if trusted {
         for v in headers.get_all(FORWARDED) {
             fwd.put_slice(v.as_bytes());
@@ -136,6 +137,20 @@ pub fn prepare_response(headers: &mut HeaderMap, status: StatusCode, via: &Heade
 /// Removes the hop-by-hop headers, including those `Connection` names. With `keep_upgrade`,
 /// `Upgrade` survives (the caller sets `Connection: upgrade` again).
 fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+    // Most requests carry none of these: one pass over the names (cheap comparisons of
+    // standard names) saves a hash lookup per hop-by-hop name.
+    let present = headers.keys().any(|k| {
+        k == CONNECTION
+            || k == KEEP_ALIVE
+            || k == PROXY_CONNECTION
+            || k == TRANSFER_ENCODING
+            || k == TE
+            || k == TRAILER
+            || k == UPGRADE
+    });
+    if !present {
+        return;
+    }
     // Headers named in Connection. The values are taken out first (cheap reference-counted
     // clones) so the map can be changed while reading them.
     if let http::header::Entry::Occupied(e) = headers.entry(CONNECTION) {
@@ -169,8 +184,27 @@ fn has_token(v: &HeaderValue, token: &str) -> bool {
 }
 
 fn write_ip(buf: &mut BytesMut, ip: IpAddr) {
-    // Writing to a BytesMut cannot fail.
-    let _ = write!(buf, "{ip}");
+    match ip {
+        // The common case without the formatting machinery: four decimal octets.
+        IpAddr::V4(v4) => {
+            for (i, o) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    buf.put_u8(b'.');
+                }
+                if o >= 100 {
+                    buf.put_u8(b'0' + o / 100);
+                }
+                if o >= 10 {
+                    buf.put_u8(b'0' + (o / 10) % 10);
+                }
+                buf.put_u8(b'0' + o % 10);
+            }
+        }
+        // Writing to a BytesMut cannot fail.
+        IpAddr::V6(_) => {
+            let _ = write!(buf, "{ip}");
+        }
+    }
 }
 
 /// RFC 7239 values are tokens or quoted strings; `host:port` needs quoting.

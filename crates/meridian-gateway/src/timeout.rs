@@ -6,7 +6,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
@@ -14,43 +14,34 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::body::{BoxError, GwBody};
 
-/// Last activity on a connection, shared between its I/O and a watcher.
-#[derive(Clone)]
+/// Activity on a connection, shared between its I/O and a watcher: a counter bumped on every
+/// successful read or write (no clock read per I/O operation). The watcher samples it once per
+/// idle period, so "idle for `d`" is detected between `d` and `2d` after the last activity.
+#[derive(Clone, Default)]
 pub struct Activity {
-    origin: Instant,
-    last_ms: Arc<AtomicU64>,
-}
-
-impl Default for Activity {
-    fn default() -> Self {
-        Self::new()
-    }
+    ticks: Arc<AtomicU64>,
 }
 
 impl Activity {
     pub fn new() -> Self {
-        Activity { origin: Instant::now(), last_ms: Arc::new(AtomicU64::new(0)) }
+        Self::default()
     }
 
     #[inline]
     pub fn touch(&self) {
-        let ms = self.origin.elapsed().as_millis() as u64;
-        self.last_ms.store(ms, Ordering::Relaxed);
+        // A plain load + store: only this connection's task writes it.
+        let t = self.ticks.load(Ordering::Relaxed);
+        self.ticks.store(t.wrapping_add(1), Ordering::Relaxed);
     }
 
-    fn last(&self) -> Instant {
-        self.origin + Duration::from_millis(self.last_ms.load(Ordering::Relaxed))
-    }
-
-    /// Resolves once nothing moved for `idle`.
+    /// Resolves once nothing moved for a whole `idle` period.
     pub async fn idle_for(&self, idle: Duration) {
         loop {
-            let due = self.last() + idle;
-            let now = Instant::now();
-            if now >= due {
+            let before = self.ticks.load(Ordering::Relaxed);
+            tokio::time::sleep(idle).await;
+            if self.ticks.load(Ordering::Relaxed) == before {
                 return;
             }
-            tokio::time::sleep(due - now).await;
         }
     }
 }

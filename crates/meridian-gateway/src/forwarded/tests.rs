@@ -213,3 +213,15 @@ fn forwarded_host_with_quotes_is_escaped() {
     let (h, _) = run("203.0.113.5:1", false, map(&[("host", "a\"b")]), false);
     assert_eq!(all(&h, "forwarded"), ["for=203.0.113.5;proto=http;host=\"a\\\"b\""]);
 }
+
+#[test]
+fn ipv4_addresses_are_written_without_formatting_errors() {
+    for ip in ["0.0.0.0", "9.10.99.100", "127.0.0.1", "255.255.255.255", "10.200.3.45"] {
+        let mut b = bytes::BytesMut::new();
+        super::write_ip(&mut b, ip.parse().unwrap());
+        assert_eq!(&b[..], ip.as_bytes());
+    }
+    let mut b = bytes::BytesMut::new();
+    super::write_ip(&mut b, "2001:db8::1".parse().unwrap());
+    assert_eq!(&b[..], b"2001:db8::1");
+}
