@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 mod answer;
+mod explain;
 mod health;
 mod policy;
 mod rrl;
@@ -17,6 +18,7 @@ mod table;
 mod view;
 
 pub use answer::{Answer, ClientInfo, Rcode, Why, answer};
+pub use explain::{ExplainError, explain};
 pub use health::{AllHealthy, HealthTarget, HealthView};
 pub use rrl::{RateLimiter, RrlDecision};
 pub use server::{Director, DirectorError, Options};

@@ -32,6 +32,8 @@ enum Command {
     Up(cmd::up::Args),
     /// Inspect and break the running lab: status, down/up/slow faults, curl as a region's client.
     Lab(cmd::lab::Args),
+    /// Authoritative DNS for the configured zones (`explain NAME`: which answer and why).
+    Director(cmd::director::Args),
     /// Failover drill: take each service out of each region in turn and measure the failover.
     Drill(cmd::drill::Args),
     /// Validate a global config or bootstrap file; lists every error with its path.
@@ -50,6 +52,7 @@ fn main() -> ExitCode {
         Command::Up(a) => cmd::up::run(a),
         Command::Lab(a) => cmd::lab::run(a),
         Command::Drill(a) => cmd::drill::run(a),
+        Command::Director(a) => cmd::director::run(a),
         Command::Validate(a) => cmd::validate::run(a),
         Command::Schema(a) => cmd::schema::run(a),
         Command::DemoUpstream(a) => demo::run(a),

@@ -1,3 +1,4 @@
+pub mod director;
 pub mod drill;
 pub mod gateway;
 pub mod lab;
