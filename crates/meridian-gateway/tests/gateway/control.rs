@@ -32,7 +32,8 @@ fn config(version: u64, yaml: &str) -> Snapshot {
 }
 
 fn config_of(deployment: &str, version: u64, yaml: &str) -> Snapshot {
-    let valid = meridian_model::parse_global(yaml).unwrap_or_else(|e| panic!("{e}\n{yaml}"));
+    let yaml = format!("deployment: {deployment}\n{yaml}");
+    let valid = meridian_model::parse_global(&yaml).unwrap_or_else(|e| panic!("{e}\n{yaml}"));
     Snapshot {
         kind: Kind::Config,
         deployment: deployment.into(),
@@ -147,8 +148,16 @@ async fn refused_snapshots_are_nacked_and_the_old_version_keeps_serving() {
         "regions:\n  - name: elsewhere\nservices:\n  - name: svc\n    endpoints:\n      elsewhere:\n        - address: {}\n{CATCH_ALL}",
         b.addr()
     );
+    let mut mislabelled = config(4, &global(&[b.addr()], "", CATCH_ALL));
+    mislabelled.content["deployment"] = "other".into();
+    mislabelled.hash =
+        meridian_model::validate_global(serde_json::from_value(mislabelled.content.clone()).unwrap())
+            .unwrap()
+            .hash()
+            .into();
     let cases = [
-        (config(4, &elsewhere), "node.region: unknown region \"local\""),
+        (mislabelled, "deployment: the config says \"other\" but was pushed as deployment \"dep\""),
+        (config(5, &elsewhere), "node.region: unknown region \"local\""),
         (
             config(2, &global(&[b.addr()], "", CATCH_ALL)),
             "config version 2 is lower than the running version 3",
