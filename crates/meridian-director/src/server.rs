@@ -200,6 +200,11 @@ impl RequestHandler for Handler {
         if request.metadata.op_code != OpCode::Query {
             return send(&mut rh, builder.error_msg(&request.metadata, ResponseCode::NotImp)).await;
         }
+        if req_edns.is_some_and(|e| e.version() > 0) {
+            // RFC 6891 §6.1.3: we speak EDNS version 0 only. The high bits of the extended
+            // response code travel in the OPT record, which the encoder fills from the header.
+            return send(&mut rh, builder.error_msg(&request.metadata, ResponseCode::BADVERS)).await;
+        }
         let ecs = req_edns.and_then(|e| match e.option(EdnsCode::Subnet) {
             Some(EdnsOption::Subnet(s)) => IpNet::new(s.addr(), s.source_prefix()).ok().map(|n| (n, *s)),
             _ => None,

@@ -155,6 +155,8 @@ async fn dig_sees_flags_negative_answers_and_refusals() {
     assert!(ns.contains("ns1.api.example.com.") && ns.contains("ADDITIONAL: 2"), "glue + OPT: {ns}");
     let edns = d.dig("+bufsize=4096 api.example.com A").await;
     assert!(edns.contains("; EDNS: version: 0, flags:; udp: 1232"), "{edns}");
+    let badvers = d.dig("+edns=1 +noednsneg api.example.com A").await;
+    assert!(badvers.contains("status: BADVERS"), "{badvers}");
     let cname = d.dig("www.api.example.com A").await;
     assert!(cname.contains("CNAME\tapi.example.com."), "{cname}");
 }
@@ -222,4 +224,40 @@ async fn soa_serial_grows_with_each_applied_config_and_bad_configs_are_ignored()
     assert_eq!(serial(&d.dig("api.example.com SOA").await), first + 1, "the last good config is kept");
     assert_eq!(answer_ips(&d.dig("failover.api.example.com A").await), ["127.0.2.1"]);
     let _: SocketAddr = d.director.local_addr();
+}
+
+#[tokio::test]
+async fn identical_responses_over_the_rate_limit_are_dropped_or_slipped_over_udp() {
+    use hickory_resolver::proto::op::{Message, Query};
+    use hickory_resolver::proto::rr::Name;
+    let limited = config().replace(
+        "  latency:\n",
+        "  rate_limit: { responses_per_second: 1, burst: 3, slip: 2 }\n  latency:\n",
+    );
+    let d = start(&limited).await;
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    socket.connect(d.director.local_addr()).await.unwrap();
+    for id in 0..10u16 {
+        let mut q = Message::query();
+        q.metadata.id = id;
+        q.add_query(Query::query(Name::from_ascii("api.example.com.").unwrap(), RecordType::A));
+        socket.send(&q.to_vec().unwrap()).await.unwrap();
+    }
+    let (mut full, mut truncated) = (0, 0);
+    let mut buf = [0u8; 2048];
+    while let Ok(Ok(n)) = tokio::time::timeout(Duration::from_millis(300), socket.recv(&mut buf)).await {
+        let m = Message::from_vec(&buf[..n]).unwrap();
+        if m.metadata.truncation {
+            assert!(m.answers.is_empty());
+            truncated += 1;
+        } else {
+            assert_eq!(m.answers.len(), 1);
+            full += 1;
+        }
+    }
+    // A burst of 3, then 7 over the limit: every 2nd of those slips (TC), the rest are dropped.
+    assert_eq!((full, truncated), (3, 3));
+    // TCP is never limited.
+    let tcp = d.dig("+tcp api.example.com A").await;
+    assert_eq!(answer_ips(&tcp), ["127.0.1.1"], "{tcp}");
 }
