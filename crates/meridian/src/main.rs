@@ -40,6 +40,26 @@ enum Command {
     Validate(cmd::validate::Args),
     /// Print the JSON Schema of the config files (for editors).
     Schema(cmd::schema::Args),
+    /// Run the control plane: admin API, versioned config store, distribution to nodes.
+    Control(cmd::control::Args),
+    /// Show what applying a config file would change (against the control plane).
+    Diff(cmd::config_cli::DiffArgs),
+    /// Apply a config file through the control plane as a new version.
+    Apply(cmd::config_cli::ApplyArgs),
+    /// List the config versions stored by the control plane.
+    History(cmd::config_cli::HistoryArgs),
+    /// Make a new config version with the content of an old one.
+    Rollback(cmd::config_cli::RollbackArgs),
+    /// Every node: region, role, versions applied, lag, last seen, missing.
+    Status(cmd::fleet_cli::StatusArgs),
+    /// Drain a region or SERVICE@REGION (control plane drain switch).
+    Drain(cmd::fleet_cli::DrainArgs),
+    /// Undrain a region or SERVICE@REGION.
+    Undrain(cmd::fleet_cli::DrainArgs),
+    /// Print a backup of the control plane (config YAML, drains, history) as JSON.
+    Export(cmd::config_cli::ExportArgs),
+    /// Restore a backup written by `export`.
+    Import(cmd::config_cli::ImportArgs),
     /// Run a demo upstream service that answers with its name, region and instance.
     DemoUpstream(demo::Args),
 }
@@ -56,6 +76,16 @@ fn main() -> ExitCode {
         Command::Validate(a) => cmd::validate::run(a),
         Command::Schema(a) => cmd::schema::run(a),
         Command::DemoUpstream(a) => demo::run(a),
+        Command::Control(a) => cmd::control::run(a),
+        Command::Diff(a) => cmd::config_cli::diff(a),
+        Command::Apply(a) => cmd::config_cli::apply(a),
+        Command::History(a) => cmd::config_cli::history(a),
+        Command::Rollback(a) => cmd::config_cli::rollback(a),
+        Command::Status(a) => cmd::fleet_cli::status(a),
+        Command::Drain(a) => cmd::fleet_cli::drain(a),
+        Command::Undrain(a) => cmd::fleet_cli::undrain(a),
+        Command::Export(a) => cmd::config_cli::export(a),
+        Command::Import(a) => cmd::config_cli::import(a),
     };
     match result {
         Ok(code) => code,

@@ -1,5 +1,9 @@
 pub mod director;
+pub mod client;
+pub mod config_cli;
+pub mod control;
 pub mod drill;
+pub mod fleet_cli;
 pub mod gateway;
 pub mod lab;
 pub mod schema;

@@ -1,0 +1,130 @@
+//! `meridian control` and the client commands end to end: a real control process with a redb
+//! file, driven by `meridian apply`/`diff`/`history`/`rollback`/`status`/`drain`/`export`/`import`.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use meridian_testkit::proc::{ChildGuard, free_addr, wait_for_tcp};
+
+use crate::{SERIAL, bin};
+
+const TOKEN: &str = "cli-admin-token";
+
+fn config(port: u16) -> String {
+    format!(
+        "deployment: cli\nregions:\n  - name: r1\nservices:\n  - name: orders\n    endpoints:\n      \
+         r1: [{{address: \"127.0.0.1:{port}\"}}]\nroutes:\n  - name: root\n    service: orders\n"
+    )
+}
+
+/// Runs a client command against the control plane at `server`.
+fn client(dir: &Path, server: &str, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(bin())
+        .args(args)
+        .current_dir(dir)
+        .env("MERIDIAN_SERVER", server)
+        .env("MERIDIAN_TOKEN", TOKEN)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn start(dir: &Path) -> ChildGuard {
+    ChildGuard::spawn(
+        Command::new(bin()).args(["control", "-c", "control.yaml"]).current_dir(dir).stdout(Stdio::null()),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn control_role_and_config_commands_end_to_end() {
+    let _serial = SERIAL.lock().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let addr = free_addr();
+    std::fs::write(dir.join("admin.token"), format!("{TOKEN}\n")).unwrap();
+    std::fs::write(
+        dir.join("control.yaml"),
+        format!(
+            "listen: {addr}\ndeployment: cli\nadmin_token_file: admin.token\nexpected_nodes:\n  r1: [gw-1]\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(dir.join("v1.yaml"), config(1)).unwrap();
+    std::fs::write(dir.join("v2.yaml"), config(2)).unwrap();
+    std::fs::write(dir.join("bad.yaml"), "deployment: cli\nroutes:\n  - name: a\n    service: ordrs\n")
+        .unwrap();
+    let mut control = start(dir);
+    wait_for_tcp(addr, Duration::from_secs(20)).await.unwrap();
+    let server = format!("http://{addr}");
+    let run = |args: &[&str]| client(dir, &server, args);
+
+    let (code, out, err) = run(&["diff", "-f", "v1.yaml"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("+ routes/root") && out.contains("+ services/orders"), "{out}");
+    let (code, out, err) = run(&["apply", "-f", "v1.yaml", "-m", "first"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("applied version 1"), "{out}");
+    let (code, out, err) = run(&["apply", "-f", "bad.yaml"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("routes[0].service: unknown service \"ordrs\""), "{err}");
+    let (code, out, _) = run(&["diff", "-f", "v2.yaml"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("~ services/orders (endpoints)"), "{out}");
+    assert!(run(&["apply", "-f", "v2.yaml"]).1.contains("applied version 2"));
+    let (code, out, _) = run(&["rollback", "1"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("version 3 has the content of version 1"), "{out}");
+    let (code, out, _) = run(&["history"]);
+    assert_eq!(code, 0);
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(lines[0].starts_with("VERSION") && lines.len() == 4, "{out}");
+    assert!(lines[1].starts_with('3') && lines[1].contains("rollback to version 1"), "{out}");
+    assert!(lines[3].contains("bootstrap") && lines[3].contains("first"), "{out}");
+
+    // The expected node was never seen: missing; `apply --wait` times out on it.
+    let (code, out, _) = run(&["status"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("config version 3") && out.contains("gw-1") && out.contains("MISSING"), "{out}");
+    let (code, out, _) = run(&["status", "--json"]);
+    assert_eq!(code, 0);
+    let st: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(st["nodes"][0]["missing"], true);
+    let (code, _, err) = run(&["apply", "-f", "v2.yaml", "--wait", "--timeout", "300ms"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("timeout") && err.contains("gw-1"), "{err}");
+
+    assert!(run(&["drain", "r1"]).1.contains("r1 drained (drains version 1)"));
+    assert_eq!(run(&["drain", "nope@"]).0, 1);
+    let (code, backup, _) = run(&["export"]);
+    assert_eq!(code, 0);
+    std::fs::write(dir.join("backup.json"), &backup).unwrap();
+    // An older backup cannot lower the versions; as new versions it can be restored.
+    assert!(run(&["apply", "-f", "v1.yaml"]).1.contains("applied version 5"));
+    let (code, _, err) = run(&["import", "backup.json"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("VersionRegression"), "{err}");
+    let (code, out, _) = run(&["import", "backup.json", "--as-new-version"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("config version 6"), "{out}");
+
+    // A wrong token is refused; a restarted process keeps everything.
+    let out = Command::new(bin())
+        .args(["history", "--server", &server, "--token", "wrong"])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("NotAuthorized"));
+    control.terminate(Duration::from_secs(10)).unwrap();
+    let _control = start(dir);
+    wait_for_tcp(addr, Duration::from_secs(20)).await.unwrap();
+    let (code, out, _) = run(&["history"]);
+    assert_eq!(code, 0);
+    assert_eq!(out.lines().count(), 7, "{out}");
+}
