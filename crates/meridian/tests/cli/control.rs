@@ -128,3 +128,95 @@ async fn control_role_and_config_commands_end_to_end() {
     assert_eq!(code, 0);
     assert_eq!(out.lines().count(), 7, "{out}");
 }
+
+/// A real gateway process takes its config from a real control process; `apply --wait` returns
+/// once the gateway acked, and the gateway then serves the new route.
+#[tokio::test]
+async fn a_gateway_serves_what_apply_wait_reports_as_acked() {
+    let _serial = SERIAL.lock().await;
+    let up = meridian_testkit::TestUpstream::start("orders").await;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let addr = free_addr();
+    std::fs::write(dir.join("admin.token"), format!("{TOKEN}\n")).unwrap();
+    std::fs::write(
+        dir.join("control.yaml"),
+        format!(
+            "listen: {addr}\ndeployment: cli\nadmin_token_file: admin.token\nexpected_nodes:\n  r1: [gw-1]\n"
+        ),
+    )
+    .unwrap();
+    let _control = start(dir);
+    wait_for_tcp(addr, Duration::from_secs(20)).await.unwrap();
+    let server = format!("http://{addr}");
+    let run = |args: &[&str]| client(dir, &server, args);
+    let route = |name: &str, prefix: &str| {
+        format!("  - name: {name}\n    match: {{ path: {{ prefix: {prefix} }} }}\n    service: orders\n")
+    };
+    let cfg = |routes: &str| {
+        format!(
+            "deployment: cli\nregions:\n  - name: r1\nservices:\n  - name: orders\n    endpoints:\n      \
+             r1: [{{address: \"{}\"}}]\nroutes:\n{routes}",
+            up.addr()
+        )
+    };
+    std::fs::write(dir.join("v1.yaml"), cfg(&route("a", "/a"))).unwrap();
+    std::fs::write(dir.join("v2.yaml"), cfg(&(route("a", "/a") + &route("b", "/b")))).unwrap();
+    assert!(run(&["apply", "-f", "v1.yaml"]).1.contains("applied version 1"));
+
+    let node_token = reqwest::Client::new()
+        .post(format!("{server}/v1/tokens"))
+        .bearer_auth(TOKEN)
+        .json(&serde_json::json!({"name": "gw-1", "node": "gw-1", "region": "r1"}))
+        .send()
+        .await
+        .unwrap()
+        .json::<serde_json::Value>()
+        .await
+        .unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    std::fs::write(dir.join("node.token"), format!("{node_token}\n")).unwrap();
+    let listen = free_addr();
+    let admin = free_addr();
+    std::fs::write(
+        dir.join("gw.yaml"),
+        format!(
+            "node: {{ id: gw-1, region: r1 }}\nlisteners:\n  - name: public\n    address: {listen}\n\
+             admin: {{ address: {admin} }}\nconfig: {{ source: control, urls: [\"{server}\"], token_file: node.token }}\n\
+             snapshot_path: gw.snapshot\nshutdown: {{ drain_period: 0s, grace_period: 2s }}\n"
+        ),
+    )
+    .unwrap();
+    let _gw = ChildGuard::spawn(
+        Command::new(bin())
+            .args(["gateway", "-c", "gw.yaml", "--workers", "1"])
+            .current_dir(dir)
+            .env("MERIDIAN_LOG", "warn")
+            .stdout(Stdio::null()),
+    )
+    .unwrap();
+    wait_for_tcp(listen, Duration::from_secs(20)).await.unwrap();
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let get = |path: &str| {
+        let (http, url) = (http.clone(), format!("http://{listen}{path}"));
+        async move { http.get(url).send().await.unwrap().status().as_u16() }
+    };
+    // Version 1 reaches the gateway once it connects.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while get("/a/x").await != 200 {
+        assert!(std::time::Instant::now() < deadline, "the gateway never served version 1");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(get("/b/x").await, 404);
+
+    let (code, out, err) = run(&["apply", "-f", "v2.yaml", "--wait", "--timeout", "10s"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("applied version 2") && out.contains("acked by 1 node(s) in"), "{out}");
+    eprintln!("{}", out.lines().last().unwrap_or(""));
+    assert_eq!(get("/b/x").await, 200);
+    let (_, out, _) = run(&["status"]);
+    let line = out.lines().find(|l| l.contains("gw-1")).unwrap_or("");
+    assert!(line.contains("gateway") && line.contains(" ok ") && line.contains("2 (lag 0)"), "{out}");
+}
