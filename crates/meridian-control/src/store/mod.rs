@@ -202,3 +202,6 @@ pub fn apply_ack(node: &mut NodeRecord, ack: &meridian_sync::protocol::Ack, at_m
         });
     }
 }
+
+#[cfg(test)]
+mod tests;
