@@ -4,7 +4,7 @@
 use std::fmt;
 use std::net::IpAddr;
 
-use hickory_proto::rr::{LowerName, Name, Record, RecordType};
+use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
 use ipnet::IpNet;
 
 use crate::health::HealthView;
@@ -102,26 +102,23 @@ pub fn answer(
         // A CNAME answers every type at its name (validation keeps other types off it).
         view.sets.get(&(lower.clone(), RecordType::CNAME)).map(|s| (s, RecordType::CNAME))
     });
-    if let Some((set, _)) = set {
+    if let Some((set, found)) = set {
         let cx =
             Ctx { view, record_set: &set.label, client: client.deciding_addr(), health, roll: client.roll };
         let (choice, fail_open) = policy::choose(&set.policy, &cx);
         a.why.record_set = Some(set.label.clone());
         a.why.policy = Some(choice.policy);
-        a.why.member = Some(choice.member);
+        a.why.member = Some(choice.member.clone());
         a.why.row = choice.row;
         a.why.fail_open = fail_open;
-        if let (Some(_), Some(ecs)) = (a.ecs_scope, client.ecs) {
-            // The answer holds for the matched row's network, or, without one, for what the
-            // resolver told us; an answer that ignores the client holds for everyone (0).
-            a.ecs_scope = Some(match (choice.by_client, choice.row) {
-                (false, _) => 0,
-                (true, Some(row)) => row.prefix_len(),
-                (true, None) => ecs.prefix_len(),
-            });
+        if let Some(ecs) = client.ecs {
+            a.ecs_scope = Some(scope(&choice, ecs));
         }
         a.answers =
             choice.rdata.into_iter().map(|d| Record::from_rdata(set.name.clone(), set.ttl, d)).collect();
+        if found == RecordType::CNAME && qtype != RecordType::CNAME {
+            chase(view, &mut a, qtype, client, health);
+        }
         if a.answers.is_empty() {
             a.authority.push(negative_soa(zone));
         }
@@ -144,6 +141,41 @@ pub fn answer(
     a
 }
 
+/// The ECS scope an answer holds for: the matched row's network, or, without one, what the
+/// resolver told us; an answer that ignores the client holds for everyone (0).
+fn scope(choice: &policy::Choice, ecs: IpNet) -> u8 {
+    match (choice.by_client, choice.row) {
+        (false, _) => 0,
+        (true, Some(row)) => row.prefix_len(),
+        (true, None) => ecs.prefix_len(),
+    }
+}
+
+/// RFC 1034 §4.3.2: a CNAME whose target is in one of our zones is followed, adding the
+/// target's records (up to 8 links, which also ends loops). The ECS scope is the most
+/// specific along the chain.
+fn chase(view: &View, a: &mut Answer, qtype: RecordType, client: &ClientInfo, health: &dyn HealthView) {
+    for _ in 0..8 {
+        let Some(RData::CNAME(target)) = a.answers.last().map(|r| &r.data) else { return };
+        let t = LowerName::from(&target.0);
+        if !view.zones.iter().any(|z| z.name.zone_of(&t)) {
+            return;
+        }
+        let Some(set) = view.sets.get(&(t.clone(), qtype)).or_else(|| view.sets.get(&(t, RecordType::CNAME)))
+        else {
+            return;
+        };
+        let cx =
+            Ctx { view, record_set: &set.label, client: client.deciding_addr(), health, roll: client.roll };
+        let (choice, _) = policy::choose(&set.policy, &cx);
+        if let (Some(s), Some(ecs)) = (a.ecs_scope, client.ecs) {
+            a.ecs_scope = Some(s.max(scope(&choice, ecs)));
+        }
+        a.why.note = format!("followed the CNAME to {}", set.label);
+        a.answers.extend(choice.rdata.into_iter().map(|d| Record::from_rdata(set.name.clone(), set.ttl, d)));
+    }
+}
+
 fn empty(client: &ClientInfo, why: Why) -> Answer {
     Answer {
         rcode: Rcode::NoError,
@@ -160,7 +192,7 @@ fn empty(client: &ClientInfo, why: Why) -> Answer {
 /// the SOA's TTL and its MINIMUM field.
 fn negative_soa(zone: &ZoneView) -> Record {
     let mut soa = zone.soa.clone();
-    if let hickory_proto::rr::RData::SOA(s) = &soa.data {
+    if let RData::SOA(s) = &soa.data {
         soa.ttl = zone.ttl.min(s.minimum);
     }
     soa

@@ -98,8 +98,28 @@ fn simple_cname_txt_and_ttls() {
     let a = ask(&v, "API.example.com.", RecordType::A, ANY);
     assert_eq!((ips(&a), a.answers[0].ttl), (vec!["127.0.1.1".to_string()], 60));
     let cname = ask(&v, "www.api.example.com.", RecordType::A, ANY);
-    assert_eq!(ips(&cname), ["api.example.com."]);
+    assert_eq!(ips(&cname), ["api.example.com.", "127.0.1.1"], "the in-zone target is followed");
     assert_eq!(cname.answers[0].record_type(), RecordType::CNAME);
+    assert_eq!(ips(&ask(&v, "www.api.example.com.", RecordType::CNAME, ANY)), ["api.example.com."]);
+    let nodata = ask(&v, "www.api.example.com.", RecordType::AAAA, ANY);
+    assert_eq!((ips(&nodata), nodata.rcode), (vec!["api.example.com.".to_string()], Rcode::NoError));
+    let to_latency =
+        view_of(&EXAMPLE.replace("values: [api.example.com.]", "values: [latency.api.example.com.]"));
+    let chained = ask_with(
+        &to_latency,
+        "www.api.example.com.",
+        RecordType::A,
+        ANY,
+        Some("203.0.113.0/24"),
+        &AllHealthy,
+        0,
+    );
+    assert_eq!(
+        (ips(&chained), chained.ecs_scope),
+        (vec!["latency.api.example.com.".into(), "127.0.3.1".into()], Some(24))
+    );
+    let outside = view_of(&EXAMPLE.replace("values: [api.example.com.]", "values: [example.net.]"));
+    assert_eq!(ips(&ask(&outside, "www.api.example.com.", RecordType::A, ANY)), ["example.net."]);
     let txt = ask(&v, "api.example.com.", RecordType::TXT, ANY);
     assert_eq!((ips(&txt), txt.answers[0].ttl), (vec!["v=meridian1".to_string()], 300));
     assert_eq!(ask(&v, "failover.api.example.com.", RecordType::A, ANY).answers[0].ttl, 10);
