@@ -1,7 +1,7 @@
-pub mod director;
 pub mod client;
 pub mod config_cli;
 pub mod control;
+pub mod director;
 pub mod drill;
 pub mod fleet_cli;
 pub mod gateway;
