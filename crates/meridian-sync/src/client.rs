@@ -188,10 +188,17 @@ async fn run(inner: std::sync::Weak<Inner>, cfg: ClientConfig, tx: mpsc::Sender<
             if tx.send(Event::AllUnreachable).await.is_err() {
                 return;
             }
-            tokio::time::sleep(backoff).await;
+            tokio::time::sleep(jittered(backoff)).await;
             backoff = (backoff * 2).min(cfg.backoff_max);
         }
     }
+}
+
+/// `d` scaled by a factor in [0.5, 1): a fleet that lost the same instance does not come back
+/// in lockstep. The sub-second clock is random enough for spreading reconnects.
+fn jittered(d: Duration) -> Duration {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    d.mul_f64(0.5 + f64::from(nanos.subsec_nanos() % 1000) / 2000.0)
 }
 
 enum Opened {
