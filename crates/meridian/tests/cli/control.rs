@@ -41,6 +41,18 @@ fn start(dir: &Path) -> ChildGuard {
     .unwrap()
 }
 
+#[test]
+fn help_on_every_control_plane_command() {
+    for sub in
+        ["control", "apply", "diff", "history", "rollback", "status", "drain", "undrain", "export", "import"]
+    {
+        let out = Command::new(bin()).args([sub, "--help"]).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(0), "{sub} --help: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(text.contains("Usage: meridian"), "{sub}: {text}");
+    }
+}
+
 #[tokio::test]
 async fn control_role_and_config_commands_end_to_end() {
     let _serial = SERIAL.lock().await;
