@@ -231,4 +231,15 @@ async fn a_gateway_serves_what_apply_wait_reports_as_acked() {
     let (_, out, _) = run(&["status"]);
     let line = out.lines().find(|l| l.contains("gw-1")).unwrap_or("");
     assert!(line.contains("gateway") && line.contains(" ok ") && line.contains("2 (lag 0)"), "{out}");
+
+    // A config this node cannot run (its region is gone): a nack with the node's reason;
+    // `apply --wait` fails, the node keeps serving version 2 and status shows the nack.
+    std::fs::write(dir.join("v3.yaml"), cfg(&route("a", "/a")).replace("r1", "r2")).unwrap();
+    let (code, out, err) = run(&["apply", "-f", "v3.yaml", "--wait", "--timeout", "10s"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(out.contains("applied version 3") && err.contains("gw-1 (r1) refused version 3"), "{out}{err}");
+    assert_eq!(get("/b/x").await, 200);
+    let (_, out, _) = run(&["status"]);
+    let line = out.lines().find(|l| l.contains("gw-1")).unwrap_or("");
+    assert!(line.contains("stale") && line.contains("2 (lag 1, nack 3:"), "{out}");
 }
