@@ -442,22 +442,6 @@ fn unavailable_in(service: &ServiceRuntime, region: &str) -> ProxyError {
     )
 }
 
-#[cfg(test)]
-mod tests {
-    use super::spill_for;
-
-    #[test]
-    fn spillover_follows_the_overprovisioning_rule() {
-        assert_eq!(spill_for(10.0, 10, 140), 0.0);
-        assert_eq!(spill_for(8.0, 10, 140), 0.0, "2 of 10 lost: 8 × 1.4 still covers all");
-        assert!((spill_for(1.0, 4, 140) - 0.65).abs() < 1e-9);
-        assert_eq!(spill_for(0.0, 4, 140), 1.0);
-        // A region returning with all endpoints in slow start (10 % weight each) keeps little.
-        assert!((spill_for(0.4, 4, 140) - 0.86).abs() < 1e-9);
-        assert_eq!(spill_for(3.0, 4, 100), 0.25);
-    }
-}
-
 pub fn content_length(h: &http::HeaderMap) -> Option<u64> {
     h.get(header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
 }
@@ -581,4 +565,20 @@ pub async fn forward_upgrade(
         }
     });
     Ok((resp.map(|_| GwBody::Empty), sa))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::spill_for;
+
+    #[test]
+    fn spillover_follows_the_overprovisioning_rule() {
+        assert_eq!(spill_for(10.0, 10, 140), 0.0);
+        assert_eq!(spill_for(8.0, 10, 140), 0.0, "2 of 10 lost: 8 × 1.4 still covers all");
+        assert!((spill_for(1.0, 4, 140) - 0.65).abs() < 1e-9);
+        assert_eq!(spill_for(0.0, 4, 140), 1.0);
+        // A region returning with all endpoints in slow start (10 % weight each) keeps little.
+        assert!((spill_for(0.4, 4, 140) - 0.86).abs() < 1e-9);
+        assert_eq!(spill_for(3.0, 4, 100), 0.25);
+    }
 }

@@ -238,7 +238,7 @@ impl Proxy {
     ) -> Response<GwBody> {
         let Some(log) = &self.node.access_log else { return resp };
         let rec = LogRecord {
-            request_id: rid_str(&rid).to_string(),
+            request_id: rid_str(rid).to_string(),
             route: Arc::clone(route),
             service: Arc::clone(service),
             region: self.node.region.clone(),
@@ -261,7 +261,7 @@ fn no_route() -> &'static Arc<str> {
 
 /// 503 with the peer hop's "region unavailable" marker: the sender tries its next region.
 fn region_unavailable(rid: &HeaderValue, why: &str) -> Response<GwBody> {
-    let mut r = respond(ErrorCode::ServiceUnavailable, why, rid_str(&rid));
+    let mut r = respond(ErrorCode::ServiceUnavailable, why, rid_str(rid));
     r.headers_mut().insert(peer::REGION_UNAVAILABLE, HeaderValue::from_static("1"));
     r
 }
