@@ -73,6 +73,15 @@ impl Director {
     /// Loads the config (it must be valid at start), binds UDP and TCP and starts serving and
     /// polling the file, until `shutdown` is cancelled.
     pub async fn start(opts: Options, shutdown: CancellationToken) -> Result<Director, DirectorError> {
+        Self::start_with_health(opts, Arc::new(AllHealthy), shutdown).await
+    }
+
+    /// As [`Director::start`], answering from `health` (the checkers' view, once it exists).
+    pub async fn start_with_health(
+        opts: Options,
+        health: Arc<dyn HealthView>,
+        shutdown: CancellationToken,
+    ) -> Result<Director, DirectorError> {
         let (text, config) = load(&opts.config)?;
         let serial = SystemTime::now().duration_since(UNIX_EPOCH).map_or(1, |d| d.as_secs() as u32);
         let view = View::build(&config, serial)
@@ -80,7 +89,7 @@ impl Director {
         let state = Arc::new(State {
             rrl: ArcSwap::from_pointee(RateLimiter::new(view.rate_limit.clone())),
             view: ArcSwap::from_pointee(view),
-            health: Arc::new(AllHealthy),
+            health,
         });
         let (udp, tcp) = bind(opts.listen).await?;
         let addr = udp.local_addr().map_err(|source| DirectorError::Bind { addr: opts.listen, source })?;
@@ -205,10 +214,16 @@ impl RequestHandler for Handler {
             // response code travel in the OPT record, which the encoder fills from the header.
             return send(&mut rh, builder.error_msg(&request.metadata, ResponseCode::BADVERS)).await;
         }
-        let ecs = req_edns.and_then(|e| match e.option(EdnsCode::Subnet) {
-            Some(EdnsOption::Subnet(s)) => IpNet::new(s.addr(), s.source_prefix()).ok().map(|n| (n, *s)),
+        let ecs = match req_edns.and_then(|e| e.option(EdnsCode::Subnet)) {
+            Some(EdnsOption::Subnet(s)) => match IpNet::new(s.addr(), s.source_prefix()) {
+                Ok(n) => Some((n, *s)),
+                // RFC 7871 §7.1.1: a source prefix longer than the address is a FORMERR.
+                Err(_) => {
+                    return send(&mut rh, builder.error_msg(&request.metadata, ResponseCode::FormErr)).await;
+                }
+            },
             _ => None,
-        });
+        };
         let client = ClientInfo { addr: request.src().ip(), ecs: ecs.map(|(n, _)| n), roll: rand::random() };
         let qname = info.query.original().name();
         let a = answer(&view, qname, info.query.query_type(), &client, self.state.health.as_ref());

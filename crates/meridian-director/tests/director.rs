@@ -4,13 +4,14 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::process::Command;
+use std::sync::Arc;
 use std::time::Duration;
 
 use hickory_resolver::config::{NameServerConfig, ResolverConfig};
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::proto::rr::{RData, RecordType};
 use hickory_resolver::{Resolver, TokioResolver};
-use meridian_director::{Director, Options};
+use meridian_director::{AllHealthy, Director, HealthTarget, HealthView, Options};
 use tokio_util::sync::CancellationToken;
 
 const EXAMPLE: &str = include_str!("../../../examples/dns.yaml");
@@ -42,6 +43,10 @@ impl Drop for Running {
 }
 
 async fn start(yaml: &str) -> Running {
+    start_with(yaml, Arc::new(AllHealthy)).await
+}
+
+async fn start_with(yaml: &str, health: Arc<dyn HealthView>) -> Running {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("global.yaml");
     std::fs::write(&file, yaml).unwrap();
@@ -52,7 +57,7 @@ async fn start(yaml: &str) -> Running {
         poll_interval: Duration::from_millis(50),
         tcp_timeout: Duration::from_secs(5),
     };
-    let director = Director::start(opts, stop.clone()).await.unwrap();
+    let director = Director::start_with_health(opts, health, stop.clone()).await.unwrap();
     Running { director, stop, file, _dir: dir }
 }
 
@@ -260,4 +265,21 @@ async fn identical_responses_over_the_rate_limit_are_dropped_or_slipped_over_udp
     // TCP is never limited.
     let tcp = d.dig("+tcp api.example.com A").await;
     assert_eq!(answer_ips(&tcp), ["127.0.1.1"], "{tcp}");
+}
+
+/// us-east-1 is down.
+struct UsDown;
+
+impl HealthView for UsDown {
+    fn healthy(&self, t: HealthTarget<'_>) -> bool {
+        t != HealthTarget::Region("us-east-1")
+    }
+}
+
+#[tokio::test]
+async fn answers_follow_the_health_view_it_is_given() {
+    let d = start_with(&config(), Arc::new(UsDown)).await;
+    assert_eq!(answer_ips(&d.dig("failover.api.example.com A").await), ["127.0.2.1"]);
+    assert_eq!(answer_ips(&d.dig("multi.api.example.com A").await), ["127.0.2.1", "192.0.2.1", "192.0.2.2"]);
+    assert_eq!(answer_ips(&d.dig("api.example.com A").await), ["127.0.1.1"], "simple ignores health");
 }
