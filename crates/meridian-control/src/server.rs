@@ -57,6 +57,8 @@ impl Server {
                 kind: TokenKind::Admin { role: Role::Admin },
                 created_at_ms: crate::unix_ms(clock.wall()),
             };
+            // A changed file replaces the old bootstrap token instead of adding a second one.
+            store.delete_tokens("bootstrap".into()).await?;
             store.put_token(token_hash(&token), record).await?;
         }
         store.set_expected(cfg.expected_nodes.clone()).await?;

@@ -168,6 +168,19 @@ async fn roles_are_enforced_and_every_write_is_audited() {
     assert!(has("\"otto\" \"PUT\" \"/v1/drains/r2\" 200 1"), "{lines:#?}");
     assert!(has("\"bootstrap\" \"POST\" \"/v1/tokens\" 201 null"), "{lines:#?}");
     assert!(audit["entries"][0]["seq"].as_u64() > audit["entries"][1]["seq"].as_u64());
+
+    // Tokens: listed without secrets, names unique, revocable.
+    let list = ctl.get("/v1/tokens").await;
+    let names: Vec<&str> =
+        list["tokens"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["bootstrap", "otto", "vera"]);
+    assert!(!list.to_string().contains(&viewer));
+    let dup = json!({"name": "vera", "role": "admin"}).to_string();
+    assert_eq!(ctl.call(ADMIN, "POST", "/v1/tokens", &[], Some(dup)).await.0, 409);
+    assert_eq!(ctl.call(&viewer, "GET", "/v1/tokens", &[], None).await.0, 403);
+    assert_eq!(ctl.call(ADMIN, "DELETE", "/v1/tokens/vera", &[], None).await.0, 200);
+    assert_eq!(ctl.call(&viewer, "GET", "/v1/status", &[], None).await.0, 401);
+    assert_eq!(ctl.call(ADMIN, "DELETE", "/v1/tokens/vera", &[], None).await.0, 404);
 }
 
 #[tokio::test]
@@ -178,7 +191,7 @@ async fn every_documented_path_exists_and_errors_are_json() {
         if path == "/v1/openapi.json" {
             continue;
         }
-        let path = path.replace("{version}", "1").replace("{target}", "r1");
+        let path = path.replace("{version}", "1").replace("{target}", "r1").replace("{name}", "x");
         for method in ops.as_object().unwrap().keys() {
             let (s, v) = ctl.call("nope", &method.to_uppercase(), &path, &[], None).await;
             assert_eq!((s, v["code"].as_str()), (401, Some("NotAuthorized")), "{method} {path}: {v}");

@@ -46,11 +46,42 @@ pub async fn create_token(
         }
         _ => return Err(ApiError::bad_request("give either role, or node and region")),
     };
+    if c.store().tokens().await?.iter().any(|t| t.name == req.name) {
+        return Err(ApiError::new(
+            axum::http::StatusCode::CONFLICT,
+            "Conflict",
+            format!("a token named {:?} exists; revoke it first", req.name),
+        ));
+    }
     let token = new_token();
     let record = TokenRecord { name: req.name.clone(), kind: kind.clone(), created_at_ms: c.now_ms() };
     c.store().put_token(token_hash(&token), record).await?;
     let body = json!({"name": req.name, "kind": kind, "token": token});
     Ok(noted((axum::http::StatusCode::CREATED, Json(body)), format!("token {}", req.name), None))
+}
+
+pub async fn list_tokens(
+    State(c): State<AppState>,
+    Extension(p): Extension<Principal>,
+) -> Result<Response, ApiError> {
+    p.require(Role::Admin)?;
+    Ok(Json(json!({"tokens": c.store().tokens().await?})).into_response())
+}
+
+pub async fn revoke_token(
+    State(c): State<AppState>,
+    Extension(p): Extension<Principal>,
+    axum::extract::Path(name): axum::extract::Path<String>,
+) -> Result<Response, ApiError> {
+    p.require(Role::Admin)?;
+    match c.store().delete_tokens(name.clone()).await? {
+        0 => Err(ApiError::new(
+            axum::http::StatusCode::NOT_FOUND,
+            "NotFound",
+            format!("no token named {name:?}"),
+        )),
+        n => Ok(noted(Json(json!({"revoked": n})), format!("token {name}"), None)),
+    }
 }
 
 #[derive(Deserialize)]

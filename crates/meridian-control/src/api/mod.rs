@@ -38,7 +38,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("put", "/v1/drains/{target}"),
     ("delete", "/v1/drains/{target}"),
     ("get", "/v1/status"),
+    ("get", "/v1/tokens"),
     ("post", "/v1/tokens"),
+    ("delete", "/v1/tokens/{name}"),
     ("get", "/v1/audit"),
     ("get", "/v1/export"),
     ("post", "/v1/import"),
@@ -57,7 +59,8 @@ pub fn router(control: AppState) -> Router {
         .route("/v1/drains", get(drains::list))
         .route("/v1/drains/{target}", put(drains::put).get(drains::get).delete(drains::delete))
         .route("/v1/status", get(fleet::status))
-        .route("/v1/tokens", post(fleet::create_token))
+        .route("/v1/tokens", post(fleet::create_token).get(fleet::list_tokens))
+        .route("/v1/tokens/{name}", axum::routing::delete(fleet::revoke_token))
         .route("/v1/audit", get(fleet::audit))
         .route("/v1/export", get(fleet::export))
         .route("/v1/import", post(fleet::import))

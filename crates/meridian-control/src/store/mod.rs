@@ -164,6 +164,10 @@ pub trait Store: Send + Sync + 'static {
     /// Stores a token under the SHA-256 (hex) of its plaintext.
     fn put_token(&self, hash: String, token: TokenRecord) -> StoreFuture<'_, ()>;
     fn token(&self, hash: String) -> StoreFuture<'_, Option<TokenRecord>>;
+    /// Every token record (never a plaintext or hash), by name.
+    fn tokens(&self) -> StoreFuture<'_, Vec<TokenRecord>>;
+    /// Revokes every token with this name; returns how many.
+    fn delete_tokens(&self, name: String) -> StoreFuture<'_, usize>;
 
     /// Appends an audit entry (its `seq` is assigned here) and returns the seq.
     fn audit(&self, entry: AuditEntry) -> StoreFuture<'_, u64>;

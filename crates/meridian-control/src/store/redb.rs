@@ -188,6 +188,37 @@ impl Store for RedbStore {
         })
     }
 
+    fn tokens(&self) -> StoreFuture<'_, Vec<TokenRecord>> {
+        self.run(|db| {
+            let tx = db.begin_read().map_err(be)?;
+            let t = tx.open_table(TOKENS).map_err(be)?;
+            let mut out: Vec<TokenRecord> = Vec::new();
+            for item in t.iter().map_err(be)? {
+                out.push(dec(item.map_err(be)?.1.value())?);
+            }
+            out.sort_by(|a, b| a.name.cmp(&b.name));
+            Ok(out)
+        })
+    }
+
+    fn delete_tokens(&self, name: String) -> StoreFuture<'_, usize> {
+        self.run(move |db| {
+            let tx = db.begin_write().map_err(be)?;
+            let mut n = 0;
+            {
+                let mut t = tx.open_table(TOKENS).map_err(be)?;
+                t.retain(|_, v| {
+                    let keep = dec::<TokenRecord>(v).map_or(true, |r| r.name != name);
+                    n += usize::from(!keep);
+                    keep
+                })
+                .map_err(be)?;
+            }
+            tx.commit().map_err(be)?;
+            Ok(n)
+        })
+    }
+
     fn audit(&self, mut entry: AuditEntry) -> StoreFuture<'_, u64> {
         self.run(move |db| {
             let tx = db.begin_write().map_err(be)?;
