@@ -60,6 +60,8 @@ enum Command {
     Export(cmd::config_cli::ExportArgs),
     /// Restore a backup written by `export`.
     Import(cmd::config_cli::ImportArgs),
+    /// Create, list and revoke control-plane tokens (admin API and nodes).
+    Token(cmd::token_cli::Args),
     /// Run a demo upstream service that answers with its name, region and instance.
     DemoUpstream(demo::Args),
 }
@@ -86,6 +88,7 @@ fn main() -> ExitCode {
         Command::Undrain(a) => cmd::fleet_cli::undrain(a),
         Command::Export(a) => cmd::config_cli::export(a),
         Command::Import(a) => cmd::config_cli::import(a),
+        Command::Token(a) => cmd::token_cli::run(a),
     };
     match result {
         Ok(code) => code,

@@ -7,6 +7,7 @@ pub mod fleet_cli;
 pub mod gateway;
 pub mod lab;
 pub mod schema;
+pub mod token_cli;
 pub mod up;
 pub mod validate;
 

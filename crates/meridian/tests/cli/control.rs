@@ -125,6 +125,15 @@ async fn control_role_and_config_commands_end_to_end() {
     assert_eq!(code, 0);
     assert!(out.contains("config version 6"), "{out}");
 
+    // Tokens: created (shown once), listed, revoked.
+    let (code, viewer, _) = run(&["token", "create", "vera", "--role", "viewer"]);
+    assert_eq!(code, 0);
+    let (code, out, _) = run(&["token", "list"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("vera") && out.contains("viewer") && !out.contains(viewer.trim()), "{out}");
+    assert!(run(&["token", "revoke", "vera"]).1.contains("revoked vera"));
+    assert_eq!(run(&["token", "revoke", "vera"]).0, 1);
+
     // A wrong token is refused; a restarted process keeps everything.
     let out = Command::new(bin())
         .args(["history", "--server", &server, "--token", "wrong"])
@@ -176,19 +185,10 @@ async fn a_gateway_serves_what_apply_wait_reports_as_acked() {
     std::fs::write(dir.join("v2.yaml"), cfg(&(route("a", "/a") + &route("b", "/b")))).unwrap();
     assert!(run(&["apply", "-f", "v1.yaml"]).1.contains("applied version 1"));
 
-    let node_token = reqwest::Client::new()
-        .post(format!("{server}/v1/tokens"))
-        .bearer_auth(TOKEN)
-        .json(&serde_json::json!({"name": "gw-1", "node": "gw-1", "region": "r1"}))
-        .send()
-        .await
-        .unwrap()
-        .json::<serde_json::Value>()
-        .await
-        .unwrap()["token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let (code, node_token, err) = run(&["token", "create", "gw-1", "--node", "gw-1", "--region", "r1"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(node_token.starts_with("mrd_"), "{node_token}");
+    let node_token = node_token.trim();
     std::fs::write(dir.join("node.token"), format!("{node_token}\n")).unwrap();
     let listen = free_addr();
     let admin = free_addr();
