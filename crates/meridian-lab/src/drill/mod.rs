@@ -149,9 +149,18 @@ async fn step(
         method: opts.method.name().to_string(),
         ..Default::default()
     };
-    // Before: the service is served by the region itself.
-    if probe(region, service, opts.probe_timeout).await.as_deref() != Some(region.name.as_str()) {
-        s.problems.push("not served locally before the fault".into());
+    // Before: the service is served by the region itself. Right after a previous step the
+    // region may still be taking its traffic back (slow start), so wait for a local answer.
+    let ready_by = Instant::now() + opts.settle;
+    loop {
+        if probe(region, service, opts.probe_timeout).await.as_deref() == Some(region.name.as_str()) {
+            break;
+        }
+        if Instant::now() >= ready_by {
+            s.problems.push("not served locally before the fault".into());
+            break;
+        }
+        tokio::time::sleep(opts.interval).await;
     }
 
     let t0 = Instant::now();

@@ -12,7 +12,7 @@ use crate::{SERIAL, bin, repo};
 
 const ADMINS: [&str; 3] = ["127.0.1.1:9901", "127.0.2.1:9901", "127.0.3.1:9901"];
 
-async fn poll(what: &str, within: Duration, mut f: impl AsyncFnMut() -> bool) {
+pub(crate) async fn poll(what: &str, within: Duration, mut f: impl AsyncFnMut() -> bool) {
     let end = Instant::now() + within;
     while Instant::now() < end {
         if f().await {
@@ -23,7 +23,8 @@ async fn poll(what: &str, within: Duration, mut f: impl AsyncFnMut() -> bool) {
     panic!("timed out waiting for {what}");
 }
 
-async fn start_lab(dir: &Path) -> ChildGuard {
+/// Starts the default lab with region isolation and waits until every gateway is ready.
+pub(crate) async fn start_lab(dir: &Path) -> ChildGuard {
     let up = ChildGuard::spawn(
         Command::new(bin())
             .arg("up")
@@ -40,7 +41,12 @@ async fn start_lab(dir: &Path) -> ChildGuard {
     )
     .unwrap();
     let c = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(2)).build().unwrap();
+    // The lab writes its state file once everything is ready; the lab commands need it.
+    let state = dir.join("state.json");
     poll("every gateway ready", Duration::from_secs(90), async || {
+        if !state.exists() {
+            return false;
+        }
         for a in ADMINS {
             match c.get(format!("http://{a}/-/ready")).send().await {
                 Ok(r) if r.status() == 200 => {}

@@ -2,25 +2,13 @@
 //! mode costs idempotent requests nothing.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use meridian_testkit::proc::{ChildGuard, free_addr};
-
+use crate::drill::{poll, start_lab};
 use crate::{SERIAL, bin, repo};
-
-async fn poll(what: &str, within: Duration, mut f: impl AsyncFnMut() -> bool) {
-    let end = Instant::now() + within;
-    while Instant::now() < end {
-        if f().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("timed out waiting for {what}");
-}
 
 fn lab(dir: &Path, args: &[&str]) {
     let out =
@@ -32,32 +20,8 @@ fn lab(dir: &Path, args: &[&str]) {
 async fn a_region_dying_under_load_fails_no_idempotent_request() {
     let _serial = SERIAL.lock().await;
     let dir = tempfile::tempdir().unwrap();
-    let mut up = ChildGuard::spawn(
-        Command::new(bin())
-            .arg("up")
-            .arg("--dir")
-            .arg(dir.path())
-            .args(["--control", &free_addr().to_string()])
-            // Region isolation: a region's service endpoints accept only that region's
-            // addresses, so cross-region traffic must go through the peer gateway tier.
-            .arg("--isolate")
-            .current_dir(repo())
-            .env("MERIDIAN_LOG", "warn")
-            .stdout(Stdio::null())
-            .stdin(Stdio::null()),
-    )
-    .unwrap();
+    let mut up = start_lab(dir.path()).await;
     let c = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(30)).build().unwrap();
-    poll("lab ready", Duration::from_secs(90), async || {
-        for a in ["127.0.1.1", "127.0.2.1", "127.0.3.1"] {
-            match c.get(format!("http://{a}:9901/-/ready")).send().await {
-                Ok(r) if r.status() == 200 => {}
-                _ => return false,
-            }
-        }
-        true
-    })
-    .await;
 
     // us-east-1 has no orders instance of its own: its orders traffic goes to a peer region.
     lab(dir.path(), &["down", "orders@us-east-1", "--mode", "kill"]);
