@@ -125,7 +125,9 @@ pub async fn start(bootstrap: Bootstrap, mut source: Box<dyn ConfigSource>) -> a
     };
     let trusted = TrustedProxies::parse(&bootstrap.trusted_proxies)
         .map_err(|e| anyhow::anyhow!("{}", ConfigErrors(e)))?;
+    let shutdown = Shutdown::new();
     let node = Arc::new(NodeCtx {
+        shutdown: shutdown.clone(),
         node_id: Arc::from(bootstrap.node.id.as_str()),
         region: Arc::from(region.as_str()),
         via: HeaderValue::from_static("1.1 meridian"),
@@ -136,7 +138,6 @@ pub async fn start(bootstrap: Bootstrap, mut source: Box<dyn ConfigSource>) -> a
     });
     let proxy = Proxy { state: Arc::clone(&current), node };
     source.attach(SourceCtx { status: Arc::clone(&status), node: Arc::clone(&proxy.node) });
-    let shutdown = Shutdown::new();
     let tracker = TaskTracker::new();
 
     let mut bound = Vec::new();

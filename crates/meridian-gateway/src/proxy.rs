@@ -48,6 +48,8 @@ pub struct NodeCtx {
     pub drains: Drains,
     /// `region` as a header value.
     pub region_header: HeaderValue,
+    /// Draining: HTTP/1.1 responses carry `Connection: close`, so clients reconnect elsewhere.
+    pub shutdown: meridian_core::Shutdown,
 }
 
 /// What a request knows about the connection it came on.
@@ -90,6 +92,7 @@ impl Proxy {
             return self.logged(resp, &rid, &route.name, &route.service.name, None, start, conn.peer.ip());
         }
 
+        let version = req.version();
         let upgrade = is_upgrade(&req);
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
         let (mut parts, body) = req.into_parts();
@@ -161,6 +164,13 @@ impl Proxy {
         forwarded::prepare_response(&mut rp.headers, status, &self.node.via);
         route.chain.on_response(&facts, &mut rp);
         set_request_id(&mut rp.headers, &rid);
+        if self.node.shutdown.is_draining()
+            && version == Version::HTTP_11
+            && status != http::StatusCode::SWITCHING_PROTOCOLS
+        {
+            // Draining: finish this request, then let the client reconnect (to another node).
+            rp.headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         resp = Response::from_parts(rp, b);
         if let Some(idle) = route.tries.idle_timeout {
             resp = resp.map(|b| GwBody::boxed(IdleTimeoutBody::new(b, idle)));

@@ -126,6 +126,7 @@ async fn drain_on_shutdown_fails_no_request() {
     let slow: Vec<_> = (0..4).map(|_| tokio::spawn(c.get(gw.url("/delay/700")).send())).collect();
     eventually("load flowing", Duration::from_secs(10), async || ok.load(Ordering::Relaxed) > 50).await;
     let admin_ready = gw.admin("/-/ready");
+    let gw_url_drain = gw.url("/drain");
     let addr = gw.addr();
     let running = gw.running.take().unwrap();
     let shutdown = tokio::spawn(running.shutdown_gracefully());
@@ -134,6 +135,10 @@ async fn drain_on_shutdown_fails_no_request() {
         c.get(&admin_ready).send().await.map(|r| r.status() == 503).unwrap_or(false)
     })
     .await;
+    // While draining, HTTP/1.1 responses tell clients to reconnect elsewhere.
+    let r = c.get(gw_url_drain.as_str()).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["connection"], "close");
     let during = ok.load(Ordering::Relaxed);
     eventually("served while draining", Duration::from_secs(5), async || {
         ok.load(Ordering::Relaxed) > during + 10
