@@ -71,7 +71,24 @@ pub(crate) fn choose(policy: &Policy, cx: &Ctx<'_>) -> (Choice, bool) {
         return (c, false);
     }
     let all = |_: usize, _: &Member| true;
-    (eval(policy, cx, &all).expect("with every member healthy a policy always chooses"), true)
+    // Even with every member counted healthy a policy may have nothing to give (e.g. members
+    // whose regions have no address of the asked family): an empty answer, never a panic.
+    let c = eval(policy, cx, &all).unwrap_or_else(|| {
+        choice(policy_name(policy), "no member has an address to answer with".into(), vec![])
+    });
+    (c, true)
+}
+
+fn policy_name(p: &Policy) -> &'static str {
+    match p {
+        Policy::Simple(_) => "simple",
+        Policy::Failover(..) => "failover",
+        Policy::Weighted(_) => "weighted",
+        Policy::Latency(_) => "latency",
+        Policy::Geolocation(_) => "geolocation",
+        Policy::Geoproximity(_) => "geoproximity",
+        Policy::Multivalue(_) => "multivalue",
+    }
 }
 
 fn name(i: usize, m: &Member) -> String {
@@ -101,18 +118,18 @@ fn eval(policy: &Policy, cx: &Ctx<'_>, ok: &dyn Fn(usize, &Member) -> bool) -> O
             let i = if !weighted.is_empty() {
                 let total: u64 = weighted.iter().map(|&i| u64::from(members[i].1)).sum();
                 let mut r = cx.roll % total;
-                *weighted
-                    .iter()
-                    .find(|&&i| {
-                        let w = u64::from(members[i].1);
-                        if r < w {
-                            true
-                        } else {
-                            r -= w;
-                            false
-                        }
-                    })
-                    .expect("roll below the total weight")
+                // `r` is below the total, so some member's range holds it; the last one
+                // otherwise (never reached).
+                let mut pick = weighted[weighted.len() - 1];
+                for &i in &weighted {
+                    let w = u64::from(members[i].1);
+                    if r < w {
+                        pick = i;
+                        break;
+                    }
+                    r -= w;
+                }
+                pick
             } else if !live.is_empty() {
                 live[(cx.roll % live.len() as u64) as usize]
             } else {

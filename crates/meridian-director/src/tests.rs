@@ -238,3 +238,14 @@ fn multivalue_healthy_values_up_to_eight() {
     assert_eq!(a.answers.len(), 8);
     let _: Vec<IpAddr> = ips(&a).iter().map(|s| s.parse().unwrap()).collect();
 }
+
+#[test]
+fn members_without_an_address_of_the_family_are_refused_by_validation() {
+    // What keeps a policy from having nothing to answer with: AAAA from a region that has only
+    // IPv4 addresses never reaches the director.
+    let yaml = "regions:\n  - { name: a, public_addresses: [127.0.1.1] }\n\
+        dns:\n  zones: [{ name: z.test., ns: [{ name: ns1.z.test., address: 127.0.0.1 }] }]\n\
+        \x20 record_sets:\n    - { name: m.z.test., type: AAAA, policy: { kind: multivalue, members: [{ region: a }] } }\n";
+    let err = meridian_model::parse_global(yaml).unwrap_err().to_string();
+    assert!(err.contains("region \"a\" has no IPv6 public address"), "{err}");
+}
