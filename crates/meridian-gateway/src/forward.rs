@@ -128,8 +128,7 @@ fn spill_for(capacity: f64, total: usize, overprovisioning_percent: u32) -> f64 
 }
 
 /// Panic mode: with too few available endpoints and nowhere else to go, use them all.
-fn panics(service: &ServiceRuntime, now: Instant) -> bool {
-    let (available, total) = service.health.available(now);
+fn panics(service: &ServiceRuntime, (available, total): (usize, usize)) -> bool {
     available * 100 < total * service.config.failover.panic_threshold_percent as usize
 }
 
@@ -185,10 +184,11 @@ pub async fn forward(
 
     let now = Instant::now();
     let candidate = local_candidate(service, cx.region, cx.drains);
-    let local_ok =
-        candidate && service.health.available(now).0 > 0 && service.health.breaker().try_acquire(now);
+    // Counted once per request: every decision below reads the same view.
+    let health = if candidate { service.health.available(now) } else { (0, 0) };
+    let local_ok = candidate && health.0 > 0 && service.health.breaker().try_acquire(now);
     let may_fail_over = cx.origin == Origin::Client && !service.failover_to.is_empty();
-    let panic_ok = candidate && !local_ok && panics(service, now);
+    let panic_ok = candidate && !local_ok && panics(service, health);
     if !local_ok && !may_fail_over && !panic_ok {
         return Err(unavailable(service, cx.region));
     }
