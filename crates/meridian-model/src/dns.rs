@@ -38,6 +38,10 @@ pub struct DnsConfig {
     /// Response rate limiting against reflection abuse (UDP only).
     #[serde(default)]
     pub rate_limit: RateLimit,
+    /// Health checks run by the checkers in every region and judged by the directors' quorum.
+    /// Absent: every region and member counts as healthy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<DnsHealth>,
 }
 
 fn default_udp_payload() -> u16 {
@@ -326,4 +330,113 @@ fn default_v4_prefix() -> u8 {
 }
 fn default_v6_prefix() -> u8 {
     56
+}
+
+/// Health checks for DNS answers (Route 53's health checks): what the checkers probe, how
+/// often, and how the directors combine the vantage points' observations.
+///
+/// A region member of a record set is healthy when the check named like the region is (no
+/// such check: healthy). Checkers in every region probe every probed check; a director drops a
+/// region's observations of itself and calls a check healthy when more than `quorum` of the
+/// other fresh vantage points (checkers) say so.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DnsHealth {
+    /// Time between two probes of a check by one checker (Route 53's RequestInterval),
+    /// 100ms to 5m; sub-second allowed. Default 10s.
+    #[serde(default = "default_check_interval")]
+    pub interval: Dur,
+    /// A probe (connect and answer) not done within this fails; at most `interval`.
+    /// Default 2s.
+    #[serde(default = "default_check_timeout")]
+    pub timeout: Dur,
+    /// Consecutive probe results that change a checker's verdict of a check, in either
+    /// direction (Route 53's FailureThreshold), 1 to 10. Default 3.
+    #[serde(default = "default_failure_threshold")]
+    pub failure_threshold: u32,
+    /// A checker's observations older than this (by the director's clock, from when they
+    /// arrived) no longer count. At least `interval`. Default: 3 × `interval`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub staleness: Option<Dur>,
+    /// The share of the other fresh vantage points that must agree: a check is healthy when
+    /// more than this share say healthy, unhealthy when more than the rest say unhealthy;
+    /// exactly on the line keeps the last verdict. Strictly between 0 and 1. Default: 0.5 (a
+    /// majority) with fewer than five vantage points, 0.18 (Route 53's) with five or more.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quorum: Option<f64>,
+    /// The checks, each with a unique name.
+    #[serde(default)]
+    pub checks: Vec<DnsCheck>,
+}
+
+fn default_check_interval() -> Dur {
+    Dur::from_secs(10)
+}
+fn default_check_timeout() -> Dur {
+    Dur::from_secs(2)
+}
+fn default_failure_threshold() -> u32 {
+    3
+}
+
+impl DnsHealth {
+    /// `staleness` or its default.
+    pub fn staleness(&self) -> std::time::Duration {
+        self.staleness.map_or(self.interval.get() * 3, Dur::get)
+    }
+}
+
+/// How a check probes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckProtocol {
+    /// HTTP/1.1 `GET path`; a 2xx or 3xx status passes.
+    #[default]
+    Http,
+    /// The same over TLS; the certificate is not verified (as Route 53).
+    Https,
+    /// A TCP connect passes.
+    Tcp,
+    /// Not probed: combines the verdicts of `children` (at least `min_healthy` healthy).
+    Calculated,
+}
+
+/// One health check.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DnsCheck {
+    /// Unique name; a check named like a region decides that region's health in answers.
+    pub name: String,
+    /// Default `http`.
+    #[serde(default)]
+    pub protocol: CheckProtocol,
+    /// The region this check probes: its checkers' observations of it do not count, and
+    /// without `address` the probe goes to the region's first public address and `port`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// `ip:port` to probe. Default: the region's first public address and `port`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    /// Port used with the region's address, e.g. the gateways' admin port. Required when
+    /// `address` is not given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// HTTP(S) path, e.g. `/-/ready` (gateway tier) or `/-/health/services/orders` (one
+    /// service, as the region itself can serve it). Default `/-/ready`.
+    #[serde(default = "default_check_path")]
+    pub path: String,
+    /// HTTP(S) `Host` header. Default: the probed address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// Calculated checks: the names of the checks combined (probed checks, not calculated).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub children: Vec<String>,
+    /// Calculated checks: how many children must be healthy; 1 is OR, the number of
+    /// children is AND. Default: all children (AND).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_healthy: Option<u32>,
+}
+
+fn default_check_path() -> String {
+    "/-/ready".to_string()
 }

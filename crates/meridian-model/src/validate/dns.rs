@@ -4,7 +4,10 @@ use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 
 use super::Errors;
-use crate::dns::{DnsConfig, GeoRule, RecordSet, RecordType, RoutingPolicy, Target, WeightedMember};
+use crate::dns::{
+    CheckProtocol, DnsConfig, DnsHealth, GeoRule, RecordSet, RecordType, RoutingPolicy, Target,
+    WeightedMember,
+};
 use crate::global::{GlobalConfig, Region};
 
 const CONTINENTS: [&str; 7] = ["AF", "AN", "AS", "EU", "NA", "OC", "SA"];
@@ -59,6 +62,9 @@ pub fn check(c: &GlobalConfig, errs: &mut Errors) {
         errs.push("dns.rate_limit", "ipv4_prefix must be at most 32 and ipv6_prefix at most 128");
     }
     tables(dns, &regions, errs);
+    if let Some(h) = &dns.health {
+        health(h, &regions, errs);
+    }
     let mut seen: HashMap<(String, RecordType), usize> = HashMap::new();
     for (i, rs) in dns.record_sets.iter().enumerate() {
         let p = format!("dns.record_sets[{i}]");
@@ -108,6 +114,92 @@ fn tables(dns: &DnsConfig, regions: &HashMap<&str, &Region>, errs: &mut Errors) 
             && (!(-90.0..=90.0).contains(&l.lat) || !(-180.0..=180.0).contains(&l.lon))
         {
             errs.push(format!("{p}.location"), "latitude must be -90 to 90 and longitude -180 to 180");
+        }
+    }
+}
+
+fn health(h: &DnsHealth, regions: &HashMap<&str, &Region>, errs: &mut Errors) {
+    use std::time::Duration;
+    let (interval, timeout) = (h.interval.get(), h.timeout.get());
+    if !(Duration::from_millis(100)..=Duration::from_secs(300)).contains(&interval) {
+        errs.push("dns.health.interval", "must be 100ms to 5m");
+    }
+    if timeout.is_zero() || timeout > interval {
+        errs.push("dns.health.timeout", "must be above 0 and at most the interval");
+    }
+    if !(1..=10).contains(&h.failure_threshold) {
+        errs.push("dns.health.failure_threshold", format!("{} is out of range 1 to 10", h.failure_threshold));
+    }
+    if h.staleness.is_some_and(|s| s.get() < interval) {
+        errs.push("dns.health.staleness", "must be at least the interval");
+    }
+    if h.quorum.is_some_and(|q| !(q > 0.0 && q < 1.0)) {
+        errs.push("dns.health.quorum", "must be strictly between 0 and 1");
+    }
+    let mut names: HashMap<&str, usize> = HashMap::new();
+    for (i, c) in h.checks.iter().enumerate() {
+        let p = format!("dns.health.checks[{i}]");
+        if c.name.is_empty() || !c.name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.@".contains(&b)) {
+            errs.push(format!("{p}.name"), format!("invalid name {:?}: letters, digits, - _ . @", c.name));
+        }
+        if let Some(first) = names.insert(c.name.as_str(), i) {
+            errs.push(format!("{p}.name"), format!("duplicate check (also dns.health.checks[{first}])"));
+            names.insert(c.name.as_str(), first);
+        }
+        if let Some(r) = &c.region
+            && !regions.contains_key(r.as_str())
+        {
+            errs.push(format!("{p}.region"), format!("unknown region {r:?}"));
+        }
+    }
+    for (i, c) in h.checks.iter().enumerate() {
+        let p = format!("dns.health.checks[{i}]");
+        if c.protocol == CheckProtocol::Calculated {
+            if c.children.is_empty() {
+                errs.push(format!("{p}.children"), "a calculated check needs children");
+            }
+            for (j, child) in c.children.iter().enumerate() {
+                match names.get(child.as_str()).map(|&k| &h.checks[k]) {
+                    None => errs.push(format!("{p}.children[{j}]"), format!("unknown check {child:?}")),
+                    Some(k) if k.protocol == CheckProtocol::Calculated => {
+                        errs.push(format!("{p}.children[{j}]"), "a child cannot be a calculated check")
+                    }
+                    Some(_) => {}
+                }
+            }
+            if c.min_healthy.is_some_and(|n| n == 0 || n as usize > c.children.len()) {
+                errs.push(format!("{p}.min_healthy"), "must be 1 to the number of children");
+            }
+            if c.address.is_some() || c.port.is_some() {
+                errs.push(&p, "a calculated check is not probed: no address or port");
+            }
+            continue;
+        }
+        if !c.children.is_empty() || c.min_healthy.is_some() {
+            errs.push(&p, "children and min_healthy are for calculated checks");
+        }
+        match &c.address {
+            Some(a) if a.parse::<std::net::SocketAddr>().is_err() => {
+                errs.push(format!("{p}.address"), format!("invalid address {a:?}: expected ip:port"))
+            }
+            Some(_) => {}
+            None => match (&c.region, c.port) {
+                (Some(r), Some(_)) => {
+                    let has = regions
+                        .get(r.as_str())
+                        .is_some_and(|r| r.public_addresses.iter().any(|a| a.parse::<IpAddr>().is_ok()));
+                    if regions.contains_key(r.as_str()) && !has {
+                        errs.push(
+                            format!("{p}.region"),
+                            format!("region {r:?} has no public address to probe"),
+                        );
+                    }
+                }
+                _ => errs.push(&p, "give `address`, or `region` and `port`"),
+            },
+        }
+        if c.protocol != CheckProtocol::Tcp && !c.path.starts_with('/') {
+            errs.push(format!("{p}.path"), format!("invalid path {:?}: starts with /", c.path));
         }
     }
 }
@@ -331,6 +423,43 @@ mod tests {
                 "dns.record_sets[5].policy.members[0].bias: bias 100 is out of range -99 to 99",
             ]
         );
+    }
+
+    #[test]
+    fn health_checks_are_validated_with_paths() {
+        let e = errors(&format!(
+            "{ZONE}  health:\n    interval: 50ms\n    timeout: 1s\n    failure_threshold: 0\n    \
+             quorum: 1.5\n    checks:\n      \
+             - {{ name: us, region: us, port: 9901 }}\n      \
+             - {{ name: us, address: nowhere }}\n      \
+             - {{ name: eu, region: mars }}\n      \
+             - {{ name: both, protocol: calculated, children: [us, nope], min_healthy: 3 }}\n      \
+             - {{ name: nested, protocol: calculated, children: [both] }}\n"
+        ));
+        assert_eq!(
+            e,
+            [
+                "dns.health.interval: must be 100ms to 5m",
+                "dns.health.timeout: must be above 0 and at most the interval",
+                "dns.health.failure_threshold: 0 is out of range 1 to 10",
+                "dns.health.quorum: must be strictly between 0 and 1",
+                "dns.health.checks[1].name: duplicate check (also dns.health.checks[0])",
+                "dns.health.checks[2].region: unknown region \"mars\"",
+                "dns.health.checks[1].address: invalid address \"nowhere\": expected ip:port",
+                "dns.health.checks[2]: give `address`, or `region` and `port`",
+                "dns.health.checks[3].children[1]: unknown check \"nope\"",
+                "dns.health.checks[3].min_healthy: must be 1 to the number of children",
+                "dns.health.checks[4].children[0]: a child cannot be a calculated check",
+            ]
+        );
+        let ok = errors(&format!(
+            "{ZONE}  health:\n    interval: 500ms\n    timeout: 200ms\n    checks:\n      \
+             - {{ name: us-gw, region: us, port: 9901 }}\n      \
+             - {{ name: us-orders, region: us, port: 9901, path: /-/health/services/orders }}\n      \
+             - {{ name: us, protocol: calculated, children: [us-gw, us-orders], min_healthy: 1 }}\n      \
+             - {{ name: db, protocol: tcp, address: \"127.0.0.1:5432\" }}\n"
+        ));
+        assert!(ok.is_empty(), "{ok:?}");
     }
 
     #[test]
