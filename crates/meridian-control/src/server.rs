@@ -10,9 +10,9 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::api::auth::token_hash;
-use crate::bootstrap::ControlConfig;
+use crate::bootstrap::{ControlConfig, StoreConfig};
 use crate::control::{Control, ControlError};
-use crate::store::{RedbStore, Role, Store, StoreError, TokenKind, TokenRecord};
+use crate::store::{EtcdStore, RedbStore, Role, Store, StoreError, TokenKind, TokenRecord};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -26,6 +26,21 @@ pub enum StartError {
     Listen { addr: SocketAddr, source: std::io::Error },
 }
 
+/// Opens the backend `store` names. An unreachable etcd fails here, naming its endpoints.
+pub async fn open_store(cfg: &ControlConfig, base: &Path) -> Result<Arc<dyn Store>, StoreError> {
+    let deployment = cfg.deployment.clone();
+    match &cfg.store {
+        StoreConfig::Redb(path) => {
+            let path = base.join(path);
+            let store = tokio::task::spawn_blocking(move || RedbStore::open(&path, &deployment))
+                .await
+                .map_err(|e| StoreError::Backend(e.to_string()))??;
+            Ok(Arc::new(store))
+        }
+        StoreConfig::Etcd(e) => Ok(Arc::new(EtcdStore::connect(&e.options(&deployment), &deployment).await?)),
+    }
+}
+
 /// A running control instance.
 pub struct Server {
     pub addr: SocketAddr,
@@ -35,14 +50,10 @@ pub struct Server {
 }
 
 impl Server {
-    /// Opens the redb store of `cfg` (relative paths from `base`) and starts serving.
+    /// Opens the store of `cfg` (a redb path relative to `base`, or etcd) and starts serving.
     pub async fn start(cfg: &ControlConfig, base: &Path) -> Result<Server, StartError> {
-        let path = base.join(&cfg.store);
-        let deployment = cfg.deployment.clone();
-        let store = tokio::task::spawn_blocking(move || RedbStore::open(&path, &deployment))
-            .await
-            .map_err(|e| StoreError::Backend(e.to_string()))??;
-        Server::start_with(cfg, Arc::new(store), Arc::new(SystemClock)).await
+        let store = open_store(cfg, base).await?;
+        Server::start_with(cfg, store, Arc::new(SystemClock)).await
     }
 
     /// Starts on any store and clock.

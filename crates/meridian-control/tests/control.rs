@@ -1,11 +1,15 @@
-//! The control plane end to end: real instances on loopback with temp redb files, real HTTP
-//! clients, fake nodes reading the real stream.
+//! The control plane end to end: real instances on loopback with temp redb files or a real
+//! etcd, real HTTP clients, fake nodes reading the real stream.
 
 use std::time::Duration;
 
 use meridian_sync::protocol::{Kind, Push};
 use serde_json::json;
 
+#[path = "control/contract.rs"]
+mod contract;
+#[path = "control/etcd.rs"]
+mod etcd;
 #[path = "control/harness.rs"]
 mod harness;
 #[path = "control/state.rs"]

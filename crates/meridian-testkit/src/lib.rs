@@ -2,10 +2,12 @@
 //!
 //! - [`certs`]: a real test CA and leaves it signs.
 //! - [`upstream`]: an HTTP/1.1 + h2c upstream with echo, status, delay, streaming, WebSocket paths.
+//! - [`etcd`]: a real etcd on loopback that can be stopped and started again.
 //! - [`grpc`]: a gRPC upstream and client (unary, server streaming, error statuses).
 //! - [`proc`]: start the `meridian` binary, wait for it, kill it, read its memory use.
 
 pub mod certs;
+pub mod etcd;
 pub mod grpc;
 pub mod proc;
 mod server;

@@ -62,7 +62,9 @@ impl From<StoreError> for ApiError {
             StoreError::Conflict { current } => ControlError::Conflict { current }.into(),
             e => {
                 tracing::error!(error = %e, "store failure");
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "StoreUnavailable", e.to_string())
+                // The message names the backend (an etcd error names its endpoints); the
+                // request may be retried once the store is back.
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable", e.to_string())
             }
         }
     }

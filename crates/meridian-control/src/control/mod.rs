@@ -1,6 +1,8 @@
 //! The control plane's operations, shared by the admin API and the node endpoints: every write
 //! goes through the store's compare-and-swap and then to a per-kind `watch` channel that feeds
-//! every open node stream on this instance.
+//! every open node stream on this instance. With a shared store (etcd), versions other instances
+//! commit arrive through the store's feed and are published here too: this module is the one
+//! place that moves the channels, and only ever forward.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -57,26 +59,58 @@ pub struct Control {
     deployment: String,
     clock: Arc<dyn Clock>,
     lease: Duration,
-    hubs: BTreeMap<Kind, watch::Sender<Option<Arc<Snapshot>>>>,
+    hubs: Arc<Hubs>,
     /// Node id → streams open on this instance.
     streams: Mutex<HashMap<String, usize>>,
+    /// Publishes versions other writers commit (a shared store); stopped on drop.
+    feed: Option<tokio::task::AbortHandle>,
+}
+
+/// One `watch` channel per kind: the newest snapshot, read by every node stream.
+type Hubs = BTreeMap<Kind, watch::Sender<Option<Arc<Snapshot>>>>;
+
+/// Moves a kind's hub to `r` if it is newer than what the hub holds. Versions reach a hub from
+/// this instance's commits and from the store's feed, in any order; a hub never goes back.
+fn publish(hubs: &Hubs, deployment: &str, kind: Kind, r: &VersionRecord) {
+    if let Some(h) = hubs.get(&kind) {
+        h.send_if_modified(|cur| {
+            if cur.as_ref().is_some_and(|s| s.version >= r.version) {
+                return false;
+            }
+            *cur = Some(Arc::new(snapshot(deployment, kind, r)));
+            true
+        });
+    }
 }
 
 impl Control {
-    /// Loads the current version of every kind from the store.
+    /// Loads the current version of every kind from the store, and follows the versions other
+    /// writers commit when the store is shared.
     pub async fn new(
         store: Arc<dyn Store>,
         clock: Arc<dyn Clock>,
         lease: Duration,
     ) -> Result<Control, ControlError> {
         let deployment = store.deployment().await?;
+        // Subscribed before loading, so a version committed in between is not missed.
+        let versions = store.watch_versions();
         let mut hubs = BTreeMap::new();
         for kind in Kind::ALL {
             let cur = store.current(kind).await?;
             let snap = cur.map(|r| Arc::new(snapshot(&deployment, kind, &r)));
             hubs.insert(kind, watch::channel(snap).0);
         }
-        Ok(Control { store, deployment, clock, lease, hubs, streams: Mutex::new(HashMap::new()) })
+        let hubs = Arc::new(hubs);
+        let feed = versions.map(|mut rx| {
+            let (hubs, deployment) = (hubs.clone(), deployment.clone());
+            tokio::spawn(async move {
+                while let Some((kind, r)) = rx.recv().await {
+                    publish(&hubs, &deployment, kind, &r);
+                }
+            })
+            .abort_handle()
+        });
+        Ok(Control { store, deployment, clock, lease, hubs, streams: Mutex::new(HashMap::new()), feed })
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -105,9 +139,7 @@ impl Control {
     ) -> Result<(), ControlError> {
         let Some(last) = records.last().cloned() else { return Ok(()) };
         self.store.append(kind, expected, records).await?;
-        if let Some(h) = self.hubs.get(&kind) {
-            h.send_replace(Some(Arc::new(snapshot(&self.deployment, kind, &last))));
-        }
+        publish(&self.hubs, &self.deployment, kind, &last);
         Ok(())
     }
 
@@ -120,6 +152,14 @@ impl Control {
 
     fn stream_open(&self, node: &str) -> bool {
         self.streams.lock().unwrap_or_else(|e| e.into_inner()).get(node).is_some_and(|n| *n > 0)
+    }
+}
+
+impl Drop for Control {
+    fn drop(&mut self) {
+        if let Some(f) = &self.feed {
+            f.abort();
+        }
     }
 }
 

@@ -1,5 +1,5 @@
-//! What the control plane keeps, behind one object-safe trait so that a second backend (etcd,
-//! for several control instances) can implement the same contract.
+//! What the control plane keeps, behind one object-safe trait with two backends: the embedded
+//! redb file (one instance) and etcd (several instances sharing one state).
 //!
 //! The trait is async (boxed futures) rather than sync: the embedded backend runs its blocking
 //! redb transactions on `spawn_blocking`, and an etcd backend is naturally async, so neither has
@@ -9,7 +9,9 @@
 //! - per [`Kind`], versions are 1, 2, 3, … with no gaps, never rewritten; a write names the
 //!   version it expects to be current and fails with [`StoreError::Conflict`] otherwise;
 //! - the deployment id is written once, at the first open, and never changes;
-//! - tokens are stored only as the SHA-256 of their plaintext.
+//! - tokens are stored only as the SHA-256 of their plaintext;
+//! - node records merge acks with [`apply_ack`], so any instance shows the whole fleet;
+//! - versions written by another writer reach this instance through [`Store::watch_versions`].
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -18,9 +20,14 @@ use std::pin::Pin;
 use meridian_sync::protocol::Kind;
 use serde::{Deserialize, Serialize};
 
+pub mod etcd;
 pub mod redb;
 
+pub use self::etcd::{EtcdOptions, EtcdStore};
 pub use self::redb::RedbStore;
+
+/// Versions as they are committed by any writer sharing the store: `(kind, record)`.
+pub type VersionFeed = tokio::sync::mpsc::Receiver<(Kind, VersionRecord)>;
 
 /// A boxed future, so that [`Store`] stays object-safe.
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
@@ -184,6 +191,15 @@ pub trait Store: Send + Sync + 'static {
     /// Replaces the expected-node list (region → node ids).
     fn set_expected(&self, expected: BTreeMap<String, Vec<String>>) -> StoreFuture<'_, ()>;
     fn expected(&self) -> StoreFuture<'_, BTreeMap<String, Vec<String>>>;
+
+    /// Versions committed by any writer sharing this store — other control instances included —
+    /// starting with the current version of every kind. A version may come more than once
+    /// (after a reconnect) and intermediate ones may be skipped; the receiver only ever moves
+    /// forward. `None` when this process is the only writer (the embedded store: one process
+    /// holds the redb file), so what `Control` commits itself is all there is.
+    fn watch_versions(&self) -> Option<VersionFeed> {
+        None
+    }
 }
 
 /// Applies an ack to a node's per-kind state (shared by every backend).
@@ -206,6 +222,3 @@ pub fn apply_ack(node: &mut NodeRecord, ack: &meridian_sync::protocol::Ack, at_m
         });
     }
 }
-
-#[cfg(test)]
-mod tests;

@@ -26,14 +26,25 @@ pub struct Ctl {
     pub http: reqwest::Client,
 }
 
+/// `control.yaml` of an instance with the embedded store in `dir`.
 pub fn control_yaml(dir: &std::path::Path, extra: &str) -> ControlConfig {
+    control_yaml_with(dir, "store: control.redb\n", extra)
+}
+
+/// `control.yaml` with a given `store:` block.
+pub fn control_yaml_with(dir: &std::path::Path, store: &str, extra: &str) -> ControlConfig {
     let token = dir.join("admin.token");
     std::fs::write(&token, format!("{ADMIN}\n")).unwrap();
     let yaml = format!(
-        "listen: 127.0.0.1:0\nstore: control.redb\ndeployment: test\nadmin_token_file: {}\n{extra}",
+        "listen: 127.0.0.1:0\n{store}deployment: test\nadmin_token_file: {}\n{extra}",
         token.display()
     );
     ControlConfig::parse(&yaml).unwrap()
+}
+
+/// The `store:` block of an etcd at `endpoint`, keys under `prefix`.
+pub fn etcd_store(endpoint: &str, prefix: &str) -> String {
+    format!("store:\n  etcd:\n    endpoints: [\"{endpoint}\"]\n    prefix: {prefix}\n    timeout: 2s\n")
 }
 
 impl Ctl {
@@ -47,6 +58,20 @@ impl Ctl {
 
     pub async fn start_in(dir: PathBuf, extra: &str) -> Ctl {
         let cfg = control_yaml(&dir, extra);
+        Ctl::start_with(dir, cfg).await
+    }
+
+    /// An instance with a given `store:` block (e.g. [`etcd_store`]) and a temp directory.
+    pub async fn start_on(store: &str, extra: &str) -> Ctl {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_path_buf();
+        let cfg = control_yaml_with(&dir, store, extra);
+        let mut c = Ctl::start_with(dir, cfg).await;
+        c._tmp = Some(tmp);
+        c
+    }
+
+    async fn start_with(dir: PathBuf, cfg: ControlConfig) -> Ctl {
         let server = Server::start(&cfg, &dir).await.unwrap();
         let url = format!("http://{}", server.addr);
         Ctl { server: Some(server), url, dir, _tmp: None, http: reqwest::Client::new() }
