@@ -168,7 +168,7 @@ impl Check {
     }
 }
 
-async fn connect(addr: SocketAddr, source: Option<IpAddr>) -> io::Result<TcpStream> {
+pub(crate) async fn connect(addr: SocketAddr, source: Option<IpAddr>) -> io::Result<TcpStream> {
     let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
     if let Some(ip) = source {
         socket.bind(SocketAddr::new(ip, 0))?;

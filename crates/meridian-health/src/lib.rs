@@ -6,6 +6,13 @@
 //!   ([`ServiceHealth::record`]) and the [`Breaker`]; [`ServiceHealth::status`] for `/-/status`.
 //! - [`spawn_active_checks`]: the active checker tasks.
 //!
+//! For DNS (DESIGN §7 "Health"), the checker role and the directors' quorum:
+//!
+//! - [`run_checker`]: `meridian checker`, a stateless prober in one region that probes every
+//!   check of the config's `dns.health` and POSTs a [`Report`] to every director.
+//! - [`Quorum`]: a director's view of those reports: self-observations dropped, a share of the
+//!   other fresh vantage points decides, a partitioned director keeps its last verdicts.
+//!
 //! Everything a request touches is atomics, no locks and no allocation; time comes in as a
 //! `now: Instant` argument, so the rules are tested with fixed instants.
 //!
@@ -35,10 +42,12 @@ mod breaker;
 mod checker;
 mod clock;
 mod endpoint;
+mod probe;
 mod quorum;
 mod report;
 mod service;
 mod status;
+mod vantage;
 mod window;
 
 pub use active::{ProbeStreak, Thresholds};
@@ -49,3 +58,4 @@ pub use quorum::{CheckSpec, CheckStatus, Quorum, QuorumConfig, QuorumStatus, Rep
 pub use report::{Observation, Report};
 pub use service::{Labels, Outcome, ServiceHealth};
 pub use status::{EndpointStatus, ServiceHealthStatus};
+pub use vantage::{CheckerConfig, CheckerError, CheckerNode, director_addr, run_checker};
