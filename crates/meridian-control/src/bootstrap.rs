@@ -171,6 +171,17 @@ impl ControlConfig {
         ControlConfig::parse(&text).map_err(|message| BootstrapError::Parse { path: p, message })
     }
 
+    /// The store for people: `redb file PATH` or `etcd at URLS, prefix P`.
+    pub fn store_description(&self) -> String {
+        match &self.store {
+            StoreConfig::Redb(p) => format!("redb file {}", p.display()),
+            StoreConfig::Etcd(e) => {
+                let o = e.options(&self.deployment);
+                format!("etcd at {}, prefix {}", o.endpoints.join(", "), o.prefix)
+            }
+        }
+    }
+
     /// The admin token from `admin_token_file`, if set.
     pub fn admin_token(&self) -> Result<Option<String>, BootstrapError> {
         let Some(f) = &self.admin_token_file else { return Ok(None) };

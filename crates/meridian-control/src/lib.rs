@@ -1,6 +1,7 @@
 //! Layer 3 of Meridian: the control plane (`meridian control`).
 //!
-//! - [`store`] — versioned state behind the [`store::Store`] trait; embedded redb backend;
+//! - [`store`] — versioned state behind the [`store::Store`] trait; embedded redb and shared etcd
+//!   backends;
 //! - [`bootstrap`] — `control.yaml`;
 //! - [`content`], [`diff`] — what each kind holds, and the plan of a config change;
 //! - [`control`] — the operations (apply, rollback, drains, import, status) and the per-kind

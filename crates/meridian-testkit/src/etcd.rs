@@ -61,7 +61,26 @@ impl Etcd {
     /// Stops it (SIGTERM, SIGKILL after 5 s); the ports and data stay for [`Etcd::resume`].
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
+            // A paused process would only see the SIGTERM after a SIGCONT.
+            let _ = c.signal(rustix::process::Signal::CONT);
             let _ = c.terminate(Duration::from_secs(5));
+        }
+    }
+
+    /// Freezes it (SIGSTOP): connections stay open and nothing answers, like a hung server.
+    pub fn pause(&self) -> std::io::Result<()> {
+        self.signal(rustix::process::Signal::STOP)
+    }
+
+    /// Lets a paused etcd run again (SIGCONT).
+    pub fn unpause(&self) -> std::io::Result<()> {
+        self.signal(rustix::process::Signal::CONT)
+    }
+
+    fn signal(&self, s: rustix::process::Signal) -> std::io::Result<()> {
+        match &self.child {
+            Some(c) => c.signal(s),
+            None => Err(std::io::Error::other("etcd is stopped")),
         }
     }
 

@@ -41,6 +41,9 @@ use super::{
 const CHUNK_RECORDS: usize = 64;
 const CHUNK_BYTES: usize = 1024 * 1024;
 
+/// The largest answer a prefix read takes.
+const LIST_BYTES: usize = 64 * 1024 * 1024;
+
 /// Read-modify-write retries (node records, audit sequence) before giving up.
 const CAS_RETRIES: usize = 32;
 
@@ -109,16 +112,18 @@ impl EtcdStore {
     /// [`StoreError::Backend`] naming the endpoints when etcd does not answer within `timeout`.
     pub async fn connect(opts: &EtcdOptions, deployment: &str) -> Result<EtcdStore, StoreError> {
         let named = opts.endpoints.join(", ");
+        // The per-request deadline is ours (`call`), so that its error says what happened.
         let connect = ConnectOptions::new()
             .with_connect_timeout(opts.timeout)
-            .with_timeout(opts.timeout)
             // A hung etcd (not just a closed socket) must end the watch stream too. etcd refuses
             // pings more often than every 5 s by default.
             .with_keep_alive(Duration::from_secs(10), opts.timeout);
         let client =
             match tokio::time::timeout(opts.timeout, Client::connect(&opts.endpoints, Some(connect))).await {
                 Ok(Ok(c)) => c,
-                Ok(Err(e)) => return Err(StoreError::Backend(format!("etcd at {named}: {e}"))),
+                Ok(Err(e)) => {
+                    return Err(StoreError::Backend(format!("etcd at {named} is unavailable: {}", why(&e))));
+                }
                 Err(_) => {
                     return Err(StoreError::Backend(format!(
                         "etcd at {named} did not answer within {:?}",
@@ -160,7 +165,9 @@ impl EtcdStore {
     async fn call<T>(&self, f: impl Future<Output = Result<T, etcd_client::Error>>) -> Result<T, StoreError> {
         match tokio::time::timeout(self.timeout, f).await {
             Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(StoreError::Backend(format!("etcd at {} is unavailable: {e}", self.named))),
+            Ok(Err(e)) => {
+                Err(StoreError::Backend(format!("etcd at {} is unavailable: {}", self.named, why(&e))))
+            }
             Err(_) => Err(StoreError::Backend(format!(
                 "etcd at {} did not answer within {:?}",
                 self.named, self.timeout
@@ -178,8 +185,11 @@ impl EtcdStore {
         self.call(kv.txn(txn)).await
     }
 
+    /// Every value under a prefix, in key order, in one read (a long history is larger than
+    /// gRPC's default 4 MiB answer, hence the higher limit; the admin API takes 64 MiB backups).
     async fn list<T: DeserializeOwned>(&self, prefix: Vec<u8>) -> Result<Vec<T>, StoreError> {
-        self.get(prefix, Some(prefix_opts())).await?.kvs().iter().map(dec).collect()
+        let mut kv = self.client.kv_client().max_decoding_message_size(LIST_BYTES);
+        self.call(kv.get(prefix, Some(prefix_opts()))).await?.kvs().iter().map(dec).collect()
     }
 
     async fn current_number(&self, kind: Kind) -> Result<u64, StoreError> {
@@ -322,6 +332,24 @@ impl EtcdStore {
                 }
             }
         }
+    }
+}
+
+/// A short reason: the gRPC message and the root cause (e.g. `tcp connect error: Connection
+/// refused (os error 111)`), not the nested debug output of the transport's errors.
+fn why(e: &etcd_client::Error) -> String {
+    let etcd_client::Error::GRpcStatus(status) = e else { return e.to_string() };
+    let mut root: Option<&dyn std::error::Error> = std::error::Error::source(status);
+    while let Some(next) = root.and_then(|r| r.source()) {
+        root = Some(next);
+    }
+    match root {
+        Some(r) if status.message().is_empty() || status.message().eq_ignore_ascii_case(&r.to_string()) => {
+            r.to_string()
+        }
+        Some(r) => format!("{}: {r}", status.message()),
+        None if status.message().is_empty() => format!("{:?}", status.code()),
+        None => status.message().to_string(),
     }
 }
 

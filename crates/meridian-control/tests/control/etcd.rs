@@ -5,13 +5,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use meridian_control::Server;
 use meridian_control::store::{EtcdOptions, EtcdStore, Store, StoreError};
 use meridian_sync::protocol::{Kind, Push};
 use meridian_testkit::etcd::Etcd;
 use serde_json::Value;
 
 use crate::contract::check_all;
-use crate::harness::{ADMIN, Ctl, Node, config, etcd_store};
+use crate::harness::{ADMIN, Ctl, Node, config, control_yaml_with, etcd_store};
 
 /// Generous: a deadline for polls, not a timing threshold.
 const DEADLINE: Duration = Duration::from_secs(30);
@@ -144,6 +145,11 @@ async fn an_etcd_outage_refuses_writes_keeps_streams_and_recovers() {
     assert!(msg.contains("etcd") && msg.contains(&etcd.endpoint()), "{msg}");
     let (s, v) = b.call(ADMIN, "PUT", "/v1/drains/r1", &[], None).await;
     assert_eq!((s, v["code"].as_str()), (503, Some("ServiceUnavailable")), "{v}");
+    // A third instance does not start, and says why.
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = control_yaml_with(dir.path(), &etcd_store(&etcd.endpoint(), "/meridian/test/"), "");
+    let e = Server::start(&cfg, dir.path()).await.err().expect("started without etcd").to_string();
+    assert!(e.contains("etcd") && e.contains(&etcd.endpoint()), "{e}");
 
     // Open streams stay open on their last snapshot: the next line is a ping, not the end.
     for node in [&mut on_a, &mut on_b] {
@@ -170,4 +176,27 @@ async fn an_etcd_outage_refuses_writes_keeps_streams_and_recovers() {
     let (s, v) = b.apply(ADMIN, &config(3)).await;
     assert_eq!((s, v["version"].as_u64()), (200, Some(3)), "{v}");
     assert_eq!(on_a.snapshot(Kind::Config).await.version, 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_etcd_is_answered_within_the_deadline_and_the_watch_recovers() {
+    let etcd = etcd().await;
+    let (a, b) = pair(&etcd).await;
+    let mut on_b = node_on(&a, &b, "gw-b").await;
+    assert_eq!(a.apply(ADMIN, &config(1)).await.0, 200);
+    assert_eq!(on_b.snapshot(Kind::Config).await.version, 1);
+
+    // Frozen, not gone: connections stay open and nothing answers.
+    etcd.pause().unwrap();
+    let t = Instant::now();
+    let (s, v) = a.apply_at(ADMIN, &config(2), 1).await;
+    eprintln!("apply with etcd hung refused after {:?}: {s} {v}", t.elapsed());
+    assert_eq!((s, v["code"].as_str()), (503, Some("ServiceUnavailable")), "{v}");
+    assert!(v["message"].as_str().unwrap().contains(&etcd.endpoint()), "{v}");
+    etcd.unpause().unwrap();
+
+    let v = apply_until_ok(&a, &config(2)).await;
+    let t = Instant::now();
+    assert_eq!(on_b.snapshot(Kind::Config).await.version, v["version"].as_u64().unwrap());
+    eprintln!("B's node had version {} {:?} after the apply answered", v["version"], t.elapsed());
 }
