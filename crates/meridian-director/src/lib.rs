@@ -4,13 +4,17 @@
 //! [`View`] (the config compiled once per version, swapped atomically) → [`answer`] (a pure
 //! function: zone, name, type, routing policy, client network, health) → records.
 //!
-//! Health comes from a [`HealthView`]; until the checkers exist it is [`AllHealthy`]. The
-//! policies already apply Route 53's fail-open rule: no healthy member answers with all members.
+//! Health comes from a [`HealthView`]: by default [`QuorumHealth`], the quorum of the checkers'
+//! reports (`meridian_health::Quorum`) that arrive on the HTTP listener ([`Options::http`]:
+//! `POST /v1/observations`, `GET /v1/health`, `GET /v1/explain`). A region is healthy when the
+//! check named like it is. The policies apply Route 53's fail-open rule: no healthy member
+//! answers with all members.
 #![forbid(unsafe_code)]
 
 mod answer;
 mod explain;
 mod health;
+mod http;
 mod policy;
 mod rrl;
 mod server;
@@ -18,8 +22,10 @@ mod table;
 mod view;
 
 pub use answer::{Answer, ClientInfo, Rcode, Why, answer};
-pub use explain::{ExplainError, explain};
-pub use health::{AllHealthy, HealthTarget, HealthView};
+pub use explain::{ExplainError, Explanation, HealthExplanation, explain, explain_view};
+pub use health::{AllHealthy, HealthTarget, HealthView, QuorumHealth};
+/// The checker role and the quorum types, for the `meridian checker` command and tests.
+pub use meridian_health;
 pub use rrl::{RateLimiter, RrlDecision};
 pub use server::{Director, DirectorError, Options};
 pub use view::{View, ViewError};

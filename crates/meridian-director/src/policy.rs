@@ -219,3 +219,24 @@ fn eval(policy: &Policy, cx: &Ctx<'_>, ok: &dyn Fn(usize, &Member) -> bool) -> O
         }
     }
 }
+
+impl Policy {
+    /// The regions its members name, in order, once each.
+    pub(crate) fn regions(&self) -> Vec<&str> {
+        let members: Vec<&Member> = match self {
+            Policy::Simple(m) => vec![m],
+            Policy::Failover(a, b) => vec![a, b],
+            Policy::Weighted(v) => v.iter().map(|(m, _)| m).collect(),
+            Policy::Latency(v) | Policy::Multivalue(v) => v.iter().collect(),
+            Policy::Geolocation(v) => v.iter().map(|(_, _, m)| m).collect(),
+            Policy::Geoproximity(v) => v.iter().map(|(m, _)| m).collect(),
+        };
+        let mut out: Vec<&str> = Vec::new();
+        for r in members.iter().filter_map(|m| m.region.as_deref()) {
+            if !out.contains(&r) {
+                out.push(r);
+            }
+        }
+        out
+    }
+}

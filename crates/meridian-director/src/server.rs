@@ -27,7 +27,10 @@ use tokio::net::{TcpListener, UdpSocket};
 use tokio_util::sync::CancellationToken;
 
 use crate::answer::{ClientInfo, Rcode, answer};
-use crate::health::{AllHealthy, HealthView};
+use meridian_core::{Clock, SystemClock};
+use meridian_health::{Quorum, QuorumConfig};
+
+use crate::health::{HealthView, QuorumHealth};
 use crate::rrl::{RateLimiter, RrlDecision};
 use crate::view::{View, ViewError};
 
@@ -54,44 +57,89 @@ pub struct Options {
     pub poll_interval: Duration,
     /// Idle TCP connections are closed after this.
     pub tcp_timeout: Duration,
+    /// HTTP address for checkers' reports, `/v1/health` and `/v1/explain` (port 0: a free
+    /// port). None: no HTTP listener.
+    pub http: Option<SocketAddr>,
 }
 
-struct State {
-    view: ArcSwap<View>,
+/// What the DNS handler and the HTTP listener share.
+pub(crate) struct Shared {
+    pub view: ArcSwap<View>,
     rrl: ArcSwap<RateLimiter>,
-    health: Arc<dyn HealthView>,
+    pub health: Arc<dyn HealthView>,
+    /// The checkers' quorum behind `health`, unless a fixed view was given.
+    pub quorum: Option<Arc<Quorum>>,
 }
 
 /// A running director.
 pub struct Director {
-    state: Arc<State>,
+    state: Arc<Shared>,
     addr: SocketAddr,
+    http: Option<SocketAddr>,
     done: tokio::task::JoinHandle<()>,
 }
 
 impl Director {
-    /// Loads the config (it must be valid at start), binds UDP and TCP and starts serving and
-    /// polling the file, until `shutdown` is cancelled.
+    /// Loads the config (it must be valid at start), binds UDP and TCP (and HTTP, if asked)
+    /// and starts serving and polling the file, until `shutdown` is cancelled. Health is the
+    /// checkers' quorum over the reports they POST.
     pub async fn start(opts: Options, shutdown: CancellationToken) -> Result<Director, DirectorError> {
-        Self::start_with_health(opts, Arc::new(AllHealthy), shutdown).await
+        Self::start_with_clock(opts, Arc::new(SystemClock), shutdown).await
     }
 
-    /// As [`Director::start`], answering from `health` (the checkers' view, once it exists).
+    /// As [`Director::start`], the quorum's freshness measured by `clock`.
+    pub async fn start_with_clock(
+        opts: Options,
+        clock: Arc<dyn Clock>,
+        shutdown: CancellationToken,
+    ) -> Result<Director, DirectorError> {
+        let (_, config) = load(&opts.config)?;
+        let h = config.config().dns.as_ref().and_then(|d| d.health.as_ref());
+        let quorum = Arc::new(Quorum::new(QuorumConfig::from_dns(h), clock));
+        let health = Arc::new(QuorumHealth(quorum.clone()));
+        Self::start_inner(opts, health, Some(quorum), shutdown).await
+    }
+
+    /// As [`Director::start`], answering from a fixed `health` view instead of checkers.
     pub async fn start_with_health(
         opts: Options,
         health: Arc<dyn HealthView>,
+        shutdown: CancellationToken,
+    ) -> Result<Director, DirectorError> {
+        Self::start_inner(opts, health, None, shutdown).await
+    }
+
+    async fn start_inner(
+        opts: Options,
+        health: Arc<dyn HealthView>,
+        quorum: Option<Arc<Quorum>>,
         shutdown: CancellationToken,
     ) -> Result<Director, DirectorError> {
         let (text, config) = load(&opts.config)?;
         let serial = SystemTime::now().duration_since(UNIX_EPOCH).map_or(1, |d| d.as_secs() as u32);
         let view = View::build(&config, serial)
             .map_err(|source| DirectorError::View { path: opts.config.clone(), source })?;
-        let state = Arc::new(State {
+        let state = Arc::new(Shared {
             rrl: ArcSwap::from_pointee(RateLimiter::new(view.rate_limit.clone())),
             view: ArcSwap::from_pointee(view),
             health,
+            quorum,
         });
         let (udp, tcp) = bind(opts.listen).await?;
+        let http = match opts.http {
+            None => None,
+            Some(at) => {
+                let err = |source| DirectorError::Bind { addr: at, source };
+                let listener = TcpListener::bind(at).await.map_err(err)?;
+                let bound = listener.local_addr().map_err(err)?;
+                tokio::spawn(crate::http::serve(listener, state.clone(), shutdown.clone()));
+                tracing::info!(addr = %bound, "director http listening (/v1/observations, /v1/health, /v1/explain)");
+                Some(bound)
+            }
+        };
+        if let Some(q) = &state.quorum {
+            tokio::spawn(evaluate_loop(q.clone(), shutdown.clone()));
+        }
         let addr = udp.local_addr().map_err(|source| DirectorError::Bind { addr: opts.listen, source })?;
         let mut server = hickory_server::Server::new(Handler { state: state.clone() });
         server.register_socket(udp);
@@ -108,7 +156,17 @@ impl Director {
             }
         });
         tracing::info!(%addr, serial, "director serving (udp, tcp)");
-        Ok(Director { state, addr, done })
+        Ok(Director { state, addr, http, done })
+    }
+
+    /// The bound HTTP address, if there is a listener.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http
+    }
+
+    /// The checkers' quorum, unless started with a fixed health view.
+    pub fn quorum(&self) -> Option<Arc<Quorum>> {
+        self.state.quorum.clone()
     }
 
     /// The bound UDP and TCP address.
@@ -150,7 +208,19 @@ async fn bind(listen: SocketAddr) -> Result<(UdpSocket, TcpListener), DirectorEr
     }
 }
 
-async fn reload_loop(opts: Options, mut last_text: String, state: Arc<State>, shutdown: CancellationToken) {
+/// Re-evaluates the quorum regularly, so observations going stale (and a partition) take
+/// effect without new reports: four times per staleness period, 50 ms to 1 s apart.
+async fn evaluate_loop(quorum: Arc<Quorum>, shutdown: CancellationToken) {
+    loop {
+        let every = (quorum.staleness() / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(every) => quorum.evaluate(),
+        }
+    }
+}
+
+async fn reload_loop(opts: Options, mut last_text: String, state: Arc<Shared>, shutdown: CancellationToken) {
     let mut tick = tokio::time::interval(opts.poll_interval);
     loop {
         tokio::select! {
@@ -174,6 +244,9 @@ async fn reload_loop(opts: Options, mut last_text: String, state: Arc<State>, sh
                     if view.rate_limit != current.rate_limit {
                         state.rrl.store(Arc::new(RateLimiter::new(view.rate_limit.clone())));
                     }
+                    if let Some(q) = &state.quorum {
+                        QuorumHealth(q.clone()).configure(&c);
+                    }
                     tracing::info!(serial = view.serial, hash = %view.hash, "config applied");
                     state.view.store(Arc::new(view));
                 }
@@ -183,7 +256,7 @@ async fn reload_loop(opts: Options, mut last_text: String, state: Arc<State>, sh
 }
 
 struct Handler {
-    state: Arc<State>,
+    state: Arc<Shared>,
 }
 
 #[async_trait::async_trait]

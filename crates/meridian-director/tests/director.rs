@@ -56,6 +56,7 @@ async fn start_with(yaml: &str, health: Arc<dyn HealthView>) -> Running {
         config: file.clone(),
         poll_interval: Duration::from_millis(50),
         tcp_timeout: Duration::from_secs(5),
+        http: None,
     };
     let director = Director::start_with_health(opts, health, stop.clone()).await.unwrap();
     Running { director, stop, file, _dir: dir }
@@ -283,3 +284,6 @@ async fn answers_follow_the_health_view_it_is_given() {
     assert_eq!(answer_ips(&d.dig("multi.api.example.com A").await), ["127.0.2.1", "192.0.2.1", "192.0.2.2"]);
     assert_eq!(answer_ips(&d.dig("api.example.com A").await), ["127.0.1.1"], "simple ignores health");
 }
+
+#[path = "director/health.rs"]
+mod health;

@@ -1,5 +1,6 @@
-//! `meridian director`: the authoritative DNS server for the configured zones, and
-//! `meridian director explain NAME`: which answer and why.
+//! `meridian director`: the authoritative DNS server for the configured zones, with an HTTP
+//! listener for the checkers' reports (`--http`), and `meridian director explain NAME`: which
+//! answer and why, from the file or from a running director (`--director`).
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -17,6 +18,10 @@ pub struct Args {
     /// UDP and TCP address to answer on.
     #[arg(long, default_value = "127.0.0.1:5353")]
     listen: SocketAddr,
+    /// HTTP address for checkers' reports (`POST /v1/observations`), `GET /v1/health` and
+    /// `GET /v1/explain`, e.g. `127.0.0.1:8053`. Default: none (health stays all healthy).
+    #[arg(long)]
+    http: Option<SocketAddr>,
     /// Worker threads (default: one per core; 1: a current-thread runtime).
     #[arg(long)]
     workers: Option<usize>,
@@ -46,9 +51,21 @@ struct ExplainArgs {
     /// The resolver's own address (decides when no client subnet is given).
     #[arg(long, default_value = "127.0.0.1")]
     resolver: IpAddr,
+    /// Ask a running director's HTTP listener (`--http` address) instead of reading the file:
+    /// the answer with live health per vantage point.
+    #[arg(long)]
+    director: Option<SocketAddr>,
+    /// Print JSON (as `GET /v1/explain`) instead of text; needs `--director`.
+    #[arg(long, requires = "director")]
+    json: bool,
 }
 
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
+    if let Some(Sub::Explain(e)) = &a.command
+        && let Some(director) = e.director
+    {
+        return explain_remote(director, e);
+    }
     let file = a.file.context("give the global config file with -f FILE")?;
     if let Some(Sub::Explain(e)) = a.command {
         let config = meridian_model::load_global(&file)
@@ -68,11 +85,15 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         config: file,
         poll_interval: a.poll_interval,
         tcp_timeout: Duration::from_secs(10),
+        http: a.http,
     };
     super::runtime(a.workers)?.block_on(async move {
         let stop = CancellationToken::new();
         let director = meridian_director::Director::start(opts, stop.clone()).await?;
         println!("director answering on {} (udp, tcp), serial {}", director.local_addr(), director.serial());
+        if let Some(http) = director.http_addr() {
+            println!("director http on http://{http} (/v1/observations, /v1/health, /v1/explain)");
+        }
         tokio::spawn(async move {
             let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
             tokio::select! {
@@ -82,6 +103,41 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             stop.cancel();
         });
         director.wait().await;
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// `explain --director ADDR`: the running director's explanation, with live health.
+fn explain_remote(director: SocketAddr, e: &ExplainArgs) -> anyhow::Result<ExitCode> {
+    let mut query = vec![
+        ("name", e.name.clone()),
+        ("type", e.record_type.clone()),
+        ("resolver", e.resolver.to_string()),
+    ];
+    if let Some(s) = &e.client_subnet {
+        query.push(("client_subnet", s.clone()));
+    }
+    if !e.json {
+        query.push(("format", "text".into()));
+    }
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    rt.block_on(async {
+        // Names, record types, addresses and CIDRs need no escaping in a query string.
+        let q: Vec<String> = query.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let url = format!("http://{director}/v1/explain?{}", q.join("&"));
+        let r = reqwest::Client::new()
+            .get(&url)
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the director at {url}"))?;
+        let ok = r.status().is_success();
+        let body = r.text().await?;
+        anyhow::ensure!(ok, "director: {body}");
+        print!("{body}");
+        if e.json {
+            println!();
+        }
         Ok(ExitCode::SUCCESS)
     })
 }

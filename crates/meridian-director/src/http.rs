@@ -1,0 +1,95 @@
+//! The director's HTTP listener (`--http`): checkers' reports in, health and explanations out.
+//!
+//! - `POST /v1/observations`: a checker's [`Report`] (JSON); 204, or 400 naming the problem.
+//! - `GET /v1/health`: per check, the verdict, why, and each vantage point's observation
+//!   (fresh or stale, counted or not), and whether the director is partitioned.
+//! - `GET /v1/explain?name=N&type=A&client_subnet=CIDR&resolver=IP[&format=text]`: what
+//!   `meridian director explain` prints, as JSON (or the text), with live health.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use meridian_health::Report;
+use serde::Deserialize;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::explain::explain_view;
+use crate::server::Shared;
+
+pub(crate) async fn serve(listener: TcpListener, state: Arc<Shared>, shutdown: CancellationToken) {
+    let app = axum::Router::new()
+        .route("/v1/observations", post(observations))
+        .route("/v1/health", get(health))
+        .route("/v1/explain", get(explain))
+        .with_state(state);
+    let stop = async move { shutdown.cancelled().await };
+    if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stop).await {
+        tracing::warn!(error = %e, "director http listener stopped with an error");
+    }
+}
+
+fn problem(status: StatusCode, code: &str, message: impl ToString) -> Response {
+    (status, Json(serde_json::json!({"code": code, "message": message.to_string()}))).into_response()
+}
+
+fn no_quorum() -> Response {
+    problem(StatusCode::NOT_FOUND, "NotFound", "this director answers from a fixed health view, not checkers")
+}
+
+async fn observations(State(s): State<Arc<Shared>>, body: axum::body::Bytes) -> Response {
+    let Some(q) = &s.quorum else { return no_quorum() };
+    let report: Report = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => return problem(StatusCode::BAD_REQUEST, "BadRequest", format!("invalid report: {e}")),
+    };
+    match q.ingest(report) {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => problem(StatusCode::BAD_REQUEST, "BadRequest", e),
+    }
+}
+
+async fn health(State(s): State<Arc<Shared>>) -> Response {
+    match &s.quorum {
+        Some(q) => Json(q.status()).into_response(),
+        None => no_quorum(),
+    }
+}
+
+#[derive(Deserialize)]
+struct ExplainQuery {
+    name: String,
+    #[serde(rename = "type", default = "a")]
+    record_type: String,
+    client_subnet: Option<String>,
+    resolver: Option<IpAddr>,
+    format: Option<String>,
+}
+
+fn a() -> String {
+    "A".into()
+}
+
+async fn explain(State(s): State<Arc<Shared>>, Query(q): Query<ExplainQuery>) -> Response {
+    let view = s.view.load();
+    let resolver = q.resolver.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
+    let e = explain_view(
+        &view,
+        &q.name,
+        &q.record_type,
+        resolver,
+        q.client_subnet.as_deref(),
+        s.health.as_ref(),
+        s.quorum.as_deref(),
+    );
+    match e {
+        Ok(e) if q.format.as_deref() == Some("text") => e.to_string().into_response(),
+        Ok(e) => Json(e).into_response(),
+        Err(e) => problem(StatusCode::BAD_REQUEST, "BadRequest", e),
+    }
+}
