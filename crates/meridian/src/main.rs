@@ -34,6 +34,8 @@ enum Command {
     Lab(cmd::lab::Args),
     /// Authoritative DNS for the configured zones (`explain NAME`: which answer and why).
     Director(cmd::director::Args),
+    /// Probe every region's checks (`dns.health`) from this region and report to the directors.
+    Checker(cmd::checker::Args),
     /// Failover drill: take each service out of each region in turn and measure the failover.
     Drill(cmd::drill::Args),
     /// Validate a global config or bootstrap file; lists every error with its path.
@@ -75,6 +77,7 @@ fn main() -> ExitCode {
         Command::Lab(a) => cmd::lab::run(a),
         Command::Drill(a) => cmd::drill::run(a),
         Command::Director(a) => cmd::director::run(a),
+        Command::Checker(a) => cmd::checker::run(a),
         Command::Validate(a) => cmd::validate::run(a),
         Command::Schema(a) => cmd::schema::run(a),
         Command::DemoUpstream(a) => demo::run(a),

@@ -8,6 +8,8 @@ use std::time::Duration;
 use meridian_testkit::TestUpstream;
 use meridian_testkit::proc::{ChildGuard, free_addr, peak_rss_kib, wait_for_http_ok, wait_for_tcp};
 
+#[path = "cli/checker.rs"]
+mod checker;
 #[path = "cli/control.rs"]
 mod control;
 #[path = "cli/drill.rs"]

@@ -109,11 +109,8 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
 
 /// `explain --director ADDR`: the running director's explanation, with live health.
 fn explain_remote(director: SocketAddr, e: &ExplainArgs) -> anyhow::Result<ExitCode> {
-    let mut query = vec![
-        ("name", e.name.clone()),
-        ("type", e.record_type.clone()),
-        ("resolver", e.resolver.to_string()),
-    ];
+    let mut query =
+        vec![("name", e.name.clone()), ("type", e.record_type.clone()), ("resolver", e.resolver.to_string())];
     if let Some(s) = &e.client_subnet {
         query.push(("client_subnet", s.clone()));
     }

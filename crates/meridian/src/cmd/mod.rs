@@ -1,3 +1,4 @@
+pub mod checker;
 pub mod client;
 pub mod config_cli;
 pub mod control;
