@@ -28,14 +28,20 @@ pub struct Etcd {
 
 /// The `etcd` binary: `$ETCD_BIN`, else `etcd` on `PATH`.
 pub fn etcd_bin() -> anyhow::Result<PathBuf> {
+    const HINT: &str = "install the Debian package etcd-server (`sudo apt-get install -y etcd-server`) \
+                        or set ETCD_BIN to an etcd 3.4+ binary";
     if let Some(p) = std::env::var_os("ETCD_BIN") {
-        return Ok(PathBuf::from(p));
+        let p = PathBuf::from(p);
+        if !p.is_file() {
+            bail!("ETCD_BIN={} is not a file: {HINT}", p.display());
+        }
+        return Ok(p);
     }
     let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path).map(|d| d.join("etcd")).find(|p| p.is_file()).context(
-        "etcd not found on PATH: install the Debian package etcd-server \
-         (`sudo apt-get install -y etcd-server`) or set ETCD_BIN",
-    )
+    match std::env::split_paths(&path).map(|d| d.join("etcd")).find(|p| p.is_file()) {
+        Some(p) => Ok(p),
+        None => bail!("etcd not found on PATH: {HINT}"),
+    }
 }
 
 impl Etcd {

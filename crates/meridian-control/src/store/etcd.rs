@@ -305,7 +305,10 @@ impl EtcdStore {
         }
         let versions = self.key("versions/");
         loop {
-            let msg = stream.message().await.map_err(|e| StoreError::Backend(format!("etcd watch: {e}")))?;
+            let msg = stream
+                .message()
+                .await
+                .map_err(|e| StoreError::Backend(format!("etcd watch: {}", why(&e))))?;
             let Some(msg) = msg else { return Err(StoreError::Backend("etcd watch stream ended".into())) };
             if msg.canceled() {
                 if msg.compact_revision() > 0 {

@@ -5,11 +5,13 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use anyhow::Context;
 use meridian_control::{ControlConfig, Server};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// The control instance's bootstrap (listen address, store file, deployment id, …).
+    /// The control instance's bootstrap (listen address, store: a redb file or etcd, deployment
+    /// id, …).
     #[arg(short = 'c', long, default_value = "control.yaml")]
     config: PathBuf,
     /// Override `listen` from the file.
@@ -24,8 +26,14 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     }
     let rt = super::runtime(None)?;
     rt.block_on(async move {
-        let server = Server::start(&cfg, std::path::Path::new(".")).await?;
-        println!("control plane of deployment {:?} listening on http://{}", cfg.deployment, server.addr);
+        let store = cfg.store_description();
+        let server = Server::start(&cfg, std::path::Path::new("."))
+            .await
+            .with_context(|| format!("control plane not started (store: {store})"))?;
+        println!(
+            "control plane of deployment {:?} listening on http://{} (store: {store})",
+            cfg.deployment, server.addr
+        );
         let stop = server.stopper();
         tokio::spawn(async move {
             shutdown_signal().await;
