@@ -5,6 +5,9 @@
 //!   (fresh or stale, counted or not), and whether the director is partitioned.
 //! - `GET /v1/explain?name=N&type=A&client_subnet=CIDR&resolver=IP[&format=text]`: what
 //!   `meridian director explain` prints, as JSON (or the text), with live health.
+//! - `GET /metrics`: Prometheus text: `meridian_director_health_partitioned`,
+//!   `meridian_director_vantage_points{state="known"|"fresh"}`,
+//!   `meridian_director_check_healthy{check}`.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
@@ -27,6 +30,7 @@ pub(crate) async fn serve(listener: TcpListener, state: Arc<Shared>, shutdown: C
         .route("/v1/observations", post(observations))
         .route("/v1/health", get(health))
         .route("/v1/explain", get(explain))
+        .route("/metrics", get(metrics))
         .with_state(state);
     let stop = async move { shutdown.cancelled().await };
     if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stop).await {
@@ -92,4 +96,41 @@ async fn explain(State(s): State<Arc<Shared>>, Query(q): Query<ExplainQuery>) ->
         Ok(e) => Json(e).into_response(),
         Err(e) => problem(StatusCode::BAD_REQUEST, "BadRequest", e),
     }
+}
+
+async fn metrics(State(s): State<Arc<Shared>>) -> Response {
+    use std::fmt::Write;
+    let mut out = String::new();
+    if let Some(q) = &s.quorum {
+        let st = q.status();
+        let _ = write!(
+            out,
+            "# HELP meridian_director_health_partitioned 1 while most vantage points are silent and the last verdicts are kept.\n\
+             # TYPE meridian_director_health_partitioned gauge\n\
+             meridian_director_health_partitioned {}\n\
+             # HELP meridian_director_vantage_points Checkers heard from since start (known) and fresh now.\n\
+             # TYPE meridian_director_vantage_points gauge\n\
+             meridian_director_vantage_points{{state=\"known\"}} {}\n\
+             meridian_director_vantage_points{{state=\"fresh\"}} {}\n\
+             # HELP meridian_director_check_healthy The quorum's verdict per health check (1 healthy).\n\
+             # TYPE meridian_director_check_healthy gauge\n",
+            u8::from(st.partitioned),
+            st.vantage_points_known,
+            st.vantage_points_fresh
+        );
+        for c in &st.checks {
+            let _ = writeln!(
+                out,
+                "meridian_director_check_healthy{{check=\"{}\"}} {}",
+                c.name,
+                u8::from(c.healthy)
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# TYPE meridian_director_config_serial gauge\nmeridian_director_config_serial {}",
+        s.view.load().serial
+    );
+    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }

@@ -1,7 +1,7 @@
 //! Health from every region, end to end: real checker tasks (one per region, each from its
 //! own 127.0.2N.1 source address) probe real test upstreams standing in for each region's
-//! gateway tier and report to a real director over HTTP; answers are read over UDP with
-//! hickory-resolver. Polls with generous deadlines; no timing thresholds.
+//! gateway tier and report to a real director over HTTP (and to one that never answers);
+//! answers are read over UDP with hickory-resolver. Polls with generous deadlines; no timing thresholds.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -47,6 +47,7 @@ struct Lab {
     checkers: Vec<JoinHandle<()>>,
     http: reqwest::Client,
     _dir: tempfile::TempDir,
+    _hanging: std::net::TcpListener,
 }
 
 impl Drop for Lab {
@@ -73,6 +74,10 @@ impl Lab {
         };
         let director = Director::start(opts, stop.clone()).await.unwrap();
         let http_addr = director.http_addr().unwrap();
+        // A second "director" that accepts connections (the kernel does) and never answers:
+        // every checker reports to it too, and must not let it hold back the real one.
+        let hanging = std::net::TcpListener::bind("127.0.20.54:0").unwrap();
+        let hanging_addr = hanging.local_addr().unwrap();
         let checkers = REGIONS
             .iter()
             .map(|(region, ip)| {
@@ -83,12 +88,12 @@ impl Lab {
                         source_address: Some(ip.parse().unwrap()),
                     },
                     config: file.clone(),
-                    directors: vec![format!("http://{http_addr}")],
+                    directors: vec![format!("http://{hanging_addr}"), format!("http://{http_addr}")],
                 };
                 tokio::spawn(run_checker(c))
             })
             .collect();
-        Lab { director, stop, checkers, http: reqwest::Client::new(), _dir: dir }
+        Lab { director, stop, checkers, http: reqwest::Client::new(), _dir: dir, _hanging: hanging }
     }
 
     fn resolver(&self) -> TokioResolver {
@@ -224,6 +229,11 @@ async fn a_region_going_down_leaves_the_answer_without_an_empty_answer_on_the_wa
     ));
     let text = text.send().await.unwrap().text().await.unwrap();
     assert!(text.contains("PARTITIONED"), "{text}");
+    let m = lab.http.get(format!("http://{}/metrics", lab.director.http_addr().unwrap()));
+    let m = m.send().await.unwrap().text().await.unwrap();
+    assert!(m.contains("meridian_director_health_partitioned 1\n"), "{m}");
+    assert!(m.contains("meridian_director_check_healthy{check=\"us-east-1\"} 0\n"), "{m}");
+    assert!(m.contains("meridian_director_check_healthy{check=\"eu-west-1\"} 1\n"), "{m}");
 }
 
 #[tokio::test]
