@@ -21,16 +21,20 @@ const REGIONS: [(&str, &str); 3] =
     [("us-east-1", "127.0.20.1"), ("eu-west-1", "127.0.21.1"), ("ap-southeast-2", "127.0.22.1")];
 const DEADLINE: Duration = Duration::from_secs(60);
 
+/// us-east-1 is a calculated check (AND) of an HTTP and a TCP check of its gateway tier; the
+/// other regions have one HTTP check each.
 fn config(gateways: &[SocketAddr; 3]) -> String {
     let regions: String =
         REGIONS.iter().map(|(n, ip)| format!("  - {{ name: {n}, public_addresses: [{ip}] }}\n")).collect();
-    let checks: String = REGIONS
-        .iter()
-        .zip(gateways)
-        .map(|((n, _), gw)| {
-            format!("      - {{ name: {n}, region: {n}, address: \"{gw}\", path: /-/ready }}\n")
-        })
-        .collect();
+    let us = gateways[0];
+    let mut checks = format!(
+        "      - {{ name: us-east-1-ready, region: us-east-1, address: \"{us}\", path: /-/ready }}\n      \
+         - {{ name: us-east-1-tcp, region: us-east-1, address: \"{us}\", protocol: tcp }}\n      \
+         - {{ name: us-east-1, protocol: calculated, children: [us-east-1-ready, us-east-1-tcp] }}\n"
+    );
+    for ((n, _), gw) in REGIONS.iter().zip(gateways).skip(1) {
+        checks.push_str(&format!("      - {{ name: {n}, region: {n}, address: \"{gw}\" }}\n"));
+    }
     format!(
         "regions:\n{regions}dns:\n  zones:\n    - name: api.example.com.\n      \
          ns: [{{ name: ns1.api.example.com., address: 127.0.20.53 }}]\n  record_sets:\n    \
@@ -61,6 +65,12 @@ impl Drop for Lab {
 
 impl Lab {
     async fn start(gateways: &[SocketAddr; 3]) -> Lab {
+        Lab::start_seen_as(gateways, [gateways; 3]).await
+    }
+
+    /// The director's config has `gateways`; checker `i` probes `seen[i]` instead (where a
+    /// region is unreachable from that checker only).
+    async fn start_seen_as(gateways: &[SocketAddr; 3], seen: [&[SocketAddr; 3]; 3]) -> Lab {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("global.yaml");
         std::fs::write(&file, config(gateways)).unwrap();
@@ -80,14 +90,17 @@ impl Lab {
         let hanging_addr = hanging.local_addr().unwrap();
         let checkers = REGIONS
             .iter()
-            .map(|(region, ip)| {
+            .zip(seen)
+            .map(|((region, ip), gateways)| {
+                let file = dir.path().join(format!("global-seen-from-{region}.yaml"));
+                std::fs::write(&file, config(gateways)).unwrap();
                 let c = CheckerConfig {
                     node: CheckerNode {
                         id: format!("checker-{region}"),
                         region: region.to_string(),
                         source_address: Some(ip.parse().unwrap()),
                     },
-                    config: file.clone(),
+                    config: file,
                     directors: vec![format!("http://{hanging_addr}"), format!("http://{http_addr}")],
                 };
                 tokio::spawn(run_checker(c))
@@ -151,6 +164,14 @@ async fn lookup(r: &TokioResolver) -> Vec<IpAddr> {
     ips
 }
 
+fn all_judged_healthy(h: &serde_json::Value) -> bool {
+    h["vantage_points_fresh"] == 3
+        && h["checks"].as_array().unwrap().iter().all(|c| {
+            let reason = c["reason"].as_str().unwrap();
+            c["healthy"] == true && (reason.starts_with("2 of 2 other fresh") || c["children"].is_array())
+        })
+}
+
 fn check<'a>(h: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
     h["checks"].as_array().unwrap().iter().find(|c| c["name"] == name).unwrap()
 }
@@ -166,17 +187,12 @@ async fn a_region_going_down_leaves_the_answer_without_an_empty_answer_on_the_wa
     let eu_ip: IpAddr = "127.0.21.1".parse().unwrap();
 
     // Every checker reports, the warm-up ends, every region is healthy.
-    lab.until("three fresh vantage points judging every check", |h| {
-        h["vantage_points_fresh"] == 3
-            && h["checks"].as_array().unwrap().iter().all(|c| {
-                c["healthy"] == true && c["reason"].as_str().unwrap().starts_with("2 of 2 other fresh")
-            })
-    })
-    .await;
+    lab.until("three fresh vantage points judging every check", all_judged_healthy).await;
     assert_eq!(lookup(&r).await, [us_ip]);
     // The probes came from each checker's region: us-east-1's own observation is not counted.
     let h = lab.health().await;
-    let vps = check(&h, "us-east-1")["vantage_points"].as_array().unwrap().clone();
+    assert_eq!(check(&h, "us-east-1")["reason"], "2 of 2 children healthy, 2 needed");
+    let vps = check(&h, "us-east-1-ready")["vantage_points"].as_array().unwrap().clone();
     assert_eq!(vps.len(), 3);
     for v in &vps {
         assert_eq!(v["counted"], v["region"] != "us-east-1", "{v}");
@@ -196,11 +212,15 @@ async fn a_region_going_down_leaves_the_answer_without_an_empty_answer_on_the_wa
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let h = lab.health().await;
-    let us_check = check(&h, "us-east-1");
-    assert_eq!(us_check["healthy"], false, "{h:#}");
-    let down: Vec<_> =
-        us_check["vantage_points"].as_array().unwrap().iter().filter(|v| v["healthy"] == false).collect();
-    assert!(down.iter().all(|v| v["error"].as_str().is_some_and(|e| e.contains("connect"))), "{h:#}");
+    assert_eq!(check(&h, "us-east-1")["healthy"], false, "{h:#}");
+    for probed in ["us-east-1-ready", "us-east-1-tcp"] {
+        let c = check(&h, probed);
+        assert_eq!(c["healthy"], false, "{h:#}");
+        let down: Vec<_> =
+            c["vantage_points"].as_array().unwrap().iter().filter(|v| v["healthy"] == false).collect();
+        assert!(down.len() >= 2, "{h:#}");
+        assert!(down.iter().all(|v| v["error"].as_str().is_some_and(|e| e.contains("connect"))), "{h:#}");
+    }
     // Stays on the secondary.
     for _ in 0..5 {
         assert_eq!(lookup(&r).await, [eu_ip]);
@@ -213,7 +233,7 @@ async fn a_region_going_down_leaves_the_answer_without_an_empty_answer_on_the_wa
     assert_eq!(e["health"]["source"], "quorum");
     let checks: Vec<&str> =
         e["health"]["checks"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
-    assert_eq!(checks, ["us-east-1", "eu-west-1"]);
+    assert_eq!(checks, ["us-east-1-ready", "us-east-1-tcp", "us-east-1", "eu-west-1"]);
 
     // Two of the three checkers fall silent: the director is partitioned and keeps its last
     // verdicts (and answers) rather than trusting the one vantage point left.
@@ -234,6 +254,34 @@ async fn a_region_going_down_leaves_the_answer_without_an_empty_answer_on_the_wa
     assert!(m.contains("meridian_director_health_partitioned 1\n"), "{m}");
     assert!(m.contains("meridian_director_check_healthy{check=\"us-east-1\"} 0\n"), "{m}");
     assert!(m.contains("meridian_director_check_healthy{check=\"eu-west-1\"} 1\n"), "{m}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_checker_cut_off_from_a_region_does_not_flip_it() {
+    let us = TestUpstream::start("us-gateway").await;
+    let eu = TestUpstream::start("eu-gateway").await;
+    let ap = TestUpstream::start("ap-gateway").await;
+    // A port nobody listens on: from eu-west-1's checker, us-east-1 refuses connections.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let real = [us.addr(), eu.addr(), ap.addr()];
+    let cut = [dead, eu.addr(), ap.addr()];
+    let lab = Lab::start_seen_as(&real, [&real, &cut, &real]).await;
+    // Wait until eu-west-1's checker has reported us-east-1 down (past its threshold) while
+    // ap-southeast-2's, fresh, says healthy: one of two is on the line, the verdict stays.
+    let h = lab
+        .until("eu-west-1's checker reports us-east-1 down", |h| {
+            let vps = check(h, "us-east-1-ready")["vantage_points"].as_array().unwrap().clone();
+            let by = |id: &str| vps.iter().find(|v| v["checker"] == id).cloned();
+            by("checker-eu-west-1").is_some_and(|v| v["healthy"] == false && v["fresh"] == true)
+                && by("checker-ap-southeast-2").is_some_and(|v| v["healthy"] == true && v["fresh"] == true)
+                && !check(h, "us-east-1-ready")["reason"].as_str().unwrap().contains("warming up")
+        })
+        .await;
+    let ready = check(&h, "us-east-1-ready");
+    assert_eq!(ready["healthy"], true, "{h:#}");
+    assert!(ready["reason"].as_str().unwrap().starts_with("kept on the line: 1 of 2"), "{h:#}");
+    assert_eq!(check(&h, "us-east-1")["healthy"], true);
+    assert_eq!(lookup(&lab.resolver()).await, ["127.0.20.1".parse::<IpAddr>().unwrap()]);
 }
 
 #[tokio::test]
