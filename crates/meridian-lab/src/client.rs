@@ -115,6 +115,7 @@ pub async fn curl(plan: &CurlPlan, timeout: Duration) -> Result<http1::Response,
         host: Some(&plan.host),
         path: &plan.path,
         body: None,
+        headers: Vec::new(),
         timeout,
     }
     .send()

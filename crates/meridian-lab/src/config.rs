@@ -208,11 +208,21 @@ pub enum Target {
     Region(String),
     /// One service's instances in one region.
     Service { service: String, region: String },
+    /// The region's gateway alone, named by its node id (`gw-<region>-1`).
+    Gateway(String),
+    /// The lab's control plane instance (`control`).
+    ControlPlane,
 }
 
 impl Target {
-    /// Parses `REGION` or `SERVICE@REGION` against the lab.
+    /// Parses `REGION`, `SERVICE@REGION`, a gateway id (`gw-REGION-1`) or `control`.
     pub fn parse(s: &str, lab: &LabConfig) -> Result<Target, LabError> {
+        if s == "control" {
+            return Ok(Target::ControlPlane);
+        }
+        if let Some(r) = lab.regions.iter().find(|r| r.gateway_id() == s) {
+            return Ok(Target::Gateway(r.name.clone()));
+        }
         let target = match s.split_once('@') {
             Some((service, region)) => {
                 if lab.service_index(service).is_none() {
@@ -223,7 +233,8 @@ impl Target {
             None => Target::Region(s.into()),
         };
         let region = match &target {
-            Target::Region(r) | Target::Service { region: r, .. } => r,
+            Target::Region(r) | Target::Service { region: r, .. } | Target::Gateway(r) => r,
+            Target::ControlPlane => return Ok(target),
         };
         if lab.region(region).is_none() {
             let known: Vec<&str> = lab.regions.iter().map(|r| r.name.as_str()).collect();
@@ -241,6 +252,8 @@ impl std::fmt::Display for Target {
         match self {
             Target::Region(r) => f.write_str(r),
             Target::Service { service, region } => write!(f, "{service}@{region}"),
+            Target::Gateway(r) => write!(f, "gw-{r}-1"),
+            Target::ControlPlane => f.write_str("control"),
         }
     }
 }
@@ -286,5 +299,9 @@ mod tests {
         assert!(Target::parse("nope", &lab).is_err());
         assert!(Target::parse("nope@eu-west-1", &lab).is_err());
         assert!(Target::parse("users@mars", &lab).is_err());
+        assert_eq!(Target::parse("control", &lab).unwrap(), Target::ControlPlane);
+        let gw = Target::parse("gw-eu-west-1-1", &lab).unwrap();
+        assert_eq!(gw, Target::Gateway("eu-west-1".into()));
+        assert_eq!(gw.to_string(), "gw-eu-west-1-1");
     }
 }

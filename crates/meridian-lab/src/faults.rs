@@ -43,12 +43,13 @@ impl std::str::FromStr for Mode {
 
 fn proc_in(p: &Proc, t: &Target) -> bool {
     match (&p.role, t) {
-        (Role::Gateway { region }, Target::Region(r)) => region == r,
+        (Role::ControlPlane, Target::ControlPlane) => true,
+        (Role::Gateway { region }, Target::Region(r) | Target::Gateway(r)) => region == r,
         (Role::Instance { region, .. }, Target::Region(r)) => region == r,
         (Role::Instance { service, region, .. }, Target::Service { service: s, region: r }) => {
             service == s && region == r
         }
-        (Role::Gateway { .. }, Target::Service { .. }) => false,
+        _ => false,
     }
 }
 
@@ -56,19 +57,26 @@ fn relay_in(e: &RelayEntry, t: &Target) -> bool {
     match t {
         Target::Region(r) => &e.region == r,
         Target::Service { service, region } => &e.service == service && &e.region == region,
+        Target::Gateway(_) | Target::ControlPlane => false,
     }
 }
 
 impl Supervisor {
-    /// The destinations a blackhole of `t` drops: the gateway's listeners for a region, and
-    /// the endpoints (relays) of the target's instances.
+    /// The destinations a blackhole of `t` drops: the gateway's listeners for a region or a
+    /// gateway, the endpoints (relays) of the target's instances, the control plane's address.
     fn blackhole_addresses(&self, inner: &Inner, t: &Target) -> BTreeSet<SocketAddr> {
         let mut set: BTreeSet<SocketAddr> =
             inner.relays.iter().filter(|e| relay_in(e, t)).map(|e| e.relay.listen).collect();
-        if let Target::Region(name) = t
-            && let Some(r) = self.lab.region(name)
-        {
-            set.extend([r.public(), r.admin(), r.peer()]);
+        match t {
+            Target::Region(name) | Target::Gateway(name) => {
+                if let Some(r) = self.lab.region(name) {
+                    set.extend([r.public(), r.admin(), r.peer()]);
+                }
+            }
+            Target::ControlPlane => {
+                set.insert(crate::plane::ADDRESS);
+            }
+            Target::Service { .. } => {}
         }
         set
     }
@@ -129,7 +137,10 @@ impl Supervisor {
             .blackholes
             .keys()
             .filter(|k| match (&t, Target::parse(k, &self.lab)) {
-                (Target::Region(r), Ok(Target::Region(x) | Target::Service { region: x, .. })) => *r == x,
+                (
+                    Target::Region(r),
+                    Ok(Target::Region(x) | Target::Service { region: x, .. } | Target::Gateway(x)),
+                ) => *r == x,
                 (_, Ok(other)) => other == t,
                 (_, Err(_)) => false,
             })

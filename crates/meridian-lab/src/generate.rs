@@ -12,6 +12,7 @@
 //! DIR/certs/ca.crt.pem                the lab CA
 //! DIR/certs/gw-<region>-1.{crt,key}.pem
 //! DIR/snapshots/gw-<region>-1.json    last-known-good snapshots
+//! DIR/control/                        the control plane's files (see `plane`)
 //! DIR/logs/<process>.log              output of every child process
 //! DIR/state.json                      written by the running supervisor
 //! ```
@@ -22,6 +23,7 @@ use std::path::{Path, PathBuf};
 use crate::LabError;
 use crate::certs::LabCa;
 use crate::config::{LabConfig, LabRegion};
+use crate::plane::{self, PlaneFiles};
 
 /// What [`generate`] wrote.
 #[derive(Debug, Clone)]
@@ -32,6 +34,8 @@ pub struct Generated {
     /// `(region, node id, bootstrap path)` per gateway.
     pub gateways: Vec<(String, String, PathBuf)>,
     pub logs: PathBuf,
+    /// The control plane's files.
+    pub plane: PlaneFiles,
 }
 
 /// Writes every file of the lab into `dir` (created if missing; generated files are replaced).
@@ -50,6 +54,7 @@ pub fn generate(lab: &LabConfig, dir: &Path) -> Result<Generated, LabError> {
     let global = dir.join("global.yaml");
     write(&global, &global_yaml)?;
 
+    let plane = plane::generate(lab, &dir)?;
     let ca = LabCa::new()?;
     let ca_path = dir.join("certs/ca.crt.pem");
     write(&ca_path, ca.cert_pem())?;
@@ -61,7 +66,7 @@ pub fn generate(lab: &LabConfig, dir: &Path) -> Result<Generated, LabError> {
         let key_path = dir.join(format!("certs/{id}.key.pem"));
         write(&cert_path, &cert.cert_pem)?;
         write(&key_path, &cert.key_pem)?;
-        let text = bootstrap(r, &dir, &global, [&cert_path, &key_path, &ca_path]);
+        let text = bootstrap(r, &dir, &plane.node_token(&id), [&cert_path, &key_path, &ca_path]);
         meridian_model::parse_bootstrap(&text)
             .and_then(|b| meridian_model::check_bootstrap(&b, &valid))
             .map_err(|e| LabError::Generated(format!("bootstrap of {id}:\n{e}")))?;
@@ -70,7 +75,7 @@ pub fn generate(lab: &LabConfig, dir: &Path) -> Result<Generated, LabError> {
         gateways.push((r.name.clone(), id, path));
     }
     let logs = dir.join("logs");
-    Ok(Generated { dir, global, gateways, logs })
+    Ok(Generated { dir, global, gateways, logs, plane })
 }
 
 fn write(path: &Path, text: &str) -> Result<(), LabError> {
@@ -148,8 +153,9 @@ pub fn global_config(lab: &LabConfig) -> String {
     y
 }
 
-/// The bootstrap of region `r`'s gateway. `tls` is `[cert, key, ca]`.
-pub fn bootstrap(r: &LabRegion, dir: &Path, global: &Path, tls: [&Path; 3]) -> String {
+/// The bootstrap of region `r`'s gateway: config and drain switches from the lab's control
+/// plane, with `token` as its node token file. `tls` is `[cert, key, ca]`.
+pub fn bootstrap(r: &LabRegion, dir: &Path, token: &Path, tls: [&Path; 3]) -> String {
     let id = r.gateway_id();
     let q = |p: &Path| serde_json::to_string(&p.display().to_string()).unwrap_or_default();
     format!(
@@ -158,7 +164,7 @@ pub fn bootstrap(r: &LabRegion, dir: &Path, global: &Path, tls: [&Path; 3]) -> S
          listeners:\n  - name: public\n    address: \"{public}\"\n\
          admin:\n  address: \"{admin}\"\n\
          peer:\n  address: \"{peer}\"\n  cert: {cert}\n  key: {key}\n  ca: {ca}\n\
-         config:\n  source: file\n  path: {global}\n  watch_interval: 1s\n\
+         config:\n  source: control\n  urls: [\"http://{control}\"]\n  token_file: {token}\n\
          snapshot_path: {snapshot}\n\
          # Lab processes stop at once: no load balancer waits for the drain.\n\
          shutdown:\n  drain_period: 0s\n  grace_period: 2s\n",
@@ -170,7 +176,8 @@ pub fn bootstrap(r: &LabRegion, dir: &Path, global: &Path, tls: [&Path; 3]) -> S
         cert = q(tls[0]),
         key = q(tls[1]),
         ca = q(tls[2]),
-        global = q(global),
+        control = plane::ADDRESS,
+        token = q(token),
         snapshot = q(&dir.join(format!("snapshots/{id}.json"))),
     )
 }

@@ -31,13 +31,24 @@ pub struct Request<'a> {
     /// Path and query.
     pub path: &'a str,
     pub body: Option<Vec<u8>>,
+    /// Extra request headers (name, value).
+    pub headers: Vec<(&'static str, String)>,
     /// The whole exchange (connect, request, response body) must end within this.
     pub timeout: Duration,
 }
 
 impl<'a> Request<'a> {
     pub fn get(addr: SocketAddr, path: &'a str, timeout: Duration) -> Self {
-        Request { method: http::Method::GET, addr, source: None, host: None, path, body: None, timeout }
+        Request {
+            method: http::Method::GET,
+            addr,
+            source: None,
+            host: None,
+            path,
+            body: None,
+            headers: Vec::new(),
+            timeout,
+        }
     }
 
     pub fn post_json(addr: SocketAddr, path: &'a str, body: &serde_json::Value, timeout: Duration) -> Self {
@@ -46,6 +57,26 @@ impl<'a> Request<'a> {
             body: Some(body.to_string().into_bytes()),
             ..Self::get(addr, path, timeout)
         }
+    }
+
+    /// A request with a text body (YAML, plain text) instead of JSON.
+    pub fn with_text(mut self, method: http::Method, body: &str) -> Self {
+        self.method = method;
+        self.body = Some(body.as_bytes().to_vec());
+        self.headers.push(("content-type", "text/plain".into()));
+        self
+    }
+
+    /// Adds `authorization: Bearer TOKEN`.
+    pub fn bearer(mut self, token: &str) -> Self {
+        self.headers.push(("authorization", format!("Bearer {token}")));
+        self
+    }
+
+    /// Adds a header.
+    pub fn header(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.headers.push((name, value.into()));
+        self
     }
 
     /// Sends the request; errors name what failed (connect refused, timeout, ...).
@@ -75,8 +106,11 @@ impl<'a> Request<'a> {
         let host = self.host.map(str::to_string).unwrap_or_else(|| addr.to_string());
         let mut builder =
             http::Request::builder().method(self.method).uri(self.path).header(http::header::HOST, host);
-        if self.body.is_some() {
+        if self.body.is_some() && !self.headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("content-type")) {
             builder = builder.header(http::header::CONTENT_TYPE, "application/json");
+        }
+        for (name, value) in &self.headers {
+            builder = builder.header(*name, value.as_str());
         }
         let request = builder
             .body(Full::new(Bytes::from(self.body.unwrap_or_default())))

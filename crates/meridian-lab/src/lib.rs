@@ -16,6 +16,7 @@ pub mod faults;
 pub mod generate;
 pub mod http1;
 pub mod nft;
+pub mod plane;
 pub mod procs;
 pub mod relay;
 pub mod state;

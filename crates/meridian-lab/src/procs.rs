@@ -18,8 +18,16 @@ use crate::http1;
 /// What a process is in the lab.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Role {
-    Gateway { region: String },
-    Instance { service: String, region: String, index: u8 },
+    /// The lab's control plane instance.
+    ControlPlane,
+    Gateway {
+        region: String,
+    },
+    Instance {
+        service: String,
+        region: String,
+        index: u8,
+    },
 }
 
 /// What the operator asked for; a process that exits while `Running` has crashed.

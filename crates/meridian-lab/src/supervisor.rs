@@ -1,5 +1,6 @@
-//! The lab supervisor behind `meridian up`: generates the files, starts every service instance
-//! (behind its relay) and every gateway as child processes, waits until each is ready, serves
+//! The lab supervisor behind `meridian up`: generates the files, starts the control plane and
+//! provisions it, then every service instance (behind its relay) and every gateway as child
+//! processes (the gateways take their config from the control plane), waits until each is ready, serves
 //! the control API, and watches for crashes. It stops everything, and removes its nftables
 //! table, when asked to stop or when a child exits that nobody killed on purpose.
 
@@ -107,7 +108,7 @@ impl Supervisor {
                 }
             }
         }
-        if let Err(e) = start_all(&mut inner, &opts.exe, progress).await {
+        if let Err(e) = start_all(&mut inner, &lab, &generated, &opts.exe, progress).await {
             // Dropping `inner` removes the isolation rules.
             stop_all(&mut inner.procs).await;
             return Err(e);
@@ -184,10 +185,19 @@ impl Supervisor {
     }
 }
 
-/// Every process of the lab, instances first.
+/// Every process of the lab: the control plane, the service instances, the gateways.
 fn plan(lab: &LabConfig, g: &Generated, workers: usize) -> Vec<Proc> {
     let mut procs = Vec::new();
     let log = |name: &str| g.logs.join(format!("{name}.log"));
+    procs.push(Proc {
+        args: vec!["control".into(), "-c".into(), g.plane.config.display().to_string()],
+        log: log("control"),
+        name: "control".into(),
+        role: Role::ControlPlane,
+        ready: Readiness::Tcp(crate::plane::ADDRESS),
+        child: None,
+        intent: Intent::Killed,
+    });
     for (k, s) in lab.services.iter().enumerate() {
         for r in &lab.regions {
             for i in 0..s.instances {
@@ -238,22 +248,39 @@ fn plan(lab: &LabConfig, g: &Generated, workers: usize) -> Vec<Proc> {
     procs
 }
 
+/// Starts the control plane and provisions it (node tokens, the global config), then every
+/// other process.
 async fn start_all(
     inner: &mut Inner,
+    lab: &LabConfig,
+    g: &Generated,
     exe: &std::path::Path,
     progress: &dyn Fn(&str),
 ) -> Result<(), LabError> {
     for r in &mut inner.relays {
         r.relay.open().await?;
     }
-    let count = inner.procs.len();
-    for p in &mut inner.procs {
+    let (plane, rest) = inner.procs.split_at_mut(1);
+    let plane = &mut plane[0];
+    plane.spawn(exe)?;
+    plane.wait_ready().await?;
+    let global = std::fs::read_to_string(&g.global)
+        .map_err(|e| LabError::io(format!("reading {}", g.global.display()), e))?;
+    let version = crate::plane::provision(lab, &g.plane, &global).await?;
+    progress(&format!(
+        "  ready: control plane on http://{} (pid {}), config version {version}",
+        crate::plane::ADDRESS,
+        plane.pid().unwrap_or(0)
+    ));
+    let count = rest.len();
+    for p in rest.iter_mut() {
         p.spawn(exe)?;
     }
     progress(&format!("started {count} processes; waiting until each is ready"));
-    for p in &mut inner.procs {
+    for p in rest.iter_mut() {
         p.wait_ready().await?;
         let what = match &p.role {
+            Role::ControlPlane => "control plane",
             Role::Gateway { .. } => "gateway",
             Role::Instance { .. } => "service instance",
         };

@@ -18,6 +18,8 @@ mod drill;
 mod failover;
 #[path = "cli/lab.rs"]
 mod lab;
+#[path = "cli/plane.rs"]
+mod plane;
 
 /// End-to-end tests that start processes take this lock, so they run serially.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());

@@ -22,8 +22,9 @@ use crate::{LabError, http1};
 /// How a target is taken out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Method {
-    /// The gateways' drain switch (`PUT /-/drains/SERVICE@REGION` on every gateway): works on
-    /// a real deployment.
+    /// A drain switch: through the control plane when [`DrillOptions::control`] is set (a new
+    /// drains version pushed to every gateway), else `PUT /-/drains/SERVICE@REGION` on every
+    /// gateway's admin API. Works on a real deployment.
     Drain,
     /// A lab fault.
     Fault(Mode),
@@ -52,6 +53,15 @@ pub struct DrillOptions {
     pub probe_timeout: Duration,
     /// Only these `SERVICE@REGION` targets (default: all).
     pub only: Vec<String>,
+    /// Set drain switches through this control plane rather than on each gateway.
+    pub control: Option<ControlPlane>,
+}
+
+/// A control plane's admin API and a token with the operator role.
+#[derive(Debug, Clone)]
+pub struct ControlPlane {
+    pub addr: std::net::SocketAddr,
+    pub token: String,
 }
 
 impl Default for DrillOptions {
@@ -63,6 +73,7 @@ impl Default for DrillOptions {
             error_budget: 0,
             probe_timeout: Duration::from_secs(10),
             only: Vec::new(),
+            control: None,
         }
     }
 }
@@ -87,11 +98,32 @@ async fn serves_itself(region: &DrillRegion, service: &str, timeout: Duration) -
         .unwrap_or(false)
 }
 
-async fn set_drain(topo: &Topology, target: &str, drained: bool, timeout: Duration) -> Result<(), LabError> {
+async fn set_drain(
+    topo: &Topology,
+    opts: &DrillOptions,
+    target: &str,
+    drained: bool,
+) -> Result<(), LabError> {
+    let (timeout, method) =
+        (opts.probe_timeout, if drained { http::Method::PUT } else { http::Method::DELETE });
+    if let Some(cp) = &opts.control {
+        let path = format!("/v1/drains/{target}");
+        let mut req = http1::Request::get(cp.addr, &path, timeout).bearer(&cp.token);
+        req.method = method;
+        let resp = req.send().await?;
+        if !resp.status.is_success() {
+            return Err(LabError::Fault(format!(
+                "control plane: drain {target} answered {}: {}",
+                resp.status,
+                String::from_utf8_lossy(&resp.body).trim()
+            )));
+        }
+        return Ok(());
+    }
     let path = format!("/-/drains/{target}");
     for r in &topo.regions {
         let mut req = http1::Request::get(r.admin, &path, timeout);
-        req.method = if drained { http::Method::PUT } else { http::Method::DELETE };
+        req.method = method.clone();
         let resp = req.send().await?;
         if !resp.status.is_success() {
             return Err(LabError::Fault(format!("{}: drain {target} answered {}", r.name, resp.status)));
@@ -165,7 +197,7 @@ async fn step(
 
     let t0 = Instant::now();
     match (opts.method, lab) {
-        (Method::Drain, _) => set_drain(topo, target, true, opts.probe_timeout).await?,
+        (Method::Drain, _) => set_drain(topo, opts, target, true).await?,
         (Method::Fault(mode), Some(lab)) => {
             lab.down(target, mode).await?;
         }
@@ -196,7 +228,7 @@ async fn step(
     // Restore, then wait for the region to serve the service itself again.
     let t1 = Instant::now();
     match (opts.method, lab) {
-        (Method::Drain, _) => set_drain(topo, target, false, opts.probe_timeout).await?,
+        (Method::Drain, _) => set_drain(topo, opts, target, false).await?,
         (Method::Fault(_), Some(lab)) => {
             lab.up(target).await?;
         }

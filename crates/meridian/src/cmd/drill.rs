@@ -34,6 +34,17 @@ pub struct Args {
     /// Only this target (SERVICE@REGION); repeatable.
     #[arg(long)]
     only: Vec<String>,
+    /// Where drain switches are set: `control` (the control plane, a new drains version pushed
+    /// to every gateway; the default in a lab), or `gateways` (each gateway's admin API; the
+    /// default with --topology).
+    #[arg(long)]
+    via: Option<String>,
+    /// Control plane admin API for `--via control` with --topology.
+    #[arg(long, env = "MERIDIAN_SERVER", default_value = "http://127.0.0.1:9700")]
+    server: String,
+    /// Admin token (operator role) for `--via control`; in a lab, its admin token by default.
+    #[arg(long, env = "MERIDIAN_TOKEN", hide_env_values = true)]
+    token: Option<String>,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
@@ -44,7 +55,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         "drain" => Method::Drain,
         other => Method::Fault(other.parse::<Mode>().map_err(|e| anyhow::anyhow!("--mode: {e}"))?),
     };
-    let opts = DrillOptions {
+    let mut opts = DrillOptions {
         method,
         interval: meridian_core::parse_duration(&a.interval)
             .map_err(|e| anyhow::anyhow!("--interval: {e}"))?,
@@ -52,6 +63,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         error_budget: a.error_budget,
         probe_timeout: Duration::from_secs(10),
         only: a.only,
+        control: None,
     };
     let (topo, lab) = match &a.topology {
         Some(path) => {
@@ -66,6 +78,30 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     };
     if a.topology.is_some() && method != Method::Drain {
         bail!("a topology file supports only --mode drain (faults need a lab)");
+    }
+    let via = a.via.as_deref().unwrap_or(if a.topology.is_some() { "gateways" } else { "control" });
+    match via {
+        "gateways" => {}
+        "control" => {
+            let token = match a.token {
+                Some(t) => t,
+                None if a.topology.is_none() => {
+                    let path = a.dir.join("control/admin.token");
+                    let text = std::fs::read_to_string(&path)
+                        .with_context(|| format!("reading the lab's admin token {}", path.display()))?;
+                    text.trim().to_string()
+                }
+                None => bail!("--via control needs --token (or MERIDIAN_TOKEN)"),
+            };
+            let addr = a
+                .server
+                .trim_start_matches("http://")
+                .trim_end_matches('/')
+                .parse()
+                .with_context(|| format!("--server {}: expected http://IP:PORT", a.server))?;
+            opts.control = Some(drill::ControlPlane { addr, token });
+        }
+        other => bail!("--via {other}: expected control or gateways"),
     }
     let rt = super::runtime(Some(1))?;
     let report = rt.block_on(drill::run(&topo, &opts, lab.as_ref(), &|line| eprintln!("  {line}")))?;

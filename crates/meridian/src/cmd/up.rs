@@ -124,8 +124,18 @@ fn print_summary(sup: &Supervisor, dir: &std::path::Path, control: SocketAddr) {
         println!("  meridian lab{flags} down {}@{} --mode kill", s.name, second.name);
         println!("  meridian lab{flags} slow {}@{} 300ms", s.name, second.name);
     }
+    let plane = &sup.generated.plane;
     println!();
-    println!("Files and logs: {}   control API: http://{control}", sup.generated.dir.display());
+    println!(
+        "Control plane: http://{} (the gateways take their config from it)",
+        meridian_lab::plane::ADDRESS
+    );
+    println!("  export MERIDIAN_TOKEN=$(cat {})", plane.admin_token.display());
+    println!("  meridian status");
+    println!("  meridian diff -f {0} && meridian apply -f {0} --wait", sup.generated.global.display());
+    println!("  meridian drain {}", second.name);
+    println!();
+    println!("Files and logs: {}   lab control API: http://{control}", sup.generated.dir.display());
     println!("Ctrl-C stops everything.");
 }
 

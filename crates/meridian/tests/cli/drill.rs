@@ -59,6 +59,24 @@ pub(crate) async fn start_lab(dir: &Path) -> ChildGuard {
     up
 }
 
+/// Runs a control-plane client command (`apply`, `status`, …) against the lab's control plane
+/// with the lab's admin token.
+pub(crate) fn control_cli(dir: &Path, args: &[&str]) -> (i32, String, String) {
+    let token = std::fs::read_to_string(dir.join("control/admin.token")).unwrap();
+    let out = Command::new(bin())
+        .args(args)
+        .env("MERIDIAN_SERVER", "http://127.0.0.1:9700")
+        .env("MERIDIAN_TOKEN", token.trim())
+        .current_dir(repo())
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 fn drill(dir: &Path, settle: &str, args: &[&str]) -> (i32, String, String) {
     let out = Command::new(bin())
         .arg("drill")
@@ -104,7 +122,8 @@ async fn drill_passes_on_a_healthy_lab_and_fails_without_failover() {
         assert!(s["detect_ms"].is_u64() && s["failover_ms"].is_u64() && s["recover_ms"].is_u64(), "{s}");
     }
 
-    // Failover switched off for orders: the drill must fail for it.
+    // Failover switched off for orders, applied through the control plane: the drill must
+    // fail for it.
     let global = dir.path().join("global.yaml");
     let text = std::fs::read_to_string(&global).unwrap();
     let edited =
@@ -116,7 +135,10 @@ async fn drill_passes_on_a_healthy_lab_and_fails_without_failover() {
         let v: Value = c.get(format!("http://{a}/-/config")).send().await.unwrap().json().await.unwrap();
         before.push(v["hash"].clone());
     }
-    std::fs::write(&global, edited).unwrap();
+    let edited_path = dir.path().join("no-failover.yaml");
+    std::fs::write(&edited_path, edited).unwrap();
+    let (code, out, err) = control_cli(dir.path(), &["apply", "-f", edited_path.to_str().unwrap(), "--wait"]);
+    assert_eq!(code, 0, "apply failed:\n{out}\n{err}");
     poll("every gateway reloaded", Duration::from_secs(30), async || {
         for (a, h) in ADMINS.iter().zip(&before) {
             let v: Value = c.get(format!("http://{a}/-/config")).send().await.unwrap().json().await.unwrap();
@@ -135,4 +157,69 @@ async fn drill_passes_on_a_healthy_lab_and_fails_without_failover() {
     assert!(problems.contains("no failover"), "{problems}");
 
     up.terminate(Duration::from_secs(20)).unwrap();
+}
+
+/// Steady load: one loop per URL sending GETs one after another until stopped (at most 100,000
+/// each and 5 minutes, so it always ends), counting answers of 200 and everything else.
+pub(crate) struct Load {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    ok: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    failed: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Load {
+    pub(crate) fn start(c: &reqwest::Client, urls: &[&str]) -> Load {
+        use std::sync::atomic::Ordering;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let ok = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let failed = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let tasks = urls
+            .iter()
+            .map(|url| {
+                let (c, stop, ok, failed, url) =
+                    (c.clone(), stop.clone(), ok.clone(), failed.clone(), url.to_string());
+                tokio::spawn(async move {
+                    let end = Instant::now() + Duration::from_secs(300);
+                    for _ in 0..100_000 {
+                        if stop.load(Ordering::Relaxed) || Instant::now() > end {
+                            break;
+                        }
+                        match c.get(&url).send().await {
+                            Ok(r) if r.status() == 200 => ok.fetch_add(1, Ordering::Relaxed),
+                            Ok(r) => {
+                                eprintln!("{url}: {}", r.status());
+                                failed.fetch_add(1, Ordering::Relaxed)
+                            }
+                            Err(e) => {
+                                eprintln!("{url}: {e}");
+                                failed.fetch_add(1, Ordering::Relaxed)
+                            }
+                        };
+                    }
+                })
+            })
+            .collect();
+        Load { stop, ok, failed, tasks }
+    }
+
+    pub(crate) fn ok(&self) -> u64 {
+        self.ok.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Waits until `n` more requests have succeeded.
+    pub(crate) async fn flowing(&self, n: u64) {
+        let at = self.ok();
+        poll("traffic flowing", Duration::from_secs(30), async || self.ok() >= at + n).await;
+    }
+
+    /// Stops the loops; returns (ok, failed).
+    pub(crate) async fn finish(self) -> (u64, u64) {
+        use std::sync::atomic::Ordering;
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.tasks {
+            t.await.unwrap();
+        }
+        (self.ok.load(Ordering::Relaxed), self.failed.load(Ordering::Relaxed))
+    }
 }

@@ -3,14 +3,12 @@
 
 use std::path::Path;
 use std::process::Command;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use crate::drill::{poll, start_lab};
+use crate::drill::{Load, poll, start_lab};
 use crate::{SERIAL, bin, repo};
 
-fn lab(dir: &Path, args: &[&str]) {
+pub(crate) fn lab(dir: &Path, args: &[&str]) {
     let out =
         Command::new(bin()).arg("lab").arg("--dir").arg(dir).args(args).current_dir(repo()).output().unwrap();
     assert!(out.status.success(), "meridian lab {args:?}: {}", String::from_utf8_lossy(&out.stderr));
@@ -32,33 +30,9 @@ async fn a_region_dying_under_load_fails_no_idempotent_request() {
     assert_ne!(first_peer, "us-east-1");
 
     for mode in ["kill", "stop", "blackhole"] {
-        let stop = Arc::new(AtomicBool::new(false));
-        let ok = Arc::new(AtomicU64::new(0));
-        let failed = Arc::new(AtomicU64::new(0));
-        let mut tasks = Vec::new();
-        for path in ["/orders", "/orders", "/users", "/catalog"] {
-            let (c, stop, ok, failed) = (c.clone(), stop.clone(), ok.clone(), failed.clone());
-            tasks.push(tokio::spawn(async move {
-                // Bounded: at most 5,000 requests per loop.
-                for _ in 0..5_000 {
-                    if stop.load(Ordering::Relaxed) {
-                        break;
-                    }
-                    match c.get(format!("http://127.0.1.1:8080{path}")).send().await {
-                        Ok(r) if r.status() == 200 => ok.fetch_add(1, Ordering::Relaxed),
-                        Ok(r) => {
-                            eprintln!("{path}: {}", r.status());
-                            failed.fetch_add(1, Ordering::Relaxed)
-                        }
-                        Err(e) => {
-                            eprintln!("{path}: {e}");
-                            failed.fetch_add(1, Ordering::Relaxed)
-                        }
-                    };
-                }
-            }));
-        }
-        poll("load flowing", Duration::from_secs(10), async || ok.load(Ordering::Relaxed) > 50).await;
+        let urls = ["/orders", "/orders", "/users", "/catalog"].map(|p| format!("http://127.0.1.1:8080{p}"));
+        let load = Load::start(&c, &urls.each_ref().map(String::as_str));
+        load.flowing(50).await;
         lab(dir.path(), &["down", &first_peer, "--mode", mode]);
         // Orders from us-east-1 now land in the remaining region.
         poll("orders moved to the last region", Duration::from_secs(60), async || {
@@ -71,17 +45,9 @@ async fn a_region_dying_under_load_fails_no_idempotent_request() {
             }
         })
         .await;
-        let at = ok.load(Ordering::Relaxed);
-        poll("traffic after the move", Duration::from_secs(30), async || {
-            ok.load(Ordering::Relaxed) > at + 50
-        })
-        .await;
-        stop.store(true, Ordering::Relaxed);
-        for t in tasks {
-            t.await.unwrap();
-        }
+        load.flowing(50).await;
+        let (ok, failed) = load.finish().await;
         lab(dir.path(), &["up", &first_peer]);
-        let (ok, failed) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
         eprintln!("{first_peer} down by {mode} under load: {ok} ok, {failed} failed");
         assert_eq!(failed, 0, "{mode}: {failed} requests failed");
         poll("region back", Duration::from_secs(60), async || {
