@@ -22,13 +22,14 @@ use std::future::Future;
 use std::time::Duration;
 
 use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, GetResponse, KeyValue, SortOrder,
-    SortTarget, Txn, TxnOp, TxnOpResponse, TxnResponse, WatchOptions,
+    Client, Compare, CompareOp, ConnectOptions, GetOptions, GetResponse, KeyValue, SortOrder, SortTarget,
+    Txn, TxnOp, TxnOpResponse, TxnResponse,
 };
 use meridian_sync::protocol::{Ack, Kind};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tokio::sync::mpsc;
+
+mod watch;
 
 use super::{
     AuditEntry, NodeRecord, Store, StoreError, StoreFuture, TokenRecord, VersionFeed, VersionRecord,
@@ -100,10 +101,6 @@ fn number(kv: Option<&KeyValue>) -> Result<u64, StoreError> {
     text.trim().parse().map_err(|_| {
         StoreError::Backend(format!("etcd key {}: not a number: {text:?}", String::from_utf8_lossy(kv.key())))
     })
-}
-
-fn kind_from(name: &str) -> Option<Kind> {
-    Kind::ALL.into_iter().find(|k| k.as_str() == name)
 }
 
 impl EtcdStore {
@@ -240,100 +237,6 @@ impl EtcdStore {
             Ok(())
         } else {
             Err(StoreError::Conflict { current: number(first_of(&resp).as_ref())? })
-        }
-    }
-
-    /// The watch loop behind [`Store::watch_versions`]: first the current version of every kind,
-    /// then every put under `versions/`. After an error it resumes from the revision after the
-    /// last event it saw (so nothing written meanwhile is missed); when etcd compacted past that
-    /// revision it reads the current versions again.
-    async fn feed(self, tx: mpsc::Sender<(Kind, VersionRecord)>) {
-        let mut next_rev: i64 = 0;
-        let mut down = false;
-        let mut backoff = Duration::from_millis(100);
-        loop {
-            let r = tokio::select! {
-                _ = tx.closed() => return,
-                r = self.feed_once(&tx, &mut next_rev, &mut down) => r,
-            };
-            let Err(e) = r else { return };
-            if !down {
-                // Once per outage, not once per retry.
-                tracing::warn!(error = %e, resume_from = next_rev, "etcd watch lost; retrying");
-                down = true;
-                backoff = Duration::from_millis(100);
-            }
-            tokio::select! {
-                _ = tx.closed() => return,
-                _ = tokio::time::sleep(backoff) => {}
-            }
-            backoff = (backoff * 2).min(Duration::from_secs(2));
-        }
-    }
-
-    /// One watch session; `Ok` only when the receiver is gone.
-    async fn feed_once(
-        &self,
-        tx: &mpsc::Sender<(Kind, VersionRecord)>,
-        next_rev: &mut i64,
-        down: &mut bool,
-    ) -> Result<(), StoreError> {
-        if *next_rev == 0 {
-            // The current version of every kind, read at one revision.
-            let gets: Vec<TxnOp> = Kind::ALL
-                .into_iter()
-                .map(|k| TxnOp::get(self.versions_prefix(k), Some(last_opts())))
-                .collect();
-            let resp = self.txn(Txn::new().and_then(gets)).await?;
-            let rev = resp.header().map_or(0, |h| h.revision());
-            for (kind, op) in Kind::ALL.into_iter().zip(resp.op_responses()) {
-                if let TxnOpResponse::Get(g) = op
-                    && let Some(kv) = g.kvs().first()
-                    && tx.send((kind, dec(kv)?)).await.is_err()
-                {
-                    return Ok(());
-                }
-            }
-            *next_rev = rev + 1;
-        }
-        let opts = WatchOptions::new().with_prefix().with_start_revision(*next_rev);
-        let mut watch = self.client.watch_client();
-        let mut stream = self.call(watch.watch(self.key("versions/"), Some(opts))).await?;
-        if *down {
-            tracing::info!(from_revision = *next_rev, "etcd watch resumed");
-            *down = false;
-        }
-        let versions = self.key("versions/");
-        loop {
-            let msg = stream
-                .message()
-                .await
-                .map_err(|e| StoreError::Backend(format!("etcd watch: {}", why(&e))))?;
-            let Some(msg) = msg else { return Err(StoreError::Backend("etcd watch stream ended".into())) };
-            if msg.canceled() {
-                if msg.compact_revision() > 0 {
-                    *next_rev = 0;
-                }
-                return Err(StoreError::Backend(format!("etcd watch cancelled: {}", msg.cancel_reason())));
-            }
-            for ev in msg.events() {
-                let Some(kv) = ev.kv() else { continue };
-                *next_rev = (*next_rev).max(kv.mod_revision() + 1);
-                if ev.event_type() != EventType::Put {
-                    continue;
-                }
-                let rest =
-                    String::from_utf8_lossy(&kv.key()[versions.len().min(kv.key().len())..]).into_owned();
-                let Some(kind) = rest.split('/').next().and_then(kind_from) else { continue };
-                match dec::<VersionRecord>(kv) {
-                    Ok(rec) => {
-                        if tx.send((kind, rec)).await.is_err() {
-                            return Ok(());
-                        }
-                    }
-                    Err(e) => tracing::warn!(error = %e, "skipping an unreadable version in etcd"),
-                }
-            }
         }
     }
 }
@@ -556,7 +459,7 @@ impl Store for EtcdStore {
     }
 
     fn watch_versions(&self) -> Option<VersionFeed> {
-        let (tx, rx) = mpsc::channel(64);
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
         tokio::spawn(self.clone().feed(tx));
         Some(rx)
     }
