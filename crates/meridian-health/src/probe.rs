@@ -138,3 +138,74 @@ impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
         self.0.signature_verification_algorithms.supported_schemes()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use meridian_testkit::certs::TestCa;
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    /// A TLS server with a certificate no client trusts, answering `status` to one request
+    /// per connection.
+    async fn tls_server(status: u16) -> SocketAddr {
+        let ca = TestCa::new("untrusted test CA");
+        let leaf = ca.issue(&["gateway.test"]);
+        let certs = vec![CertificateDer::from_pem_slice(leaf.cert_pem.as_bytes()).unwrap()];
+        let key = PrivateKeyDer::from_pem_slice(leaf.key_pem.as_bytes()).unwrap();
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let Ok(mut tls) = acceptor.accept(tcp).await else { return };
+                    let mut buf = [0u8; 1024];
+                    let _ = tls.read(&mut buf).await;
+                    let answer =
+                        format!("HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+                    let _ = tls.write_all(answer.as_bytes()).await;
+                    let _ = tls.shutdown().await;
+                });
+            }
+        });
+        addr
+    }
+
+    fn https(path: &str) -> ProbeKind {
+        ProbeKind::Http { path: path.into(), host: "gateway.test".into(), tls: true }
+    }
+
+    #[tokio::test]
+    async fn https_probes_pass_without_trusting_the_certificate_and_read_the_status() {
+        let ok = tls_server(200).await;
+        assert_eq!(probe(ok, None, &https("/-/ready")).await, Ok(()));
+        let draining = tls_server(503).await;
+        assert_eq!(probe(draining, None, &https("/-/ready")).await, Err("status 503".into()));
+        // From a chosen source address, as a checker in a region.
+        assert_eq!(probe(ok, Some("127.0.20.9".parse().unwrap()), &https("/")).await, Ok(()));
+    }
+
+    #[tokio::test]
+    async fn tcp_probes_pass_on_connect_and_fail_on_refusal() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let open = listener.local_addr().unwrap();
+        assert_eq!(probe(open, None, &ProbeKind::Tcp).await, Ok(()));
+        drop(listener);
+        let e = probe(open, None, &ProbeKind::Tcp).await.unwrap_err();
+        assert!(e.starts_with(&format!("connect to {open}")), "{e}");
+    }
+}
