@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use meridian_control::Server;
-use meridian_control::store::{EtcdOptions, EtcdStore, Store, StoreError};
+use meridian_control::store::{EtcdOptions, EtcdStore, Store, StoreError, VersionRecord};
 use meridian_sync::protocol::{Kind, Push};
 use meridian_testkit::etcd::Etcd;
 use serde_json::Value;
@@ -49,6 +49,23 @@ async fn etcd_store_keeps_the_store_contract() {
     // The deployment id is written once; another deployment under the same prefix is refused.
     let e = EtcdStore::connect(&opts(&etcd, "/contract/0/"), "other").await.err().unwrap();
     assert_eq!(e, StoreError::ForeignDeployment { stored: "d".into(), wanted: "other".into() });
+    // A version over etcd's request limit (1.5 MiB) is refused by etcd, and said so.
+    let s = EtcdStore::connect(&opts(&etcd, "/big/"), "d").await.unwrap();
+    let big = VersionRecord {
+        version: 1,
+        hash: "h".into(),
+        content: "x".repeat(1_800_000),
+        created_at_ms: 1,
+        author: "t".into(),
+        comment: String::new(),
+    };
+    let e = s.append(Kind::Config, 0, vec![big]).await.unwrap_err();
+    eprintln!("a 1.8 MB version: {e}");
+    assert!(
+        matches!(&e, StoreError::Backend(m) if m.contains("refused the request") && m.contains("large")),
+        "{e}"
+    );
+    assert_eq!(s.current(Kind::Config).await.unwrap(), None);
     // Nothing listening: a clear error naming the endpoint, within the deadline.
     let gone = format!("http://{}", meridian_testkit::proc::free_addr());
     let o = EtcdOptions { endpoints: vec![gone.clone()], ..opts(&etcd, "/x/") };

@@ -119,7 +119,7 @@ impl EtcdStore {
             match tokio::time::timeout(opts.timeout, Client::connect(&opts.endpoints, Some(connect))).await {
                 Ok(Ok(c)) => c,
                 Ok(Err(e)) => {
-                    return Err(StoreError::Backend(format!("etcd at {named} is unavailable: {}", why(&e))));
+                    return Err(StoreError::Backend(failed(&named, &e)));
                 }
                 Err(_) => {
                     return Err(StoreError::Backend(format!(
@@ -162,9 +162,7 @@ impl EtcdStore {
     async fn call<T>(&self, f: impl Future<Output = Result<T, etcd_client::Error>>) -> Result<T, StoreError> {
         match tokio::time::timeout(self.timeout, f).await {
             Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => {
-                Err(StoreError::Backend(format!("etcd at {} is unavailable: {}", self.named, why(&e))))
-            }
+            Ok(Err(e)) => Err(StoreError::Backend(failed(&self.named, &e))),
             Err(_) => Err(StoreError::Backend(format!(
                 "etcd at {} did not answer within {:?}",
                 self.named, self.timeout
@@ -238,6 +236,19 @@ impl EtcdStore {
         } else {
             Err(StoreError::Conflict { current: number(first_of(&resp).as_ref())? })
         }
+    }
+}
+
+/// What went wrong, for the admin API: etcd out of reach, or etcd refusing this request (e.g. a
+/// version larger than its request limit), which trying again does not fix.
+fn failed(named: &str, e: &etcd_client::Error) -> String {
+    use etcd_client::Error::GRpcStatus;
+    use tonic::Code;
+    match e {
+        GRpcStatus(s) if !matches!(s.code(), Code::Unavailable | Code::DeadlineExceeded | Code::Unknown) => {
+            format!("etcd at {named} refused the request: {}", why(e))
+        }
+        _ => format!("etcd at {named} is unavailable: {}", why(e)),
     }
 }
 
