@@ -56,7 +56,7 @@ pub struct HealthExplanation {
     pub source: &'static str,
     /// Most vantage points are silent: the verdicts are the last ones, frozen.
     pub partitioned: bool,
-    /// The checks of the regions the record set's members name.
+    /// The checks that decide the record set's members (and their children).
     pub checks: Vec<CheckStatus>,
 }
 
@@ -107,7 +107,7 @@ pub fn explain_view(
             let n = LowerName::from(Name::from_str(label).ok()?);
             let set =
                 view.sets.get(&(n.clone(), qtype)).or_else(|| view.sets.get(&(n, RecordType::CNAME)))?;
-            Some(set.policy.regions().into_iter().map(str::to_string).collect())
+            Some(set.policy.checks().into_iter().map(str::to_string).collect())
         })
         .unwrap_or_default();
     let health = match quorum {

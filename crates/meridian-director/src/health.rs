@@ -12,6 +12,8 @@ pub enum HealthTarget<'a> {
     Region(&'a str),
     /// A member given by literal values: record set name and the member's index in its policy.
     Member { record_set: &'a str, member: usize },
+    /// A member whose health check is named in the config (`health_check`, `health_checks`).
+    Check(&'a str),
 }
 
 /// The director's view of health. Policies call it per query, so it must be cheap.
@@ -29,8 +31,9 @@ impl HealthView for AllHealthy {
     }
 }
 
-/// The checkers' quorum as the policies see it: a region is healthy when the check named
-/// like it is (no such check: healthy). Members given by values have no check yet: healthy.
+/// The checkers' quorum as the policies see it: a member with a configured check is healthy
+/// when that check is; a region member otherwise when the check named like the region is (no
+/// such check: healthy); a member given by values without a check is healthy.
 #[derive(Clone)]
 pub struct QuorumHealth(pub Arc<Quorum>);
 
@@ -45,7 +48,7 @@ impl QuorumHealth {
 impl HealthView for QuorumHealth {
     fn healthy(&self, target: HealthTarget<'_>) -> bool {
         match target {
-            HealthTarget::Region(r) => self.0.healthy(r).unwrap_or(true),
+            HealthTarget::Region(c) | HealthTarget::Check(c) => self.0.healthy(c).unwrap_or(true),
             HealthTarget::Member { .. } => true,
         }
     }

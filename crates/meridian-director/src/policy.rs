@@ -22,6 +22,8 @@ pub const MULTIVALUE_MAX: usize = 8;
 pub(crate) struct Member {
     pub region: Option<String>,
     pub rdata: Vec<RData>,
+    /// The health check that decides it, when configured (else its region's, or healthy).
+    pub check: Option<String>,
 }
 
 pub(crate) enum Policy {
@@ -57,9 +59,12 @@ pub(crate) struct Ctx<'a> {
 
 impl Ctx<'_> {
     fn healthy(&self, i: usize, m: &Member) -> bool {
-        match &m.region {
-            Some(r) => self.health.healthy(HealthTarget::Region(r)),
-            None => self.health.healthy(HealthTarget::Member { record_set: self.record_set, member: i }),
+        match (&m.check, &m.region) {
+            (Some(c), _) => self.health.healthy(HealthTarget::Check(c)),
+            (None, Some(r)) => self.health.healthy(HealthTarget::Region(r)),
+            (None, None) => {
+                self.health.healthy(HealthTarget::Member { record_set: self.record_set, member: i })
+            }
         }
     }
 }
@@ -221,8 +226,9 @@ fn eval(policy: &Policy, cx: &Ctx<'_>, ok: &dyn Fn(usize, &Member) -> bool) -> O
 }
 
 impl Policy {
-    /// The regions its members name, in order, once each.
-    pub(crate) fn regions(&self) -> Vec<&str> {
+    /// The health checks its members are decided by (a region's own check is named like the
+    /// region), in order, once each.
+    pub(crate) fn checks(&self) -> Vec<&str> {
         let members: Vec<&Member> = match self {
             Policy::Simple(m) => vec![m],
             Policy::Failover(a, b) => vec![a, b],
@@ -232,7 +238,7 @@ impl Policy {
             Policy::Geoproximity(v) => v.iter().map(|(m, _)| m).collect(),
         };
         let mut out: Vec<&str> = Vec::new();
-        for r in members.iter().filter_map(|m| m.region.as_deref()) {
+        for r in members.iter().filter_map(|m| m.check.as_deref().or(m.region.as_deref())) {
             if !out.contains(&r) {
                 out.push(r);
             }

@@ -26,7 +26,7 @@ impl Down {
 impl HealthView for Down {
     fn healthy(&self, t: HealthTarget<'_>) -> bool {
         match t {
-            HealthTarget::Region(r) => !self.0.contains(r),
+            HealthTarget::Region(r) | HealthTarget::Check(r) => !self.0.contains(r),
             HealthTarget::Member { member, .. } => !self.0.contains(&format!("members[{member}]")),
         }
     }
@@ -136,6 +136,30 @@ fn failover_and_its_fail_open() {
     let both = q(&["us-east-1", "eu-west-1"]);
     assert_eq!(ips(&both), ["127.0.1.1"], "fail open: as if all were healthy, the primary");
     assert!(both.why.fail_open && !q(&[]).why.fail_open);
+}
+
+#[test]
+fn members_follow_their_configured_health_checks() {
+    let yaml = EXAMPLE.replace(
+        "  record_sets:\n",
+        "  record_sets:\n    - name: orders.api.example.com.\n      type: A\n      \
+         health_checks: { us-east-1: us-east-1-admin }\n      \
+         policy: { kind: failover, primary: us-east-1, secondary: eu-west-1 }\n    \
+         - name: dc.api.example.com.\n      type: A\n      policy:\n        kind: weighted\n        \
+         members:\n          - { region: eu-west-1, weight: 1, health_check: ap-southeast-2 }\n          \
+         - { values: [192.0.2.20], weight: 1, health_check: us-east-1-public }\n",
+    );
+    let v = view_of(&yaml);
+    let q = |name: &str, down: &[&str], roll| {
+        ips(&ask_with(&v, name, RecordType::A, ANY, None, &Down::of(down), roll))
+    };
+    // The record set's check for us-east-1 decides, not the region's own.
+    assert_eq!(q("orders.api.example.com.", &["us-east-1"], 0), ["127.0.1.1"]);
+    assert_eq!(q("orders.api.example.com.", &["us-east-1-admin"], 0), ["127.0.2.1"]);
+    // A member's own check decides it, for a region or for values.
+    assert_eq!(q("dc.api.example.com.", &["ap-southeast-2"], 0), ["192.0.2.20"]);
+    assert_eq!(q("dc.api.example.com.", &["us-east-1-public"], 1), ["127.0.2.1"]);
+    assert_eq!(q("dc.api.example.com.", &["eu-west-1", "members[1]"], 1), ["192.0.2.20"]);
 }
 
 #[test]

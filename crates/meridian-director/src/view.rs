@@ -128,7 +128,7 @@ impl View {
             let zone_name = Name::from(&zone.name);
             add_name(&mut names, &n, &zone_name);
             let rtype = record_type(rs.record_type);
-            let policy = compile(&p, &rs.policy, rtype, &regions)?;
+            let policy = compile(&p, rs, rtype, &regions)?;
             let label = rs.name.to_ascii_lowercase();
             sets.insert((LowerName::from(&n), rtype), SetView { name: n, label, ttl, policy });
         }
@@ -189,6 +189,7 @@ fn member(
     p: &str,
     region: Option<&str>,
     values: &[String],
+    check: Option<String>,
     rtype: RecordType,
     regions: &HashMap<&str, &Region>,
 ) -> Result<Member, ViewError> {
@@ -209,41 +210,57 @@ fn member(
             _ => ip_rdata(v.parse().map_err(|e| err(p, e))?),
         });
     }
-    Ok(Member { region: region.map(str::to_string), rdata })
+    Ok(Member { region: region.map(str::to_string), rdata, check })
 }
 
+/// Compiles a record set's policy. Each member's health check is resolved here, once: the
+/// member's `health_check`, else the record set's `health_checks` entry for its region, else
+/// none (the region's own check, or healthy for values).
 fn compile(
     p: &str,
-    policy: &RoutingPolicy,
+    rs: &dns::RecordSet,
     t: RecordType,
     regions: &HashMap<&str, &Region>,
 ) -> Result<Policy, ViewError> {
-    let m = |region: Option<&str>, values: &[String]| member(p, region, values, t, regions);
-    Ok(match policy {
-        RoutingPolicy::Simple { region, values } => Policy::Simple(m(region.as_deref(), values)?),
+    let m = |region: Option<&str>, values: &[String], own: &Option<String>| {
+        let check = own.clone().or_else(|| region.and_then(|r| rs.health_checks.get(r).cloned()));
+        member(p, region, values, check, t, regions)
+    };
+    let none = None;
+    Ok(match &rs.policy {
+        RoutingPolicy::Simple { region, values } => Policy::Simple(m(region.as_deref(), values, &none)?),
         RoutingPolicy::Failover { primary, secondary } => {
-            Policy::Failover(m(Some(primary), &[])?, m(Some(secondary), &[])?)
+            Policy::Failover(m(Some(primary), &[], &none)?, m(Some(secondary), &[], &none)?)
         }
         RoutingPolicy::Weighted { members } => Policy::Weighted(
             members
                 .iter()
-                .map(|w| Ok((m(w.region.as_deref(), &w.values)?, w.weight)))
+                .map(|w| Ok((m(w.region.as_deref(), &w.values, &w.health_check)?, w.weight)))
                 .collect::<Result<_, _>>()?,
         ),
         RoutingPolicy::Latency { regions: list } => {
-            Policy::Latency(list.iter().map(|r| m(Some(r), &[])).collect::<Result<_, _>>()?)
+            Policy::Latency(list.iter().map(|r| m(Some(r), &[], &none)).collect::<Result<_, _>>()?)
         }
         RoutingPolicy::Geolocation { rules } => Policy::Geolocation(
             rules
                 .iter()
-                .map(|r| Ok((r.country.clone(), r.continent.clone(), m(r.region.as_deref(), &r.values)?)))
+                .map(|r| {
+                    let member = m(r.region.as_deref(), &r.values, &r.health_check)?;
+                    Ok((r.country.clone(), r.continent.clone(), member))
+                })
                 .collect::<Result<_, _>>()?,
         ),
         RoutingPolicy::Geoproximity { members } => Policy::Geoproximity(
-            members.iter().map(|g| Ok((m(Some(&g.region), &[])?, g.bias))).collect::<Result<_, _>>()?,
+            members
+                .iter()
+                .map(|g| Ok((m(Some(&g.region), &[], &none)?, g.bias)))
+                .collect::<Result<_, _>>()?,
         ),
         RoutingPolicy::Multivalue { members } => Policy::Multivalue(
-            members.iter().map(|t| m(t.region.as_deref(), &t.values)).collect::<Result<_, _>>()?,
+            members
+                .iter()
+                .map(|t| m(t.region.as_deref(), &t.values, &t.health_check))
+                .collect::<Result<_, _>>()?,
         ),
     })
 }

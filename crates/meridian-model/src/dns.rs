@@ -156,6 +156,11 @@ pub struct RecordSet {
     pub ttl: Option<Dur>,
     /// How the answer is chosen.
     pub policy: RoutingPolicy,
+    /// Which `dns.health` check decides each region member of this record set, by region
+    /// name, e.g. `{ us-east-1: orders-us-east-1 }` for the region's check of the service this
+    /// name serves. Default: the check named like the region.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub health_checks: BTreeMap<String, String>,
 }
 
 /// A routing policy (Route 53's routing policies). Every policy answers with all its members
@@ -206,6 +211,10 @@ pub struct Target {
     /// Literal values: IP addresses (A/AAAA), one absolute name (CNAME) or strings (TXT).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub values: Vec<String>,
+    /// The `dns.health` check that decides this member (before `health_checks`). Default: a
+    /// region member's region check; a member given by values is always healthy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_check: Option<String>,
 }
 
 /// A member of a weighted record set.
@@ -218,6 +227,10 @@ pub struct WeightedMember {
     pub values: Vec<String>,
     /// Relative weight, 0 to 255 (0: standby). Required.
     pub weight: u8,
+    /// The `dns.health` check that decides this member (before `health_checks`). Default: a
+    /// region member's region check; a member given by values is always healthy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_check: Option<String>,
 }
 
 /// A geolocation rule; no `country` and no `continent` makes it the default rule.
@@ -234,6 +247,10 @@ pub struct GeoRule {
     pub region: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub values: Vec<String>,
+    /// The `dns.health` check that decides this member (before `health_checks`). Default: a
+    /// region member's region check; a member given by values is always healthy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_check: Option<String>,
 }
 
 /// A member of a geoproximity record set.
@@ -336,7 +353,8 @@ fn default_v6_prefix() -> u8 {
 /// often, and how the directors combine the vantage points' observations.
 ///
 /// A region member of a record set is healthy when the check named like the region is (no
-/// such check: healthy). Checkers in every region probe every probed check; a director drops a
+/// such check: healthy), unless the record set's `health_checks` or the member's
+/// `health_check` name another. Checkers in every region probe every probed check; a director drops a
 /// region's observations of itself and calls a check healthy when more than `quorum` of the
 /// other fresh vantage points (checkers) say so.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]

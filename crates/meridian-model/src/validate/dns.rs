@@ -65,6 +65,8 @@ pub fn check(c: &GlobalConfig, errs: &mut Errors) {
     if let Some(h) = &dns.health {
         health(h, &regions, errs);
     }
+    let checks: HashSet<&str> =
+        dns.health.iter().flat_map(|h| h.checks.iter().map(|c| c.name.as_str())).collect();
     let mut seen: HashMap<(String, RecordType), usize> = HashMap::new();
     for (i, rs) in dns.record_sets.iter().enumerate() {
         let p = format!("dns.record_sets[{i}]");
@@ -81,7 +83,7 @@ pub fn check(c: &GlobalConfig, errs: &mut Errors) {
         } else {
             seen.insert(key, i);
         }
-        policy(&p, rs, &regions, errs);
+        policy(&p, rs, &regions, &checks, errs);
     }
     for (i, rs) in dns.record_sets.iter().enumerate() {
         let clash = |o: &RecordSet| same(&o.name, &rs.name) && o.record_type != rs.record_type;
@@ -204,7 +206,13 @@ fn health(h: &DnsHealth, regions: &HashMap<&str, &Region>, errs: &mut Errors) {
     }
 }
 
-fn policy(p: &str, rs: &RecordSet, regions: &HashMap<&str, &Region>, errs: &mut Errors) {
+fn policy(
+    p: &str,
+    rs: &RecordSet,
+    regions: &HashMap<&str, &Region>,
+    checks: &HashSet<&str>,
+    errs: &mut Errors,
+) {
     let p = format!("{p}.policy");
     let t = rs.record_type;
     let region = |path: String, name: &str, errs: &mut Errors| region_member(&path, name, t, regions, errs);
@@ -219,8 +227,9 @@ fn policy(p: &str, rs: &RecordSet, regions: &HashMap<&str, &Region>, errs: &mut 
         }
         RoutingPolicy::Weighted { members } => {
             non_empty(&p, "members", members.len(), errs);
-            for (i, WeightedMember { region, values, .. }) in members.iter().enumerate() {
+            for (i, WeightedMember { region, values, health_check, .. }) in members.iter().enumerate() {
                 target(&format!("{p}.members[{i}]"), region.as_deref(), values, t, regions, errs);
+                check_ref(&format!("{p}.members[{i}].health_check"), health_check.as_deref(), checks, errs);
             }
             if !members.is_empty() && members.iter().all(|m| m.weight == 0) {
                 errs.push(format!("{p}.members"), "at least one member needs a weight above 0");
@@ -235,7 +244,8 @@ fn policy(p: &str, rs: &RecordSet, regions: &HashMap<&str, &Region>, errs: &mut 
         RoutingPolicy::Geolocation { rules } => {
             non_empty(&p, "rules", rules.len(), errs);
             let mut keys = HashSet::new();
-            for (i, GeoRule { country, continent, region, values }) in rules.iter().enumerate() {
+            for (i, GeoRule { country, continent, region, values, health_check }) in rules.iter().enumerate()
+            {
                 let rp = format!("{p}.rules[{i}]");
                 geo_codes(&rp, country.as_deref(), continent.as_deref(), errs);
                 if country.is_some() && continent.is_some() {
@@ -245,6 +255,7 @@ fn policy(p: &str, rs: &RecordSet, regions: &HashMap<&str, &Region>, errs: &mut 
                     errs.push(&rp, "duplicate rule (same country, continent or default)");
                 }
                 target(&rp, region.as_deref(), values, t, regions, errs);
+                check_ref(&format!("{rp}.health_check"), health_check.as_deref(), checks, errs);
             }
         }
         RoutingPolicy::Geoproximity { members } => {
@@ -262,10 +273,27 @@ fn policy(p: &str, rs: &RecordSet, regions: &HashMap<&str, &Region>, errs: &mut 
         }
         RoutingPolicy::Multivalue { members } => {
             non_empty(&p, "members", members.len(), errs);
-            for (i, Target { region, values }) in members.iter().enumerate() {
+            for (i, Target { region, values, health_check }) in members.iter().enumerate() {
                 target(&format!("{p}.members[{i}]"), region.as_deref(), values, t, regions, errs);
+                check_ref(&format!("{p}.members[{i}].health_check"), health_check.as_deref(), checks, errs);
             }
         }
+    }
+    for (region, check) in &rs.health_checks {
+        let hp = format!("{}.health_checks.{region}", p.trim_end_matches(".policy"));
+        if !regions.contains_key(region.as_str()) {
+            errs.push(&hp, format!("unknown region {region:?}"));
+        }
+        check_ref(&hp, Some(check), checks, errs);
+    }
+}
+
+/// A member's or record set's `health_check`: a check of `dns.health`.
+fn check_ref(p: &str, name: Option<&str>, checks: &HashSet<&str>, errs: &mut Errors) {
+    if let Some(n) = name
+        && !checks.contains(n)
+    {
+        errs.push(p, format!("unknown health check {n:?} (dns.health.checks)"));
     }
 }
 
@@ -450,6 +478,22 @@ mod tests {
                 "dns.health.checks[3].children[1]: unknown check \"nope\"",
                 "dns.health.checks[3].min_healthy: must be 1 to the number of children",
                 "dns.health.checks[4].children[0]: a child cannot be a calculated check",
+            ]
+        );
+        let e = errors(&format!(
+            "{ZONE}  record_sets:\n    \
+             - {{ name: o.a.example., type: A, health_checks: {{ us: us-orders, mars: x }}, \
+             policy: {{ kind: simple, region: us }} }}\n    \
+             - {{ name: w.a.example., type: A, policy: {{ kind: weighted, members: \
+             [{{ values: [192.0.2.7], weight: 1, health_check: dc }}] }} }}\n  \
+             health:\n    checks: [{{ name: us-orders, region: us, port: 9901 }}]\n"
+        ));
+        assert_eq!(
+            e,
+            [
+                "dns.record_sets[0].health_checks.mars: unknown region \"mars\"",
+                "dns.record_sets[0].health_checks.mars: unknown health check \"x\" (dns.health.checks)",
+                "dns.record_sets[1].policy.members[0].health_check: unknown health check \"dc\" (dns.health.checks)",
             ]
         );
         let ok = errors(&format!(
