@@ -301,6 +301,29 @@ mod tests {
     }
 
     #[test]
+    fn checker_files_are_strict_and_resolve_the_config_beside_them() {
+        let dir = std::env::temp_dir().join(format!("meridian-checker-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("checker.yaml");
+        let write = |text: &str| std::fs::write(&file, text).unwrap();
+        write(
+            "node: { id: c1, region: us, source_address: 127.0.20.1 }\nconfig: g.yaml\ndirectors: [\"127.0.0.1:1\"]\n",
+        );
+        let c = CheckerConfig::load(&file).unwrap();
+        assert_eq!(c.config, dir.join("g.yaml"));
+        assert_eq!(c.node.source_address, Some("127.0.20.1".parse().unwrap()));
+        write("node: { id: c1, region: us }\nconfig: g.yaml\ndirectors: [\"director:8053\"]\n");
+        let e = CheckerConfig::load(&file).unwrap_err().to_string();
+        assert!(
+            e.ends_with("directors[0]: invalid director address \"director:8053\": expected ip:port"),
+            "{e}"
+        );
+        write("node: { id: c1, region: us, zone: a }\nconfig: g.yaml\ndirectors: []\n");
+        assert!(CheckerConfig::load(&file).unwrap_err().to_string().contains("zone"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn director_addresses_accept_a_scheme() {
         assert_eq!(director_addr("http://127.0.0.1:8053/"), Ok("127.0.0.1:8053".parse().unwrap()));
         assert_eq!(director_addr("127.0.0.1:8053"), Ok("127.0.0.1:8053".parse().unwrap()));
