@@ -212,6 +212,10 @@ pub enum Target {
     Gateway(String),
     /// The lab's control plane instance (`control`).
     ControlPlane,
+    /// The lab's DNS director (`director`).
+    Director,
+    /// The region's health checker, named by its id (`chk-<region>-1`).
+    Checker(String),
 }
 
 impl Target {
@@ -219,6 +223,12 @@ impl Target {
     pub fn parse(s: &str, lab: &LabConfig) -> Result<Target, LabError> {
         if s == "control" {
             return Ok(Target::ControlPlane);
+        }
+        if s == "director" {
+            return Ok(Target::Director);
+        }
+        if let Some(r) = lab.regions.iter().find(|r| format!("chk-{}-1", r.name) == s) {
+            return Ok(Target::Checker(r.name.clone()));
         }
         if let Some(r) = lab.regions.iter().find(|r| r.gateway_id() == s) {
             return Ok(Target::Gateway(r.name.clone()));
@@ -233,8 +243,11 @@ impl Target {
             None => Target::Region(s.into()),
         };
         let region = match &target {
-            Target::Region(r) | Target::Service { region: r, .. } | Target::Gateway(r) => r,
-            Target::ControlPlane => return Ok(target),
+            Target::Region(r)
+            | Target::Service { region: r, .. }
+            | Target::Gateway(r)
+            | Target::Checker(r) => r,
+            Target::ControlPlane | Target::Director => return Ok(target),
         };
         if lab.region(region).is_none() {
             let known: Vec<&str> = lab.regions.iter().map(|r| r.name.as_str()).collect();
@@ -254,6 +267,8 @@ impl std::fmt::Display for Target {
             Target::Service { service, region } => write!(f, "{service}@{region}"),
             Target::Gateway(r) => write!(f, "gw-{r}-1"),
             Target::ControlPlane => f.write_str("control"),
+            Target::Director => f.write_str("director"),
+            Target::Checker(r) => write!(f, "chk-{r}-1"),
         }
     }
 }
@@ -303,5 +318,9 @@ mod tests {
         let gw = Target::parse("gw-eu-west-1-1", &lab).unwrap();
         assert_eq!(gw, Target::Gateway("eu-west-1".into()));
         assert_eq!(gw.to_string(), "gw-eu-west-1-1");
+        assert_eq!(Target::parse("director", &lab).unwrap(), Target::Director);
+        let chk = Target::parse("chk-us-east-1-1", &lab).unwrap();
+        assert_eq!(chk, Target::Checker("us-east-1".into()));
+        assert_eq!(chk.to_string(), "chk-us-east-1-1");
     }
 }

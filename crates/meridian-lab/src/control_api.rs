@@ -22,7 +22,9 @@ use tokio::net::TcpListener;
 
 use crate::faults::{Mode, union};
 use crate::procs::{Intent, Role};
-use crate::status::{GatewayStatus, InstanceStatus, LabStatus, RegionStatus, ServiceRegion, ServiceStatus};
+use crate::status::{
+    ComponentStatus, GatewayStatus, InstanceStatus, LabStatus, RegionStatus, ServiceRegion, ServiceStatus,
+};
 use crate::supervisor::Supervisor;
 use crate::{LabError, http1};
 
@@ -110,7 +112,7 @@ fn state_name(intent: Intent, blackholed: bool) -> &'static str {
 impl Supervisor {
     /// Every region and service with its state, and each gateway's live readiness.
     pub async fn status(&self) -> LabStatus {
-        let (mut regions, mut services) = (Vec::new(), Vec::new());
+        let (mut regions, mut services, mut components) = (Vec::new(), Vec::new(), Vec::new());
         let isolated;
         {
             let inner = self.inner.lock().await;
@@ -122,7 +124,7 @@ impl Supervisor {
                     .iter()
                     .find(|p| matches!(&p.role, Role::Gateway { region } if *region == r.name));
                 let (state, pid) = gw.map_or(("killed", None), |p| {
-                    (state_name(p.intent, dropped.contains(&r.public())), p.pid())
+                    (state_name(p.intent, dropped.contains(&crate::nft::Hole::To(r.public()))), p.pid())
                 });
                 let g = GatewayStatus {
                     id: r.gateway_id(),
@@ -137,6 +139,37 @@ impl Supervisor {
                 };
                 regions.push(RegionStatus { name: r.name.clone(), state: state.into(), gateways: vec![g] });
             }
+            for p in &inner.procs {
+                let (what, hole) = match &p.role {
+                    Role::ControlPlane => (
+                        format!("control plane, admin API http://{}", crate::plane::ADDRESS),
+                        crate::nft::Hole::To(crate::plane::ADDRESS),
+                    ),
+                    Role::Director => (
+                        format!(
+                            "DNS director, {} (UDP and TCP), HTTP http://{}",
+                            crate::dns::DIRECTOR_DNS,
+                            crate::dns::DIRECTOR_HTTP
+                        ),
+                        crate::nft::Hole::To(crate::dns::DIRECTOR_DNS),
+                    ),
+                    Role::Checker { region } => {
+                        let Some(r) = self.lab.region(region) else { continue };
+                        let src = crate::dns::checker_source(r);
+                        (
+                            format!("health checker of {region}, probes from {src}"),
+                            crate::nft::Hole::From(src),
+                        )
+                    }
+                    Role::Gateway { .. } | Role::Instance { .. } => continue,
+                };
+                components.push(ComponentStatus {
+                    name: p.name.clone(),
+                    what,
+                    state: state_name(p.intent, dropped.contains(&hole)).into(),
+                    pid: p.pid(),
+                });
+            }
             for (k, s) in self.lab.services.iter().enumerate() {
                 let mut per_region = Vec::new();
                 for r in &self.lab.regions {
@@ -148,7 +181,10 @@ impl Supervisor {
                             InstanceStatus {
                                 state: p
                                     .map_or("killed", |p| {
-                                        state_name(p.intent, dropped.contains(&r.endpoint(k, i)))
+                                        state_name(
+                                            p.intent,
+                                            dropped.contains(&crate::nft::Hole::To(r.endpoint(k, i))),
+                                        )
                                     })
                                     .into(),
                                 pid: p.and_then(|p| p.pid()),
@@ -183,6 +219,7 @@ impl Supervisor {
             isolated,
             regions,
             services,
+            components,
         }
     }
 }

@@ -9,13 +9,13 @@
 //! - `slow`: the relays of the target's instances hold every chunk the instance sends.
 
 use std::collections::BTreeSet;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use rustix::process::Signal;
 use serde::{Deserialize, Serialize};
 
 use crate::config::Target;
+use crate::nft::Hole;
 use crate::procs::{Intent, Proc, Role};
 use crate::supervisor::{Inner, RelayEntry, Supervisor};
 use crate::{LabError, nft};
@@ -43,7 +43,8 @@ impl std::str::FromStr for Mode {
 
 fn proc_in(p: &Proc, t: &Target) -> bool {
     match (&p.role, t) {
-        (Role::ControlPlane, Target::ControlPlane) => true,
+        (Role::ControlPlane, Target::ControlPlane) | (Role::Director, Target::Director) => true,
+        (Role::Checker { region }, Target::Checker(r)) => region == r,
         (Role::Gateway { region }, Target::Region(r) | Target::Gateway(r)) => region == r,
         (Role::Instance { region, .. }, Target::Region(r)) => region == r,
         (Role::Instance { service, region, .. }, Target::Service { service: s, region: r }) => {
@@ -57,24 +58,33 @@ fn relay_in(e: &RelayEntry, t: &Target) -> bool {
     match t {
         Target::Region(r) => &e.region == r,
         Target::Service { service, region } => &e.service == service && &e.region == region,
-        Target::Gateway(_) | Target::ControlPlane => false,
+        Target::Gateway(_) | Target::ControlPlane | Target::Director | Target::Checker(_) => false,
     }
 }
 
 impl Supervisor {
     /// The destinations a blackhole of `t` drops: the gateway's listeners for a region or a
     /// gateway, the endpoints (relays) of the target's instances, the control plane's address.
-    fn blackhole_addresses(&self, inner: &Inner, t: &Target) -> BTreeSet<SocketAddr> {
-        let mut set: BTreeSet<SocketAddr> =
-            inner.relays.iter().filter(|e| relay_in(e, t)).map(|e| e.relay.listen).collect();
+    fn blackhole_addresses(&self, inner: &Inner, t: &Target) -> BTreeSet<Hole> {
+        let mut set: BTreeSet<Hole> =
+            inner.relays.iter().filter(|e| relay_in(e, t)).map(|e| Hole::To(e.relay.listen)).collect();
         match t {
             Target::Region(name) | Target::Gateway(name) => {
                 if let Some(r) = self.lab.region(name) {
-                    set.extend([r.public(), r.admin(), r.peer()]);
+                    set.extend([r.public(), r.admin(), r.peer()].map(Hole::To));
                 }
             }
             Target::ControlPlane => {
-                set.insert(crate::plane::ADDRESS);
+                set.insert(Hole::To(crate::plane::ADDRESS));
+            }
+            Target::Director => {
+                set.insert(Hole::To(crate::dns::DIRECTOR_HTTP));
+                set.insert(Hole::To(crate::dns::DIRECTOR_DNS));
+            }
+            Target::Checker(name) => {
+                if let Some(r) = self.lab.region(name) {
+                    set.insert(Hole::From(crate::dns::checker_source(r)));
+                }
             }
             Target::Service { .. } => {}
         }
@@ -199,6 +209,6 @@ impl Supervisor {
     }
 }
 
-pub(crate) fn union(inner: &Inner) -> BTreeSet<SocketAddr> {
+pub(crate) fn union(inner: &Inner) -> BTreeSet<Hole> {
     inner.blackholes.values().flatten().copied().collect()
 }

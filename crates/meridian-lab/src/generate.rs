@@ -13,6 +13,7 @@
 //! DIR/certs/gw-<region>-1.{crt,key}.pem
 //! DIR/snapshots/gw-<region>-1.json    last-known-good snapshots
 //! DIR/control/                        the control plane's files (see `plane`)
+//! DIR/checkers/chk-<region>-1.yaml    health checkers (see `dns`)
 //! DIR/logs/<process>.log              output of every child process
 //! DIR/state.json                      written by the running supervisor
 //! ```
@@ -36,6 +37,8 @@ pub struct Generated {
     pub logs: PathBuf,
     /// The control plane's files.
     pub plane: PlaneFiles,
+    /// `(region, checker id, checker file)` per region.
+    pub checkers: Vec<(String, String, PathBuf)>,
 }
 
 /// Writes every file of the lab into `dir` (created if missing; generated files are replaced).
@@ -74,8 +77,9 @@ pub fn generate(lab: &LabConfig, dir: &Path) -> Result<Generated, LabError> {
         write(&path, &text)?;
         gateways.push((r.name.clone(), id, path));
     }
+    let checkers = crate::dns::generate_checkers(lab, &dir, &global)?;
     let logs = dir.join("logs");
-    Ok(Generated { dir, global, gateways, logs, plane })
+    Ok(Generated { dir, global, gateways, logs, plane, checkers })
 }
 
 fn write(path: &Path, text: &str) -> Result<(), LabError> {
@@ -150,6 +154,7 @@ pub fn global_config(lab: &LabConfig) -> String {
         let _ = writeln!(w, "    service: {}", s.name);
         let _ = writeln!(w, "    timeouts: {{ connect: 1s, per_try: 3s, request: 10s }}");
     }
+    y.push_str(&crate::dns::section(lab));
     y
 }
 

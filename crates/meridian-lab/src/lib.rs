@@ -11,6 +11,7 @@ pub mod certs;
 pub mod client;
 pub mod config;
 pub mod control_api;
+pub mod dns;
 pub mod drill;
 pub mod faults;
 pub mod generate;

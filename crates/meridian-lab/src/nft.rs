@@ -6,7 +6,7 @@
 
 use std::collections::BTreeSet;
 use std::io::Write as _;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::process::{Command, Stdio};
 
 use crate::LabError;
@@ -17,9 +17,27 @@ pub const TABLE: &str = "meridian_lab";
 /// Service endpoint ports of the lab (instances 1 to 9).
 pub const ENDPOINT_PORTS: &str = "9000-9008";
 
-/// The nftables program for a set of dropped destinations and the regions (loopback octets)
-/// whose service endpoints only their own region may reach (nothing: just remove the table).
-pub fn ruleset(dropped: &BTreeSet<SocketAddr>, isolated: &[u8]) -> String {
+/// What a blackhole drops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Hole {
+    /// TCP packets to this `ip:port` (a listener).
+    To(SocketAddr),
+    /// Every packet from this address (a process that sends from its own source address).
+    From(IpAddr),
+}
+
+impl std::fmt::Display for Hole {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Hole::To(a) => write!(f, "{a}"),
+            Hole::From(ip) => write!(f, "from {ip}"),
+        }
+    }
+}
+
+/// The nftables program for a set of blackholes and the regions (loopback octets) whose
+/// service endpoints only their own region may reach (nothing: just remove the table).
+pub fn ruleset(dropped: &BTreeSet<Hole>, isolated: &[u8]) -> String {
     // "add table" then "delete table" makes the delete succeed whether or not it existed.
     let mut s = format!("add table inet {TABLE}\ndelete table inet {TABLE}\n");
     if dropped.is_empty() && isolated.is_empty() {
@@ -28,9 +46,17 @@ pub fn ruleset(dropped: &BTreeSet<SocketAddr>, isolated: &[u8]) -> String {
     s.push_str(&format!(
         "table inet {TABLE} {{\n  chain output {{\n    type filter hook output priority 0; policy accept;\n"
     ));
-    for a in dropped {
-        let family = if a.is_ipv4() { "ip" } else { "ip6" };
-        s.push_str(&format!("    {family} daddr {} tcp dport {} drop\n", a.ip(), a.port()));
+    for h in dropped {
+        match h {
+            Hole::To(a) => {
+                let family = if a.is_ipv4() { "ip" } else { "ip6" };
+                s.push_str(&format!("    {family} daddr {} tcp dport {} drop\n", a.ip(), a.port()));
+            }
+            Hole::From(ip) => {
+                let family = if ip.is_ipv4() { "ip" } else { "ip6" };
+                s.push_str(&format!("    {family} saddr {ip} drop\n"));
+            }
+        }
     }
     for n in isolated {
         // Region isolation: only sources in 127.0.N.0/24 (the region's gateway, its lab curl
@@ -45,7 +71,7 @@ pub fn ruleset(dropped: &BTreeSet<SocketAddr>, isolated: &[u8]) -> String {
 
 /// Replaces the lab's table with one dropping `dropped` and isolating the `isolated` regions
 /// (neither: the table is deleted).
-pub fn apply(dropped: &BTreeSet<SocketAddr>, isolated: &[u8]) -> Result<(), LabError> {
+pub fn apply(dropped: &BTreeSet<Hole>, isolated: &[u8]) -> Result<(), LabError> {
     run_script(&ruleset(dropped, isolated))
 }
 
@@ -94,9 +120,11 @@ mod tests {
 
     #[test]
     fn ruleset_drops_each_destination() {
-        let set: BTreeSet<SocketAddr> = ["127.0.2.12:9000".parse().unwrap()].into();
+        let set: BTreeSet<Hole> =
+            [Hole::To("127.0.2.12:9000".parse().unwrap()), Hole::From("127.0.1.240".parse().unwrap())].into();
         let s = ruleset(&set, &[]);
         assert!(s.contains("ip daddr 127.0.2.12 tcp dport 9000 drop"), "{s}");
+        assert!(s.contains("ip saddr 127.0.1.240 drop"), "{s}");
         assert!(s.starts_with("add table inet meridian_lab\ndelete table inet meridian_lab\n"));
         assert!(!ruleset(&BTreeSet::new(), &[]).contains("chain"));
         let s = ruleset(&BTreeSet::new(), &[3]);

@@ -20,6 +20,12 @@ use crate::http1;
 pub enum Role {
     /// The lab's control plane instance.
     ControlPlane,
+    /// The lab's DNS director.
+    Director,
+    /// A region's health checker.
+    Checker {
+        region: String,
+    },
     Gateway {
         region: String,
     },
@@ -46,6 +52,8 @@ pub enum Readiness {
     Tcp(SocketAddr),
     /// A gateway: its public listener accepts and its admin `/-/ready` answers 200.
     Gateway { public: SocketAddr, admin: SocketAddr },
+    /// Running is enough (a process that only sends).
+    Started,
 }
 
 /// One child process of the lab.
@@ -165,6 +173,7 @@ async fn is_ready(r: Readiness) -> bool {
     };
     match r {
         Readiness::Tcp(a) => tcp(a).await,
+        Readiness::Started => true,
         Readiness::Gateway { public, admin } => {
             tcp(public).await
                 && matches!(

@@ -15,6 +15,21 @@ pub struct LabStatus {
     pub isolated: bool,
     pub regions: Vec<RegionStatus>,
     pub services: Vec<ServiceStatus>,
+    /// The control plane, the DNS director and the health checkers.
+    #[serde(default)]
+    pub components: Vec<ComponentStatus>,
+}
+
+/// A process of the lab that is neither a gateway nor a service instance.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ComponentStatus {
+    /// `control`, `director`, `chk-<region>-1`: also its fault target.
+    pub name: String,
+    /// What it is and where it listens.
+    pub what: String,
+    /// `up`, `killed`, `stopped` or `blackholed`.
+    pub state: String,
+    pub pid: Option<u32>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -126,7 +141,15 @@ impl LabStatus {
                 }
             }
         }
-        let _ = writeln!(w, "\ncontrol API http://{}   files {}", self.control, self.dir);
+        if !self.components.is_empty() {
+            let _ = writeln!(w);
+            let _ = writeln!(w, "{:<24} {:<11} {:<8} WHAT", "COMPONENT", "STATE", "PID");
+            for c in &self.components {
+                let pid = c.pid.map_or("-".to_string(), |p| p.to_string());
+                let _ = writeln!(w, "{:<24} {:<11} {:<8} {}", c.name, c.state, pid, c.what);
+            }
+        }
+        let _ = writeln!(w, "\nlab control API http://{}   files {}", self.control, self.dir);
         if self.isolated {
             let _ =
                 writeln!(w, "regions isolated: a region's service endpoints accept only its own addresses");

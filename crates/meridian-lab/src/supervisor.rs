@@ -50,7 +50,7 @@ pub(crate) struct Inner {
     pub procs: Vec<Proc>,
     pub relays: Vec<RelayEntry>,
     /// Blackholed destinations, by the target that asked for them.
-    pub blackholes: BTreeMap<String, BTreeSet<SocketAddr>>,
+    pub blackholes: BTreeMap<String, BTreeSet<crate::nft::Hole>>,
     /// Loopback octets of the isolated regions (all of them with `--isolate`, else none).
     pub isolated: Vec<u8>,
 }
@@ -245,6 +245,38 @@ fn plan(lab: &LabConfig, g: &Generated, workers: usize) -> Vec<Proc> {
             intent: Intent::Killed,
         });
     }
+    procs.push(Proc {
+        args: [
+            "director",
+            "-f",
+            &g.global.display().to_string(),
+            "--listen",
+            &crate::dns::DIRECTOR_DNS.to_string(),
+            "--http",
+            &crate::dns::DIRECTOR_HTTP.to_string(),
+            "--workers",
+            "1",
+        ]
+        .map(String::from)
+        .to_vec(),
+        log: log("director"),
+        name: "director".into(),
+        role: Role::Director,
+        ready: Readiness::Tcp(crate::dns::DIRECTOR_DNS),
+        child: None,
+        intent: Intent::Killed,
+    });
+    for (region, id, file) in &g.checkers {
+        procs.push(Proc {
+            args: vec!["checker".into(), "-c".into(), file.display().to_string()],
+            log: log(id),
+            name: id.clone(),
+            role: Role::Checker { region: region.clone() },
+            ready: Readiness::Started,
+            child: None,
+            intent: Intent::Killed,
+        });
+    }
     procs
 }
 
@@ -281,6 +313,8 @@ async fn start_all(
         p.wait_ready().await?;
         let what = match &p.role {
             Role::ControlPlane => "control plane",
+            Role::Director => "DNS director",
+            Role::Checker { .. } => "health checker",
             Role::Gateway { .. } => "gateway",
             Role::Instance { .. } => "service instance",
         };

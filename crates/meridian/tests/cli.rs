@@ -18,6 +18,8 @@ mod drill;
 mod failover;
 #[path = "cli/lab.rs"]
 mod lab;
+#[path = "cli/labdns.rs"]
+mod labdns;
 #[path = "cli/plane.rs"]
 mod plane;
 

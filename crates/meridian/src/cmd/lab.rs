@@ -1,5 +1,6 @@
 //! `meridian lab ...`: look at and break the lab that `meridian up` runs (found through
-//! `DIR/state.json`): status, faults (down/up/slow) and requests as a client in a region.
+//! `DIR/state.json`): status, faults (down/up/slow), and requests and DNS queries as a client
+//! in a region.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -47,6 +48,18 @@ enum Command {
         /// The delay, e.g. `300ms`.
         delay: String,
     },
+    /// Resolve a name through the lab's DNS director as a client in a region would (source
+    /// address 127.0.N.250), and say why the director answered so.
+    Dig {
+        /// The client's region. Default: the lab's first region.
+        #[arg(long)]
+        region: Option<String>,
+        /// Record type.
+        #[arg(long = "type", default_value = "A")]
+        rtype: String,
+        /// The name; relative names are taken inside the lab's zone (`api` → `api.meridian.lab.`).
+        name: String,
+    },
     /// Send a GET as a client in a region would (source address 127.0.N.250, the region's
     /// gateway unless the URL names an address).
     Curl {
@@ -64,6 +77,10 @@ enum Command {
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     let rt = crate::cmd::runtime(Some(1))?;
     rt.block_on(async move {
+        if let Command::Dig { region, rtype, name } = &a.command {
+            let lab = LabClient::from_dir(&a.dir)?.state.lab;
+            return super::lab_dig::run(&lab, region.as_deref(), rtype, name).await;
+        }
         if let Command::Curl { region, timeout, url } = &a.command {
             return run_curl(&a.dir, region.as_deref(), timeout, url).await;
         }
@@ -81,7 +98,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             Command::Down { target, mode } => client.down(&target, mode.parse::<Mode>()?).await?,
             Command::Up { target } => client.up(&target).await?,
             Command::Slow { target, delay } => client.slow(&target, &delay).await?,
-            Command::Curl { .. } => unreachable!("handled above"),
+            Command::Curl { .. } | Command::Dig { .. } => unreachable!("handled above"),
         };
         println!("{message}");
         Ok(ExitCode::SUCCESS)

@@ -124,6 +124,13 @@ fn print_summary(sup: &Supervisor, dir: &std::path::Path, control: SocketAddr) {
         println!("  meridian lab{flags} down {}@{} --mode kill", s.name, second.name);
         println!("  meridian lab{flags} slow {}@{} 300ms", s.name, second.name);
     }
+    println!();
+    println!(
+        "DNS: director on {} (zone {}), a health checker in every region",
+        meridian_lab::dns::DIRECTOR_DNS,
+        meridian_lab::dns::ZONE
+    );
+    println!("  meridian lab{flags} dig api --region {}", second.name);
     let plane = &sup.generated.plane;
     println!();
     println!(

@@ -219,9 +219,9 @@ async fn lab_serves_every_region_and_injects_every_fault_mode() {
     lab_ok(dir, &["down", "orders@us-east-1", "--mode", "stop"]);
 
     // SIGTERM: every child is gone (reaped), the nftables table and state file too.
-    // The control plane, 9 service instances, 3 gateways.
+    // The control plane, 9 service instances, 3 gateways, the director, 3 checkers.
     let children = pids(dir);
-    assert_eq!(children.len(), 13);
+    assert_eq!(children.len(), 17);
     let status = up.terminate(Duration::from_secs(30)).unwrap();
     assert!(status.success(), "meridian up exited with {status}");
     for pid in children {
@@ -256,7 +256,7 @@ async fn a_crashed_child_stops_the_whole_lab() {
         .unwrap();
     assert_eq!(v["instance"], "echo-south-1");
     let children = pids(dir);
-    assert_eq!(children.len(), 5);
+    assert_eq!(children.len(), 8);
     // Kill one instance behind the supervisor's back.
     let victim = rustix::process::Pid::from_raw(children[0] as i32).unwrap();
     rustix::process::kill_process(victim, rustix::process::Signal::KILL).unwrap();
@@ -293,7 +293,7 @@ async fn the_next_lab_cleans_up_after_a_supervisor_that_died() {
     let args = ["-f", config.to_str().unwrap()];
     let mut first = start_lab(dir, &args).await;
     let orphans = pids(dir);
-    assert_eq!(orphans.len(), 3);
+    assert_eq!(orphans.len(), 5);
     first.child_mut().kill().unwrap();
     first.child_mut().wait().unwrap();
     // The children may outlive it (unless whoever inherits them kills them): either way, the

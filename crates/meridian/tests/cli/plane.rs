@@ -22,9 +22,12 @@ fn token(dir: &Path) -> String {
 
 /// The lab's global config with one more route, `/probe-N` → orders.
 fn with_probe_route(global: &str, n: usize) -> String {
-    format!(
-        "{global}  - name: probe-{n}\n    match:\n      path: {{ exact: /probe-{n} }}\n    service: orders\n"
-    )
+    let route = format!(
+        "  - name: probe-{n}\n    match:\n      path: {{ exact: /probe-{n} }}\n    service: orders\n"
+    );
+    let edited = global.replacen("\nroutes:\n", &format!("\nroutes:\n{route}"), 1);
+    assert_ne!(edited, global);
+    edited
 }
 
 async fn current_version(c: &reqwest::Client, token: &str) -> u64 {
