@@ -7,6 +7,7 @@ pub mod drill;
 pub mod fleet_cli;
 pub mod gateway;
 pub mod lab;
+pub mod lab_dig;
 pub mod schema;
 pub mod token_cli;
 pub mod up;
