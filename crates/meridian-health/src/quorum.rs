@@ -20,9 +20,10 @@
 //! it on a timer, so staleness takes effect without reports); queries read a snapshot.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwap;
 use meridian_core::Clock;
 use meridian_model::dns::{CheckProtocol, DnsHealth};
 use serde::Serialize;
@@ -75,8 +76,8 @@ pub struct Quorum {
     clock: Arc<dyn Clock>,
     started: Instant,
     inner: Mutex<Inner>,
-    /// What queries read: check name → healthy.
-    verdicts: RwLock<Arc<HashMap<String, bool>>>,
+    /// What queries read: check name → healthy (swapped whole, read without locks).
+    verdicts: ArcSwap<HashMap<String, bool>>,
 }
 
 struct Vantage {
@@ -158,7 +159,7 @@ impl Quorum {
                 judged: HashMap::new(),
                 partitioned: false,
             }),
-            verdicts: RwLock::new(Arc::default()),
+            verdicts: ArcSwap::default(),
         };
         q.evaluate();
         q
@@ -197,7 +198,7 @@ impl Quorum {
 
     /// The verdict of check `name`; `None` when no such check is configured.
     pub fn healthy(&self, name: &str) -> Option<bool> {
-        self.verdicts.read().unwrap_or_else(|e| e.into_inner()).get(name).copied()
+        self.verdicts.load().get(name).copied()
     }
 
     /// Whether the verdicts are frozen because most vantage points went silent.
@@ -260,8 +261,8 @@ impl Quorum {
         }
         let verdicts: HashMap<String, bool> = judged.iter().map(|(k, j)| (k.clone(), j.healthy)).collect();
         inner.judged = judged;
-        drop(g);
-        *self.verdicts.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(verdicts);
+        // Stored under the lock, so a slower concurrent evaluation cannot overwrite a newer one.
+        self.verdicts.store(Arc::new(verdicts));
     }
 
     /// Per check, per vantage point, the verdict and why.
