@@ -209,7 +209,9 @@ pub async fn run_checker(c: CheckerConfig) {
             });
         }
         let mut observations = Vec::new();
-        while let Some(Ok((name, result, at))) = probes.join_next().await {
+        while let Some(done) = probes.join_next().await {
+            // A probe task cannot panic short of a bug; the others' results still count.
+            let Ok((name, result, at)) = done else { continue };
             let s = streaks.entry(name.clone()).or_default();
             let was = s.healthy;
             s.observe(result.is_ok(), p.threshold);
