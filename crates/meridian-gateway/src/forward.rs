@@ -347,7 +347,7 @@ pub async fn forward(
                 } else {
                     // Only the peer hop may say "region unavailable"; never an upstream. The
                     // serving region is ours to state.
-                    resp.headers_mut().remove(&peer::REGION_UNAVAILABLE);
+                    peer::strip_region_unavailable(resp.headers_mut());
                     resp.headers_mut().insert(peer::SERVED_BY, cx.region_header.clone());
                 }
                 // A retriable status is retried only if a retry can really happen; otherwise
@@ -477,14 +477,17 @@ fn upstream_request(parts: &http::request::Parts, body: GwBody, h2: bool) -> Req
     *req.method_mut() = parts.method.clone();
     *req.headers_mut() = parts.headers.clone();
     let pq = parts.uri.path_and_query().cloned();
-    let authority = parts.uri.authority().cloned().or_else(|| {
-        parts.headers.get(header::HOST).and_then(|h| h.to_str().ok()).and_then(|h| h.parse().ok())
-    });
+    // Parsed only when needed: HTTP/2, or an HTTP/1.1 request without Host.
+    let authority = || {
+        parts.uri.authority().cloned().or_else(|| {
+            parts.headers.get(header::HOST).and_then(|h| h.to_str().ok()).and_then(|h| h.parse().ok())
+        })
+    };
     if h2 {
         *req.version_mut() = Version::HTTP_2;
         let mut up = http::uri::Parts::default();
         up.scheme = Some(http::uri::Scheme::HTTP);
-        up.authority = authority.or_else(|| Some(http::uri::Authority::from_static("upstream")));
+        up.authority = authority().or_else(|| Some(http::uri::Authority::from_static("upstream")));
         up.path_and_query = pq.or_else(|| Some(http::uri::PathAndQuery::from_static("/")));
         *req.uri_mut() = Uri::from_parts(up).unwrap_or_default();
         req.headers_mut().remove(header::HOST);
@@ -494,7 +497,7 @@ fn upstream_request(parts: &http::request::Parts, body: GwBody, h2: bool) -> Req
             *req.uri_mut() = Uri::from(pq);
         }
         if !req.headers().contains_key(header::HOST)
-            && let Some(a) = authority
+            && let Some(a) = authority()
             && let Ok(v) = HeaderValue::from_str(a.as_str())
         {
             req.headers_mut().insert(header::HOST, v);

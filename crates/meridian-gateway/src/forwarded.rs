@@ -12,17 +12,18 @@
 //!   hop's element appended (else only this hop's element is sent).
 //! - `Via` is appended on requests and responses.
 
+mod buf;
 mod proxies;
 #[cfg(test)]
 mod tests;
 
-use std::fmt::Write;
 use std::net::{IpAddr, SocketAddr};
 
-use bytes::{BufMut, BytesMut};
+use bytes::Bytes;
 use http::header::{CONNECTION, FORWARDED, HOST, TE, TRAILER, TRANSFER_ENCODING, UPGRADE, VIA};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Version};
 
+use buf::HopBuf;
 pub use proxies::TrustedProxies;
 
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -67,57 +68,60 @@ pub fn prepare_request(headers: &mut HeaderMap, version: Version, ctx: &ForwardC
     let trusted = ctx.trusted.contains(peer);
     let client = if trusted { ctx.trusted.client_from_xff(headers, peer) } else { peer };
 
-    // X-Forwarded-For: one header, the incoming chain (trusted only) then the peer.
-    let mut xff = BytesMut::with_capacity(48);
+    // X-Forwarded-For: one header, the incoming chain (trusted only) then the peer. Both this
+    // header's value and Forwarded's are written into one buffer (one allocation, see `buf`).
+    let mut buf = HopBuf::new();
     if trusted {
         for v in headers.get_all(&X_FORWARDED_FOR) {
-            if !xff.is_empty() {
-                xff.put_slice(b", ");
+            if buf.len() > 0 {
+                buf.put(b", ");
             }
-            xff.put_slice(v.as_bytes());
+            buf.put(v.as_bytes());
         }
     }
-    if !xff.is_empty() {
-        xff.put_slice(b", ");
+    if buf.len() > 0 {
+        buf.put(b", ");
     }
-    write_ip(&mut xff, peer);
-    set_bytes(headers, X_FORWARDED_FOR, xff);
+    buf.put_ip(peer);
+    let xff_end = buf.len();
 
     let proto = if ctx.tls { HTTPS } else { HTTP };
     if !(trusted && headers.contains_key(&X_FORWARDED_PROTO)) {
         headers.insert(X_FORWARDED_PROTO, proto.clone());
     }
+    let host = headers.get(HOST).cloned();
     if !(trusted && headers.contains_key(&X_FORWARDED_HOST)) {
-        match headers.get(HOST).cloned() {
-            Some(h) => headers.insert(X_FORWARDED_HOST, h),
+        match &host {
+            Some(h) => headers.insert(X_FORWARDED_HOST, h.clone()),
             None => headers.remove(X_FORWARDED_HOST),
         };
     }
 
     // Forwarded: the incoming elements (trusted only), then this hop's.
-    let mut fwd = BytesMut::with_capacity(96);
     if trusted {
         for v in headers.get_all(FORWARDED) {
-            fwd.put_slice(v.as_bytes());
-            fwd.put_slice(b", ");
+            buf.put(v.as_bytes());
+            buf.put(b", ");
         }
     }
-    fwd.put_slice(b"for=");
+    buf.put(b"for=");
     match peer {
-        IpAddr::V4(_) => write_ip(&mut fwd, peer),
+        IpAddr::V4(_) => buf.put_ip(peer),
         IpAddr::V6(_) => {
-            fwd.put_slice(b"\"[");
-            write_ip(&mut fwd, peer);
-            fwd.put_slice(b"]\"");
+            buf.put(b"\"[");
+            buf.put_ip(peer);
+            buf.put(b"]\"");
         }
     }
-    fwd.put_slice(b";proto=");
-    fwd.put_slice(proto.as_bytes());
-    if let Some(host) = headers.get(HOST) {
-        fwd.put_slice(b";host=");
-        put_token_or_quoted(&mut fwd, host.as_bytes());
+    buf.put(b";proto=");
+    buf.put(proto.as_bytes());
+    if let Some(host) = &host {
+        buf.put(b";host=");
+        put_token_or_quoted(&mut buf, host.as_bytes());
     }
-    set_bytes(headers, FORWARDED, fwd);
+    let values = buf.freeze();
+    set_bytes(headers, X_FORWARDED_FOR, values.slice(..xff_end));
+    set_bytes(headers, FORWARDED, values.slice(xff_end..));
 
     headers.append(VIA, ctx.via.clone());
     client
@@ -183,36 +187,12 @@ fn has_token(v: &HeaderValue, token: &str) -> bool {
     })
 }
 
-fn write_ip(buf: &mut BytesMut, ip: IpAddr) {
-    match ip {
-        // The common case without the formatting machinery: four decimal octets.
-        IpAddr::V4(v4) => {
-            for (i, o) in v4.octets().into_iter().enumerate() {
-                if i > 0 {
-                    buf.put_u8(b'.');
-                }
-                if o >= 100 {
-                    buf.put_u8(b'0' + o / 100);
-                }
-                if o >= 10 {
-                    buf.put_u8(b'0' + (o / 10) % 10);
-                }
-                buf.put_u8(b'0' + o % 10);
-            }
-        }
-        // Writing to a BytesMut cannot fail.
-        IpAddr::V6(_) => {
-            let _ = write!(buf, "{ip}");
-        }
-    }
-}
-
 /// RFC 7239 values are tokens or quoted strings; `host:port` needs quoting.
-fn put_token_or_quoted(buf: &mut BytesMut, v: &[u8]) {
+fn put_token_or_quoted(buf: &mut HopBuf, v: &[u8]) {
     let token =
         !v.is_empty() && v.iter().all(|&b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
     if token {
-        buf.put_slice(v);
+        buf.put(v);
         return;
     }
     buf.put_u8(b'"');
@@ -225,10 +205,10 @@ fn put_token_or_quoted(buf: &mut BytesMut, v: &[u8]) {
     buf.put_u8(b'"');
 }
 
-fn set_bytes(headers: &mut HeaderMap, name: HeaderName, value: BytesMut) {
+fn set_bytes(headers: &mut HeaderMap, name: HeaderName, value: Bytes) {
     // Built from valid header values, IP addresses and escaped quoted strings, so always valid;
     // if not, the header is dropped rather than sent broken.
-    match HeaderValue::from_maybe_shared(value.freeze()) {
+    match HeaderValue::from_maybe_shared(value) {
         Ok(v) => headers.insert(name, v),
         Err(_) => headers.remove(name),
     };

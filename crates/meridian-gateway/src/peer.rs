@@ -46,6 +46,15 @@ pub fn strip_hop_headers(h: &mut HeaderMap) {
     }
 }
 
+/// Removes the "region unavailable" marker from an upstream's response. One pass over the
+/// names first (a cheap prefix comparison each): almost no response carries it, and a lookup
+/// by name would hash it on every response.
+pub fn strip_region_unavailable(h: &mut HeaderMap) {
+    if h.keys().any(|k| k.as_str().starts_with("x-meridian-")) {
+        h.remove(&REGION_UNAVAILABLE);
+    }
+}
+
 /// The name a region's peer listener certificate carries, e.g. `eu-west-1.peer.meridian`.
 pub fn server_name(region: &str) -> Option<ServerName<'static>> {
     ServerName::try_from(format!("{region}.peer.meridian")).ok()

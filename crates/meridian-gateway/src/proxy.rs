@@ -310,14 +310,17 @@ fn set_request_id(h: &mut http::HeaderMap, rid: &HeaderValue) {
     h.insert(X_REQUEST_ID, rid.clone());
 }
 
-/// The request id: a sane incoming `X-Request-Id` as it is, else a fresh one (one allocation).
+/// The request id: a sane incoming `X-Request-Id` as it is, else a fresh one. A fresh one is
+/// one reference-counted allocation: the upstream request, the response and the log clone it
+/// without copying (a value made from a `Vec` would allocate again on its first clone).
 fn request_id(h: &http::HeaderMap) -> HeaderValue {
     if let Some(v) = h.get(&X_REQUEST_ID)
         && RequestId::is_valid(v.as_bytes())
     {
         return v.clone();
     }
-    HeaderValue::from_bytes(&RequestId::generate_bytes()).unwrap_or_else(|_| HeaderValue::from_static("-"))
+    HeaderValue::from_maybe_shared(bytes::Bytes::from_owner(RequestId::generate_bytes()))
+        .unwrap_or_else(|_| HeaderValue::from_static("-"))
 }
 
 fn rid_str(v: &HeaderValue) -> &str {

@@ -217,11 +217,24 @@ fn forwarded_host_with_quotes_is_escaped() {
 #[test]
 fn ipv4_addresses_are_written_without_formatting_errors() {
     for ip in ["0.0.0.0", "9.10.99.100", "127.0.0.1", "255.255.255.255", "10.200.3.45"] {
-        let mut b = bytes::BytesMut::new();
-        super::write_ip(&mut b, ip.parse().unwrap());
-        assert_eq!(&b[..], ip.as_bytes());
+        let mut b = super::HopBuf::new();
+        b.put_ip(ip.parse().unwrap());
+        assert_eq!(b.written(0), ip.as_bytes());
     }
-    let mut b = bytes::BytesMut::new();
-    super::write_ip(&mut b, "2001:db8::1".parse().unwrap());
-    assert_eq!(&b[..], b"2001:db8::1");
+    let mut b = super::HopBuf::new();
+    b.put_ip("2001:db8::1".parse().unwrap());
+    assert_eq!(b.written(0), b"2001:db8::1");
+}
+
+#[test]
+fn long_forwarding_chains_spill_to_the_heap_intact() {
+    let mut b = super::HopBuf::new();
+    let part = b"203.0.113.77, ";
+    for _ in 0..40 {
+        b.put(part);
+    }
+    b.put_ip("198.51.100.1".parse().unwrap());
+    let want: Vec<u8> = part.repeat(40).into_iter().chain(b"198.51.100.1".iter().copied()).collect();
+    assert_eq!(b.written(0), &want[..]);
+    assert_eq!(&b.freeze()[..], &want[..]);
 }
