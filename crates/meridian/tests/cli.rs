@@ -35,7 +35,13 @@ fn repo() -> PathBuf {
 }
 
 fn run(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(bin()).args(args).current_dir(repo()).output().unwrap();
+    run_env(args, &[])
+}
+
+/// Runs the binary from the repository root with extra environment variables; returns (exit
+/// code, stdout, stderr).
+fn run_env(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let out = Command::new(bin()).args(args).envs(env.iter().copied()).current_dir(repo()).output().unwrap();
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use meridian_testkit::proc::{ChildGuard, free_addr};
 use serde_json::Value;
 
-use crate::{SERIAL, bin, repo};
+use crate::{SERIAL, bin, repo, run_env};
 
 const ADMINS: [&str; 3] = ["127.0.1.1:9901", "127.0.2.1:9901", "127.0.3.1:9901"];
 
@@ -63,35 +63,13 @@ pub(crate) async fn start_lab(dir: &Path) -> ChildGuard {
 /// with the lab's admin token.
 pub(crate) fn control_cli(dir: &Path, args: &[&str]) -> (i32, String, String) {
     let token = std::fs::read_to_string(dir.join("control/admin.token")).unwrap();
-    let out = Command::new(bin())
-        .args(args)
-        .env("MERIDIAN_SERVER", "http://127.0.0.1:9700")
-        .env("MERIDIAN_TOKEN", token.trim())
-        .current_dir(repo())
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    run_env(args, &[("MERIDIAN_SERVER", "http://127.0.0.1:9700"), ("MERIDIAN_TOKEN", token.trim())])
 }
 
 fn drill(dir: &Path, settle: &str, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(bin())
-        .arg("drill")
-        .arg("--dir")
-        .arg(dir)
-        .args(["--interval", "200ms", "--settle", settle, "--json"])
-        .args(args)
-        .current_dir(repo())
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let dir = dir.to_str().unwrap();
+    let base = ["drill", "--dir", dir, "--interval", "200ms", "--settle", settle, "--json"];
+    run_env(&[&base[..], args].concat(), &[])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
