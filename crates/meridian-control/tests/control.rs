@@ -12,6 +12,8 @@ mod contract;
 mod etcd;
 #[path = "control/harness.rs"]
 mod harness;
+#[path = "control/rollout.rs"]
+mod rollout;
 #[path = "control/state.rs"]
 mod state;
 

@@ -17,7 +17,7 @@ pub const EXPECTED_VERSION_HEADER: &str = "x-meridian-expected-version";
 /// An optional comment stored with the version.
 pub const COMMENT_HEADER: &str = "x-meridian-comment";
 
-fn header_u64(h: &HeaderMap, name: &str) -> Result<Option<u64>, ApiError> {
+pub(super) fn header_u64(h: &HeaderMap, name: &str) -> Result<Option<u64>, ApiError> {
     match h.get(name) {
         None => Ok(None),
         Some(v) => v
@@ -49,9 +49,33 @@ pub async fn plan(State(c): State<AppState>, body: bytes::Bytes) -> Result<Respo
     Ok(Json(plan).into_response())
 }
 
+/// `?regions=r1,r2`: a staged write that only those regions get (the others stay where they are).
+#[derive(Deserialize)]
+pub struct RegionsQuery {
+    #[serde(default)]
+    regions: Option<String>,
+}
+
+impl RegionsQuery {
+    pub fn list(&self) -> Option<Vec<String>> {
+        self.regions
+            .as_ref()
+            .map(|s| s.split(',').map(str::trim).filter(|r| !r.is_empty()).map(String::from).collect())
+    }
+}
+
+/// The audit target of a config write: the kind, and the regions of a staged one.
+fn target(what: String, regions: &Option<Vec<String>>) -> String {
+    match regions {
+        Some(r) => format!("{what} regions {}", r.join(",")),
+        None => what,
+    }
+}
+
 pub async fn apply(
     State(c): State<AppState>,
     Extension(p): Extension<Principal>,
+    Query(q): Query<RegionsQuery>,
     headers: HeaderMap,
     body: bytes::Bytes,
 ) -> Result<Response, ApiError> {
@@ -60,9 +84,10 @@ pub async fn apply(
         ApiError::bad_request(format!("{EXPECTED_VERSION_HEADER} is required (plan first)"))
     })?;
     let comment = headers.get(COMMENT_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("");
-    let applied = c.apply(&body_text(body)?, expected, &p.name, comment).await?;
+    let regions = q.list();
+    let applied = c.apply(&body_text(body)?, expected, &p.name, comment, regions.as_deref()).await?;
     let v = applied.changed.then_some(applied.version);
-    Ok(noted(Json(applied), "config", v))
+    Ok(noted(Json(applied), target("config".into(), &regions), v))
 }
 
 #[derive(Deserialize)]
@@ -91,11 +116,13 @@ pub async fn rollback(
     State(c): State<AppState>,
     Extension(p): Extension<Principal>,
     Path(version): Path<u64>,
+    Query(q): Query<RegionsQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     p.require(Role::Admin)?;
     let expected = header_u64(&headers, EXPECTED_VERSION_HEADER)?;
-    let applied = c.rollback(version, expected, &p.name).await?;
+    let regions = q.list();
+    let applied = c.rollback(version, expected, &p.name, regions.as_deref()).await?;
     let v = applied.changed.then_some(applied.version);
-    Ok(noted(Json(applied), format!("config (rollback to {version})"), v))
+    Ok(noted(Json(applied), target(format!("config (rollback to {version})"), &regions), v))
 }

@@ -48,6 +48,10 @@ impl From<ControlError> for ApiError {
                 extra: Some(("current_version", json!(current))),
                 ..ApiError::new(StatusCode::CONFLICT, "Conflict", message)
             },
+            ControlError::RolloutConflict { current } => ApiError {
+                extra: Some(("current_rollout_version", json!(current))),
+                ..ApiError::new(StatusCode::CONFLICT, "Conflict", message)
+            },
             ControlError::Regression(m) => ApiError::new(StatusCode::CONFLICT, "VersionRegression", m),
             ControlError::NotFound(m) => ApiError::new(StatusCode::NOT_FOUND, "NotFound", m),
             ControlError::BadRequest(m) => ApiError::bad_request(m),

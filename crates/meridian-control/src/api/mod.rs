@@ -20,6 +20,7 @@ pub mod error;
 mod fleet;
 mod nodes;
 pub mod openapi;
+mod rollout;
 
 pub use error::ApiError;
 
@@ -38,6 +39,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("put", "/v1/drains/{target}"),
     ("delete", "/v1/drains/{target}"),
     ("get", "/v1/status"),
+    ("get", "/v1/rollout"),
+    ("post", "/v1/rollout/promote"),
+    ("put", "/v1/rollout/pins/{region}"),
     ("get", "/v1/tokens"),
     ("post", "/v1/tokens"),
     ("delete", "/v1/tokens/{name}"),
@@ -59,6 +63,9 @@ pub fn router(control: AppState) -> Router {
         .route("/v1/drains", get(drains::list))
         .route("/v1/drains/{target}", put(drains::put).get(drains::get).delete(drains::delete))
         .route("/v1/status", get(fleet::status))
+        .route("/v1/rollout", get(rollout::status))
+        .route("/v1/rollout/promote", post(rollout::promote))
+        .route("/v1/rollout/pins/{region}", put(rollout::pin))
         .route("/v1/tokens", post(fleet::create_token).get(fleet::list_tokens))
         .route("/v1/tokens/{name}", axum::routing::delete(fleet::revoke_token))
         .route("/v1/audit", get(fleet::audit))

@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 
 use super::auth::resolve;
 use super::{ApiError, AppState};
-use crate::control::StreamGuard;
+use crate::control::{SnapshotRx, StreamGuard};
 use crate::store::{NodeRecord, TokenKind};
 
 /// The node id and region a node token is bound to.
@@ -67,12 +67,17 @@ pub async fn stream(State(c): State<AppState>, headers: HeaderMap) -> Result<Res
 }
 
 /// Writes the current snapshot of every kind, then every new version and a ping every
-/// `PING_INTERVAL`, until the node goes away.
+/// `PING_INTERVAL`, until the node goes away. Config follows the node's region target.
 async fn pump(c: AppState, hello: NodeRecord, _guard: StreamGuard, tx: mpsc::Sender<Bytes>) {
     let (snap_tx, mut snap_rx) = mpsc::channel::<Arc<Snapshot>>(8);
     for kind in protocol::Kind::ALL {
         let Some(mut rx) = c.subscribe(kind) else { continue };
         let snap_tx = snap_tx.clone();
+        if kind == protocol::Kind::Config {
+            let (c, region) = (c.clone(), hello.region.clone());
+            tokio::spawn(async move { follow_region(c, region, rx, snap_tx).await });
+            continue;
+        }
         tokio::spawn(async move {
             loop {
                 let cur = rx.borrow_and_update().clone();
@@ -106,6 +111,54 @@ async fn pump(c: AppState, hello: NodeRecord, _guard: StreamGuard, tx: mpsc::Sen
         };
         if tx.send(Bytes::from(protocol::encode_line(&push))).await.is_err() {
             return;
+        }
+    }
+}
+
+/// Sends a node the config version its region's rollout target names: the newest, or the
+/// version its region is pinned at; again whenever the newest version or the rollout moves the
+/// target forward (never back: a node refuses a lower version).
+async fn follow_region(
+    c: AppState,
+    region: String,
+    mut cfg: SnapshotRx,
+    snap_tx: mpsc::Sender<Arc<Snapshot>>,
+) {
+    let mut ro = c.subscribe_rollout();
+    let mut sent = 0;
+    loop {
+        // The hub before the rollout: a pin is published before the version it holds back, so
+        // whatever version is read here, the rollout read after it already holds it back.
+        let latest = cfg.borrow_and_update().clone();
+        let pins = ro.borrow_and_update().clone();
+        let mut retry = false;
+        if let Some(latest) = latest {
+            let target = pins.target(&region, latest.version);
+            if target > sent {
+                let snap =
+                    if target == latest.version { Ok(Some(latest)) } else { c.config_snapshot(target).await };
+                match snap {
+                    Ok(Some(s)) => {
+                        if snap_tx.send(s).await.is_err() {
+                            return;
+                        }
+                        sent = target;
+                    }
+                    Ok(None) => {
+                        tracing::warn!(region, version = target, "pinned config version not in the store")
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, region, version = target, "cannot read a pinned config version; retrying");
+                        retry = true;
+                    }
+                }
+            }
+        }
+        tokio::select! {
+            r = cfg.changed() => if r.is_err() { return },
+            r = ro.changed() => if r.is_err() { return },
+            _ = snap_tx.closed() => return,
+            _ = tokio::time::sleep(std::time::Duration::from_secs(1)), if retry => {}
         }
     }
 }

@@ -13,14 +13,16 @@ use meridian_model::ConfigError;
 use meridian_sync::protocol::{Kind, Snapshot};
 use tokio::sync::watch;
 
-use crate::store::{Store, StoreError, VersionRecord};
+use crate::store::{Committed, RolloutRecord, Store, StoreError, VersionRecord};
 
 mod backup;
 mod ops;
+mod rollout;
 mod status;
 
 pub use backup::{Backup, ImportMode};
 pub use ops::{Applied, DrainChange, Plan};
+pub use rollout::{RegionRollout, RolloutChange, RolloutStatus};
 pub use status::{Current, KindStatus, NodeStatus, Status};
 
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +32,11 @@ pub enum ControlError {
     Invalid(Vec<ConfigError>),
     #[error("version conflict: the current version is {current}")]
     Conflict { current: u64 },
+    /// The rollout record moved since it was read (another operator's pin or promote).
+    #[error(
+        "rollout conflict: the rollout changed (now at rollout version {current}); look again with `meridian rollout status`"
+    )]
+    RolloutConflict { current: u64 },
     /// A write that would make a version go backwards.
     #[error("{0}")]
     Regression(String),
@@ -53,6 +60,13 @@ impl From<StoreError> for ControlError {
 /// The current snapshot of one kind (none before its first version).
 pub type SnapshotRx = watch::Receiver<Option<Arc<Snapshot>>>;
 
+/// The current rollout record (version 0: none written yet, every region follows the newest).
+pub type RolloutRx = watch::Receiver<Arc<RolloutRecord>>;
+
+/// Pinned config versions read from the store for node streams, kept so that every node of a
+/// held region does not read the same version again.
+const PINNED_CACHE: usize = 16;
+
 /// One control instance.
 pub struct Control {
     store: Arc<dyn Store>,
@@ -60,6 +74,10 @@ pub struct Control {
     clock: Arc<dyn Clock>,
     lease: Duration,
     hubs: Arc<Hubs>,
+    /// The rollout record, moved forward like the hubs (and before them: see [`Control::commit`]).
+    rollout: Arc<watch::Sender<Arc<RolloutRecord>>>,
+    /// Config version → its snapshot, for regions held on an older version.
+    pinned: Mutex<BTreeMap<u64, Arc<Snapshot>>>,
     /// Node id → streams open on this instance.
     streams: Mutex<HashMap<String, usize>>,
     /// Publishes versions other writers commit (a shared store); stopped on drop.
@@ -83,6 +101,17 @@ fn publish(hubs: &Hubs, deployment: &str, kind: Kind, r: &VersionRecord) {
     }
 }
 
+/// Moves the rollout channel to `r` if it is newer (by rollout version).
+fn publish_rollout(tx: &watch::Sender<Arc<RolloutRecord>>, r: &RolloutRecord) {
+    tx.send_if_modified(|cur| {
+        if cur.version >= r.version {
+            return false;
+        }
+        *cur = Arc::new(r.clone());
+        true
+    });
+}
+
 impl Control {
     /// Loads the current version of every kind from the store, and follows the versions other
     /// writers commit when the store is shared.
@@ -101,16 +130,32 @@ impl Control {
             hubs.insert(kind, watch::channel(snap).0);
         }
         let hubs = Arc::new(hubs);
+        let ro = store.rollout().await?.unwrap_or_default();
+        let rollout = Arc::new(watch::channel(Arc::new(ro)).0);
         let feed = versions.map(|mut rx| {
-            let (hubs, deployment) = (hubs.clone(), deployment.clone());
+            let (hubs, rollout, deployment) = (hubs.clone(), rollout.clone(), deployment.clone());
             tokio::spawn(async move {
-                while let Some((kind, r)) = rx.recv().await {
-                    publish(&hubs, &deployment, kind, &r);
+                // In commit order: a pin written before a version is published before it.
+                while let Some(c) = rx.recv().await {
+                    match c {
+                        Committed::Version(kind, r) => publish(&hubs, &deployment, kind, &r),
+                        Committed::Rollout(r) => publish_rollout(&rollout, &r),
+                    }
                 }
             })
             .abort_handle()
         });
-        Ok(Control { store, deployment, clock, lease, hubs, streams: Mutex::new(HashMap::new()), feed })
+        Ok(Control {
+            store,
+            deployment,
+            clock,
+            lease,
+            hubs,
+            rollout,
+            pinned: Mutex::new(BTreeMap::new()),
+            streams: Mutex::new(HashMap::new()),
+            feed,
+        })
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -128,6 +173,40 @@ impl Control {
     /// The current snapshot of a kind, and every later one.
     pub fn subscribe(&self, kind: Kind) -> Option<SnapshotRx> {
         self.hubs.get(&kind).map(|h| h.subscribe())
+    }
+
+    /// The current rollout record, and every later one.
+    pub fn subscribe_rollout(&self) -> RolloutRx {
+        self.rollout.subscribe()
+    }
+
+    /// The snapshot of one config version, for a region held on it (cached).
+    pub async fn config_snapshot(&self, version: u64) -> Result<Option<Arc<Snapshot>>, ControlError> {
+        if let Some(s) = self.pinned.lock().unwrap_or_else(|e| e.into_inner()).get(&version) {
+            return Ok(Some(s.clone()));
+        }
+        let Some(r) = self.store.version(Kind::Config, version).await? else { return Ok(None) };
+        let snap = Arc::new(snapshot(&self.deployment, Kind::Config, &r));
+        let mut cache = self.pinned.lock().unwrap_or_else(|e| e.into_inner());
+        cache.insert(version, snap.clone());
+        while cache.len() > PINNED_CACHE {
+            cache.pop_first();
+        }
+        Ok(Some(snap))
+    }
+
+    /// Writes rollout record `expected + 1` with compare-and-swap, then publishes it. Streams
+    /// read the config hub before the rollout channel, so publishing a pin before the version it
+    /// holds back is what keeps that version out of the held regions.
+    async fn commit_rollout(&self, expected: u64, record: RolloutRecord) -> Result<(), ControlError> {
+        match self.store.set_rollout(expected, record.clone()).await {
+            Ok(()) => {
+                publish_rollout(&self.rollout, &record);
+                Ok(())
+            }
+            Err(StoreError::Conflict { current }) => Err(ControlError::RolloutConflict { current }),
+            Err(e) => Err(ControlError::Store(e)),
+        }
     }
 
     /// Appends versions with compare-and-swap, then publishes the newest to the streams.

@@ -1,9 +1,12 @@
 //! Config and drain writes: plan, apply, rollback, drain switches.
 
+use std::collections::BTreeSet;
+
 use meridian_model::{ConfigError, ValidConfig, parse_global};
 use meridian_sync::protocol::{DrainsContent, Kind};
 use serde::Serialize;
 
+use super::rollout::check_regions;
 use super::{Control, ControlError};
 use crate::content::{
     Target, config_from_canonical, drains_canonical, drains_from_canonical, is_drained, set_drain,
@@ -32,6 +35,9 @@ pub struct Applied {
     /// false: the content equals the current version; nothing was written.
     pub changed: bool,
     pub changes: Vec<Change>,
+    /// With `regions`: the regions the new version goes to (the others stay where they were).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub regions: Option<Vec<String>>,
 }
 
 /// The result of a drain switch write.
@@ -82,16 +88,18 @@ impl Control {
         })
     }
 
-    /// Stores a new config version if `expected` is still the current version.
+    /// Stores a new config version if `expected` is still the current version. With `regions`,
+    /// only those regions get it: every other region is first pinned where it is.
     pub async fn apply(
         &self,
         yaml: &str,
         expected: u64,
         author: &str,
         comment: &str,
+        regions: Option<&[String]>,
     ) -> Result<Applied, ControlError> {
         let valid = self.validate(yaml)?;
-        self.write_config(valid, expected, author, comment).await
+        self.write_config(valid, expected, author, comment, regions).await
     }
 
     async fn write_config(
@@ -100,16 +108,46 @@ impl Control {
         expected: u64,
         author: &str,
         comment: &str,
+        regions: Option<&[String]>,
     ) -> Result<Applied, ControlError> {
         let cur = self.current_config().await?;
         let current = cur.as_ref().map_or(0, |(r, _)| r.version);
         if current != expected {
             return Err(ControlError::Conflict { current });
         }
+        let names = |v: &ValidConfig| -> BTreeSet<String> {
+            v.config().regions.iter().map(|r| r.name.clone()).collect()
+        };
+        let selected = match regions {
+            None => None,
+            Some(_) if current == 0 => {
+                return Err(ControlError::BadRequest(
+                    "regions: there is no version yet; the first version goes to every region".into(),
+                ));
+            }
+            Some(r) => Some(check_regions(r, &names(&valid), "the config being applied")?),
+        };
         let changes = diff(cur.as_ref().map(|(_, v)| v.config()), valid.config());
         if cur.as_ref().is_some_and(|(r, _)| r.hash == valid.hash()) {
-            return Ok(Applied { version: current, hash: valid.hash().to_string(), changed: false, changes });
+            return Ok(Applied {
+                version: current,
+                hash: valid.hash().to_string(),
+                changed: false,
+                changes,
+                regions: None,
+            });
         }
+        // A staged apply is three writes, each compare-and-swapped: hold the other regions,
+        // write the version, release the selected ones. Stopped part-way (a crash, a lost
+        // compare), regions stay held where they are: a version never reaches a region early.
+        let held = match &selected {
+            None => None,
+            Some(sel) => {
+                let mut all = names(&valid);
+                all.extend(cur.as_ref().map(|(_, v)| names(v)).unwrap_or_default());
+                Some(self.hold_others(sel, &all, current, author).await?)
+            }
+        };
         let record = VersionRecord {
             version: current + 1,
             hash: valid.hash().to_string(),
@@ -118,8 +156,27 @@ impl Control {
             author: author.to_string(),
             comment: comment.to_string(),
         };
-        self.commit(Kind::Config, current, vec![record]).await?;
-        Ok(Applied { version: current + 1, hash: valid.hash().to_string(), changed: true, changes })
+        if let Err(e) = self.commit(Kind::Config, current, vec![record]).await {
+            if let Some((before, written)) = held {
+                self.restore_pins(before, written, author).await;
+            }
+            return Err(e);
+        }
+        if let Some(sel) = &selected {
+            let comment = format!(
+                "release {} to version {}",
+                sel.iter().cloned().collect::<Vec<_>>().join(", "),
+                current + 1
+            );
+            self.release(sel, author, &comment).await?;
+        }
+        Ok(Applied {
+            version: current + 1,
+            hash: valid.hash().to_string(),
+            changed: true,
+            changes,
+            regions: selected.map(|s| s.into_iter().collect()),
+        })
     }
 
     /// A new version with the content of an old one.
@@ -128,6 +185,7 @@ impl Control {
         version: u64,
         expected: Option<u64>,
         author: &str,
+        regions: Option<&[String]>,
     ) -> Result<Applied, ControlError> {
         let old = self
             .store
@@ -140,7 +198,7 @@ impl Control {
             Some(e) => e,
             None => self.store.current(Kind::Config).await?.map_or(0, |r| r.version),
         };
-        self.write_config(valid, current, author, &format!("rollback to version {version}")).await
+        self.write_config(valid, current, author, &format!("rollback to version {version}"), regions).await
     }
 
     /// The current drain switches and their version (0: none set yet).

@@ -21,7 +21,11 @@ pub struct KindStatus {
     pub applied: u64,
     /// The hash the node runs for this kind.
     pub hash: String,
-    /// Current version minus applied.
+    /// The version this node should run: for config, its region's rollout target (pinned or
+    /// the newest); for other kinds, the current version.
+    #[serde(default)]
+    pub target: u64,
+    /// Target minus applied.
     pub lag: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nack: Option<Nack>,
@@ -39,7 +43,7 @@ pub struct NodeStatus {
     pub live: bool,
     /// Expected but not live.
     pub missing: bool,
-    /// Behind the current version of some kind.
+    /// Behind its target version of some kind.
     pub stale: bool,
     /// Unix milliseconds; absent for a node never seen.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -52,6 +56,10 @@ pub struct Status {
     pub deployment: String,
     pub now_ms: u64,
     pub current: BTreeMap<Kind, Current>,
+    /// Staged rollout: region → the config version it is pinned at (unlisted regions follow
+    /// the current version).
+    #[serde(default)]
+    pub pins: BTreeMap<String, u64>,
     pub nodes: Vec<NodeStatus>,
 }
 
@@ -63,6 +71,7 @@ impl Control {
                 current.insert(kind, Current { version: r.version, hash: r.hash });
             }
         }
+        let rollout = self.rollout_record().await?;
         let expected = self.store.expected().await?;
         let mut nodes: BTreeMap<String, NodeRecord> =
             self.store.nodes().await?.into_iter().map(|n| (n.id.clone(), n)).collect();
@@ -92,12 +101,18 @@ impl Control {
                             return None;
                         }
                         let applied = st.map_or(0, |s| s.applied);
+                        let latest = cur.map_or(0, |c| c.version);
+                        let target = match k {
+                            Kind::Config => rollout.target(&n.region, latest),
+                            _ => latest,
+                        };
                         Some((
                             k,
                             KindStatus {
                                 applied,
                                 hash: st.map(|s| s.hash.clone()).unwrap_or_default(),
-                                lag: cur.map_or(0, |c| c.version.saturating_sub(applied)),
+                                target,
+                                lag: target.saturating_sub(applied),
                                 nack: st.and_then(|s| s.nack.clone()),
                             },
                         ))
@@ -117,7 +132,7 @@ impl Control {
                 }
             })
             .collect();
-        Ok(Status { deployment: self.deployment.clone(), now_ms: now, current, nodes })
+        Ok(Status { deployment: self.deployment.clone(), now_ms: now, current, pins: rollout.pins, nodes })
     }
 
     /// Records a sign of life from a node (stream opened, ping written).

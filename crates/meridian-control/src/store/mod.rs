@@ -11,7 +11,10 @@
 //! - the deployment id is written once, at the first open, and never changes;
 //! - tokens are stored only as the SHA-256 of their plaintext;
 //! - node records merge acks with [`apply_ack`], so any instance shows the whole fleet;
-//! - versions written by another writer reach this instance through [`Store::watch_versions`].
+//! - the rollout record (which config version each region runs) has its own sequence 1, 2, 3, …,
+//!   written with compare-and-swap like a kind's versions;
+//! - versions and rollout records written by another writer reach this instance through
+//!   [`Store::watch_versions`], in the order they were committed.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -26,8 +29,15 @@ pub mod redb;
 pub use self::etcd::{EtcdOptions, EtcdStore};
 pub use self::redb::RedbStore;
 
-/// Versions as they are committed by any writer sharing the store: `(kind, record)`.
-pub type VersionFeed = tokio::sync::mpsc::Receiver<(Kind, VersionRecord)>;
+/// What any writer sharing the store commits, in commit order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Committed {
+    Version(Kind, VersionRecord),
+    Rollout(RolloutRecord),
+}
+
+/// Versions and rollout records as they are committed by any writer sharing the store.
+pub type VersionFeed = tokio::sync::mpsc::Receiver<Committed>;
 
 /// A boxed future, so that [`Store`] stays object-safe.
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
@@ -62,6 +72,32 @@ pub struct VersionRecord {
     pub author: String,
     #[serde(default)]
     pub comment: String,
+}
+
+/// Staged rollout: which config version each region runs. A region with a pin stays on that
+/// version; every other region follows the newest. One record per change, numbered 1, 2, 3, …
+/// and written with compare-and-swap (like a kind's versions), so two operators cannot silently
+/// overwrite each other's pins.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RolloutRecord {
+    pub version: u64,
+    /// Region → the config version it stays on.
+    #[serde(default)]
+    pub pins: BTreeMap<String, u64>,
+    /// Unix milliseconds.
+    pub created_at_ms: u64,
+    /// The name of the token that wrote it.
+    pub author: String,
+    #[serde(default)]
+    pub comment: String,
+}
+
+impl RolloutRecord {
+    /// The config version a region's nodes get when `latest` is the newest (a pin never points
+    /// past the newest version; the `min` only guards a record read before its version).
+    pub fn target(&self, region: &str, latest: u64) -> u64 {
+        self.pins.get(region).map_or(latest, |p| (*p).min(latest))
+    }
 }
 
 /// What a token may do.
@@ -168,6 +204,12 @@ pub trait Store: Send + Sync + 'static {
     /// (compare-and-swap); otherwise [`StoreError::Conflict`] and nothing is written.
     fn append(&self, kind: Kind, expected: u64, records: Vec<VersionRecord>) -> StoreFuture<'_, ()>;
 
+    /// The current rollout record, if any was written.
+    fn rollout(&self) -> StoreFuture<'_, Option<RolloutRecord>>;
+    /// Writes rollout record `expected + 1` if `expected` is still current (0: none yet);
+    /// otherwise [`StoreError::Conflict`] with the current rollout version.
+    fn set_rollout(&self, expected: u64, record: RolloutRecord) -> StoreFuture<'_, ()>;
+
     /// Stores a token under the SHA-256 (hex) of its plaintext.
     fn put_token(&self, hash: String, token: TokenRecord) -> StoreFuture<'_, ()>;
     fn token(&self, hash: String) -> StoreFuture<'_, Option<TokenRecord>>;
@@ -192,8 +234,9 @@ pub trait Store: Send + Sync + 'static {
     fn set_expected(&self, expected: BTreeMap<String, Vec<String>>) -> StoreFuture<'_, ()>;
     fn expected(&self) -> StoreFuture<'_, BTreeMap<String, Vec<String>>>;
 
-    /// Versions committed by any writer sharing this store — other control instances included —
-    /// starting with the current version of every kind. A version may come more than once
+    /// Versions and rollout records committed by any writer sharing this store — other control
+    /// instances included — starting with the current version of every kind and the current
+    /// rollout, then in commit order (so a pin written before a version arrives before it). A version may come more than once
     /// (after a reconnect) and intermediate ones may be skipped; the receiver only ever moves
     /// forward. `None` when this process is the only writer (the embedded store: one process
     /// holds the redb file), so what `Control` commits itself is all there is.

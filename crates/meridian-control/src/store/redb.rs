@@ -11,7 +11,10 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::{AuditEntry, NodeRecord, Store, StoreError, StoreFuture, TokenRecord, VersionRecord, apply_ack};
+use super::{
+    AuditEntry, NodeRecord, RolloutRecord, Store, StoreError, StoreFuture, TokenRecord, VersionRecord,
+    apply_ack,
+};
 
 const META: TableDefinition<&str, &str> = TableDefinition::new("meta");
 const CONFIG: TableDefinition<u64, &[u8]> = TableDefinition::new("versions_config");
@@ -20,6 +23,7 @@ const TOKENS: TableDefinition<&str, &[u8]> = TableDefinition::new("tokens");
 const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
 const NODES: TableDefinition<&str, &[u8]> = TableDefinition::new("nodes");
 const EXPECTED: TableDefinition<&str, &[u8]> = TableDefinition::new("expected");
+const ROLLOUT: TableDefinition<u64, &[u8]> = TableDefinition::new("rollout");
 
 fn versions(kind: Kind) -> TableDefinition<'static, u64, &'static [u8]> {
     match kind {
@@ -54,7 +58,7 @@ impl RedbStore {
         let tx = db.begin_write().map_err(be)?;
         {
             // Create every table, so readers never meet a missing one.
-            for t in [CONFIG, DRAINS, AUDIT] {
+            for t in [CONFIG, DRAINS, AUDIT, ROLLOUT] {
                 tx.open_table(t).map_err(be)?;
             }
             for t in [TOKENS, NODES, EXPECTED] {
@@ -166,6 +170,36 @@ impl Store for RedbStore {
                     }
                     t.insert(r.version, enc(r)?.as_slice()).map_err(be)?;
                 }
+            }
+            tx.commit().map_err(be)
+        })
+    }
+
+    fn rollout(&self) -> StoreFuture<'_, Option<RolloutRecord>> {
+        self.run(|db| {
+            let tx = db.begin_read().map_err(be)?;
+            let t = tx.open_table(ROLLOUT).map_err(be)?;
+            let last = t.last().map_err(be)?;
+            last.map(|(_, v)| dec(v.value())).transpose()
+        })
+    }
+
+    fn set_rollout(&self, expected: u64, record: RolloutRecord) -> StoreFuture<'_, ()> {
+        self.run(move |db| {
+            let tx = db.begin_write().map_err(be)?;
+            {
+                let mut t = tx.open_table(ROLLOUT).map_err(be)?;
+                let current = t.last().map_err(be)?.map(|(k, _)| k.value()).unwrap_or(0);
+                if current != expected {
+                    return Err(StoreError::Conflict { current });
+                }
+                if record.version != expected + 1 {
+                    return Err(StoreError::Invalid(format!(
+                        "rollout {} does not follow {expected}",
+                        record.version
+                    )));
+                }
+                t.insert(record.version, enc(&record)?.as_slice()).map_err(be)?;
             }
             tx.commit().map_err(be)
         })

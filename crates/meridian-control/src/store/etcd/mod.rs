@@ -8,6 +8,7 @@
 //! | `meta/deployment` | the deployment id (created once, never overwritten) |
 //! | `current/<kind>` | the current version number, decimal: the compare-and-swap pointer |
 //! | `versions/<kind>/<version, 20 digits>` | a [`VersionRecord`] (JSON), never rewritten |
+//! | `current/rollout`, `versions/rollout/<version, 20 digits>` | the rollout pointer and the [`RolloutRecord`]s (under `versions/`, so one watch sees pins and versions in commit order) |
 //! | `tokens/<sha-256 hex>` | a [`TokenRecord`] |
 //! | `audit_seq` | the last audit sequence number (compare-and-swap pointer) |
 //! | `audit/<seq, 20 digits>` | an [`AuditEntry`] |
@@ -32,8 +33,8 @@ use serde::de::DeserializeOwned;
 mod watch;
 
 use super::{
-    AuditEntry, NodeRecord, Store, StoreError, StoreFuture, TokenRecord, VersionFeed, VersionRecord,
-    apply_ack,
+    AuditEntry, NodeRecord, RolloutRecord, Store, StoreError, StoreFuture, TokenRecord, VersionFeed,
+    VersionRecord, apply_ack,
 };
 
 /// etcd's default limit is 128 operations per transaction and 1.5 MiB per request; an append of
@@ -41,6 +42,9 @@ use super::{
 /// the one before.
 const CHUNK_RECORDS: usize = 64;
 const CHUNK_BYTES: usize = 1024 * 1024;
+
+/// The name the rollout records go by under `versions/` and `current/`.
+const ROLLOUT: &str = "rollout";
 
 /// The largest answer a prefix read takes.
 const LIST_BYTES: usize = 64 * 1024 * 1024;
@@ -156,6 +160,11 @@ impl EtcdStore {
 
     fn version_key(&self, kind: Kind, version: u64) -> Vec<u8> {
         self.key(&format!("versions/{}/{version:020}", kind.as_str()))
+    }
+
+    /// The rollout records share `versions/` with the kinds' versions (see the module docs).
+    fn rollout_prefix(&self) -> Vec<u8> {
+        self.key(&format!("versions/{ROLLOUT}/"))
     }
 
     /// Runs one request with the deadline; every failure names etcd and its endpoints.
@@ -349,6 +358,44 @@ impl Store for EtcdStore {
                 at = chunk.last().map_or(at, |r| r.version);
             }
             Ok(())
+        })
+    }
+
+    fn rollout(&self) -> StoreFuture<'_, Option<RolloutRecord>> {
+        Box::pin(async move {
+            let r = self.get(self.rollout_prefix(), Some(last_opts())).await?;
+            r.kvs().first().map(dec).transpose()
+        })
+    }
+
+    fn set_rollout(&self, expected: u64, record: RolloutRecord) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            let pointer = self.key(&format!("current/{ROLLOUT}"));
+            let cmp = if expected == 0 {
+                Compare::version(pointer.clone(), CompareOp::Equal, 0)
+            } else {
+                Compare::value(pointer.clone(), CompareOp::Equal, expected.to_string())
+            };
+            if record.version != expected + 1 {
+                return Err(StoreError::Invalid(format!(
+                    "rollout {} does not follow {expected}",
+                    record.version
+                )));
+            }
+            let key = self.key(&format!("versions/{ROLLOUT}/{:020}", record.version));
+            let txn = Txn::new()
+                .when([cmp])
+                .and_then([
+                    TxnOp::put(key, enc(&record)?, None),
+                    TxnOp::put(pointer.clone(), record.version.to_string(), None),
+                ])
+                .or_else([TxnOp::get(pointer, None)]);
+            let resp = self.txn(txn).await?;
+            if resp.succeeded() {
+                Ok(())
+            } else {
+                Err(StoreError::Conflict { current: number(first_of(&resp).as_ref())? })
+            }
         })
     }
 

@@ -7,15 +7,16 @@ use etcd_client::{EventType, Txn, TxnOp, TxnOpResponse, WatchOptions};
 use meridian_sync::protocol::Kind;
 use tokio::sync::mpsc;
 
-use super::{EtcdStore, dec, last_opts, why};
-use crate::store::{StoreError, VersionRecord};
+use super::{EtcdStore, ROLLOUT, dec, last_opts, why};
+use crate::store::{Committed, RolloutRecord, StoreError, VersionRecord};
 
 impl EtcdStore {
-    /// The watch loop behind [`crate::store::Store::watch_versions`]: first the current version
-    /// of every kind, then every put under `versions/`. After an error it resumes from the
+    /// The watch loop behind [`crate::store::Store::watch_versions`]: first the current rollout
+    /// record and the current version of every kind, then every put under `versions/` (rollout
+    /// records included) in revision order. After an error it resumes from the
     /// revision after the last event it saw (so nothing written meanwhile is missed); when etcd
     /// compacted past that revision it reads the current versions again.
-    pub(super) async fn feed(self, tx: mpsc::Sender<(Kind, VersionRecord)>) {
+    pub(super) async fn feed(self, tx: mpsc::Sender<Committed>) {
         let mut next_rev: i64 = 0;
         let mut down = false;
         let mut backoff = Duration::from_millis(100);
@@ -42,22 +43,30 @@ impl EtcdStore {
     /// One watch session; `Ok` only when the receiver is gone.
     async fn feed_once(
         &self,
-        tx: &mpsc::Sender<(Kind, VersionRecord)>,
+        tx: &mpsc::Sender<Committed>,
         next_rev: &mut i64,
         down: &mut bool,
     ) -> Result<(), StoreError> {
         if *next_rev == 0 {
-            // The current version of every kind, read at one revision.
-            let gets: Vec<TxnOp> = Kind::ALL
-                .into_iter()
-                .map(|k| TxnOp::get(self.versions_prefix(k), Some(last_opts())))
-                .collect();
+            // The current rollout and the current version of every kind, read at one revision;
+            // the rollout first, so no version reaches a region its pin holds back.
+            let mut gets = vec![TxnOp::get(self.rollout_prefix(), Some(last_opts()))];
+            gets.extend(
+                Kind::ALL.into_iter().map(|k| TxnOp::get(self.versions_prefix(k), Some(last_opts()))),
+            );
             let resp = self.txn(Txn::new().and_then(gets)).await?;
             let rev = resp.header().map_or(0, |h| h.revision());
-            for (kind, op) in Kind::ALL.into_iter().zip(resp.op_responses()) {
+            let mut ops = resp.op_responses().into_iter();
+            if let Some(TxnOpResponse::Get(g)) = ops.next()
+                && let Some(kv) = g.kvs().first()
+                && tx.send(Committed::Rollout(dec(kv)?)).await.is_err()
+            {
+                return Ok(());
+            }
+            for (kind, op) in Kind::ALL.into_iter().zip(ops) {
                 if let TxnOpResponse::Get(g) = op
                     && let Some(kv) = g.kvs().first()
-                    && tx.send((kind, dec(kv)?)).await.is_err()
+                    && tx.send(Committed::Version(kind, dec(kv)?)).await.is_err()
                 {
                     return Ok(());
                 }
@@ -92,14 +101,20 @@ impl EtcdStore {
                 }
                 let rest =
                     String::from_utf8_lossy(&kv.key()[versions.len().min(kv.key().len())..]).into_owned();
-                let Some(kind) = rest.split('/').next().and_then(kind_from) else { continue };
-                match dec::<VersionRecord>(kv) {
-                    Ok(rec) => {
-                        if tx.send((kind, rec)).await.is_err() {
+                let name = rest.split('/').next().unwrap_or("");
+                let committed = if name == ROLLOUT {
+                    dec::<RolloutRecord>(kv).map(Committed::Rollout)
+                } else {
+                    let Some(kind) = kind_from(name) else { continue };
+                    dec::<VersionRecord>(kv).map(|r| Committed::Version(kind, r))
+                };
+                match committed {
+                    Ok(c) => {
+                        if tx.send(c).await.is_err() {
                             return Ok(());
                         }
                     }
-                    Err(e) => tracing::warn!(error = %e, "skipping an unreadable version in etcd"),
+                    Err(e) => tracing::warn!(error = %e, "skipping an unreadable record in etcd"),
                 }
             }
         }
