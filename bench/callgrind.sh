@@ -1,0 +1,263 @@
+#!/usr/bin/env bash
+# Regression guard for the hot path that times nothing: gateway instructions per request
+# under callgrind on a fixed request mix, compared with a committed baseline.
+#
+#   bench/callgrind.sh [--update] [--scenarios get,post,not-found,pipeline] [--count N]
+#                      [--warmup N] [--repeats N] [--tolerance PCT] [--profile NAME]
+#
+# Builds `meridian-gateway-bench` (a small binary of the gateway crate: the gateway as
+# `meridian gateway` runs it, a fixed upstream and the request-mix client) with the baseline's
+# cargo profile (ci-perf unless the baseline says otherwise; BENCH_BIN=/path skips the build and
+# must be a build of that profile). Starts the upstream and a gateway (one worker, fixed config)
+# under `valgrind --tool=callgrind` and drives it with the mix (one keep-alive connection, one
+# request at a time). Per scenario: instructions of a run with warm-up + N requests minus a run
+# with the warm-up only, divided by N, so start-up, warm-up and shutdown cancel out. Every
+# measurement is repeated (--repeats, default 2) and must agree within 1 %. GATEWAY_BIN=/path
+# measures another gateway binary (`meridian`: `GATEWAY_BIN gateway -c FILE --workers 1`).
+#
+# Exit 0: within --tolerance (default: the baseline's, 3 %) of bench/callgrind-baseline.json.
+# Exit 1: a scenario costs more than that. Exit 2: the measurement itself failed or was not
+# stable. --update rewrites the baseline with this run's numbers instead of comparing.
+# Loopback only; every process started here is stopped on exit. See docs/benchmarks.md.
+set -euo pipefail
+
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+BASELINE=${CALLGRIND_BASELINE:-$BENCH_DIR/callgrind-baseline.json}
+UPSTREAM_PORT=${CALLGRIND_UPSTREAM_PORT:-19110}
+GATEWAY_PORT=${CALLGRIND_GATEWAY_PORT:-19111}
+UPDATE=0
+SCENARIOS=get,post,not-found,pipeline
+COUNT=1000
+WARMUP=20
+REPEATS=2
+TOLERANCE=""
+PROFILE=""
+STABILITY_PCT=1
+
+usage() { sed -n '2,21p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+fail() { log "error: $*"; exit 2; }
+
+while (($#)); do
+    case $1 in
+        --update) UPDATE=1; shift ;;
+        --scenarios) SCENARIOS=${2:?}; shift 2 ;;
+        --count) COUNT=${2:?}; shift 2 ;;
+        --warmup) WARMUP=${2:?}; shift 2 ;;
+        --repeats) REPEATS=${2:?}; shift 2 ;;
+        --tolerance) TOLERANCE=${2:?}; shift 2 ;;
+        --profile) PROFILE=${2:?}; shift 2 ;;
+        -h | --help) usage; exit 0 ;;
+        *) usage >&2; fail "unknown argument: $1" ;;
+    esac
+done
+for v in COUNT WARMUP REPEATS; do
+    if ! [[ ${!v} =~ ^[0-9]+$ ]] || ((${!v} == 0)); then fail "$v must be a positive integer (got '${!v}')"; fi
+done
+((COUNT <= 100000 && WARMUP <= 1000 && REPEATS <= 5)) || fail "--count <= 100000, --warmup <= 1000, --repeats <= 5"
+IFS=, read -ra SCENARIO_LIST <<<"$SCENARIOS"
+for s in "${SCENARIO_LIST[@]}"; do
+    [[ $s == get || $s == post || $s == not-found || $s == pipeline ]] || fail "unknown scenario '$s'"
+done
+
+# --- the baseline: one flat JSON object, one key per line (written by --update below) -------
+baseline_get() { # key -> value ("" when absent)
+    [[ -f $BASELINE ]] || return 0
+    sed -n "s/^ *\"$1\": *\"\{0,1\}\([^\",]*\)\"\{0,1\},\{0,1\} *$/\1/p" "$BASELINE" | head -n 1
+}
+PROFILE=${PROFILE:-$(baseline_get profile)}
+PROFILE=${PROFILE:-ci-perf}
+TOLERANCE=${TOLERANCE:-$(baseline_get tolerance_percent)}
+TOLERANCE=${TOLERANCE:-3}
+
+bench_install_traps
+command -v valgrind >/dev/null || fail "valgrind is missing (Debian: apt-get install valgrind)"
+make_workdir
+
+# --- the binary -----------------------------------------------------------------------------
+if [[ -n "${BENCH_BIN:-}" ]]; then
+    [[ -x "$BENCH_BIN" ]] || fail "BENCH_BIN=$BENCH_BIN is not an executable"
+else
+    log "building: cargo build --locked --profile $PROFILE -p meridian-gateway --bin meridian-gateway-bench"
+    (cd "$REPO_ROOT" && cargo build --locked --profile "$PROFILE" -p meridian-gateway --bin meridian-gateway-bench >&2) ||
+        fail "cargo build failed"
+    dir=$PROFILE
+    [[ $PROFILE == dev ]] && dir=debug
+    BENCH_BIN=${CARGO_TARGET_DIR:-$REPO_ROOT/target}/$dir/meridian-gateway-bench
+    [[ -x "$BENCH_BIN" ]] || fail "$BENCH_BIN not found after the build"
+fi
+GATEWAY_BIN=${GATEWAY_BIN:-$BENCH_BIN}
+[[ -x "$GATEWAY_BIN" ]] || fail "GATEWAY_BIN=$GATEWAY_BIN is not an executable"
+
+# --- the parties ----------------------------------------------------------------------------
+check_port_free "$UPSTREAM_PORT"
+check_port_free "$GATEWAY_PORT"
+"$BENCH_BIN" upstream --listen "$HOST:$UPSTREAM_PORT" >"$WORKDIR/upstream.log" 2>&1 &
+STARTED_PIDS+=("$!")
+wait_port "$UPSTREAM_PORT" "$!" upstream "$WORKDIR/upstream.log"
+
+# A fixed config: no file watching, no health checks, no access log, no drain period — no
+# work that depends on wall time (a run under callgrind is ~50× slower than native).
+cat >"$WORKDIR/global.yaml" <<EOF
+deployment: callgrind
+regions: [{ name: local }]
+services:
+  - name: upstream
+    concurrency_limit: 100000
+    endpoints: { local: [{ address: "$HOST:$UPSTREAM_PORT" }] }
+routes:
+  - name: api
+    match: { path: { prefix: /api } }
+    service: upstream
+  - name: web
+    match: { path: { prefix: /web } }
+    service: upstream
+    policies: [browser-cors, tag-requests]
+policies:
+  - name: browser-cors
+    cors:
+      allow_origins: ["http://localhost:3000"]
+      allow_methods: [GET, PUT]
+      allow_headers: [content-type, authorization]
+      max_age: 10m
+  - name: tag-requests
+    headers:
+      request: { set: { x-gateway: meridian } }
+      response: { remove: [server] }
+EOF
+cat >"$WORKDIR/bootstrap.yaml" <<EOF
+node: { id: callgrind, region: local }
+listeners:
+  - name: public
+    address: "$HOST:$GATEWAY_PORT"
+admin: { address: "$HOST:0" }
+config: { source: file, path: "$WORKDIR/global.yaml", watch_interval: 1h }
+shutdown: { drain_period: 0s, grace_period: 10s }
+EOF
+
+# measure scenario count: sets TOTAL to the instructions (Ir) of the whole gateway process.
+# (Not run in a subshell, so the gateway's pid reaches STARTED_PIDS for the exit trap.)
+RUN=0
+measure() {
+    local scenario=$1 count=$2
+    RUN=$((RUN + 1))
+    local out=$WORKDIR/callgrind.$RUN.out glog=$WORKDIR/gateway.$RUN.log
+    MERIDIAN_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$out" --dump-instr=no \
+        --dump-line=no "$GATEWAY_BIN" gateway -c "$WORKDIR/bootstrap.yaml" --workers 1 >"$glog" 2>&1 &
+    local pid=$!
+    STARTED_PIDS+=("$pid")
+    START_DEADLINE_S=120 wait_port "$GATEWAY_PORT" "$pid" "gateway under callgrind" "$glog"
+    "$BENCH_BIN" mix --addr "$HOST:$GATEWAY_PORT" --warmup "$WARMUP" --scenario "$scenario" \
+        --count "$count" >"$WORKDIR/mix.$RUN.json" 2>"$WORKDIR/mix.$RUN.err" &
+    CURRENT_CHILD=$!
+    local rc=0
+    wait "$CURRENT_CHILD" || rc=$?
+    CURRENT_CHILD=""
+    ((rc == 0)) || { cat "$WORKDIR/mix.$RUN.err" >&2; fail "the request mix ($scenario × $count) failed"; }
+    kill -TERM "$pid"
+    local deadline=$((SECONDS + 120))
+    while kill -0 "$pid" 2>/dev/null; do
+        ((SECONDS < deadline)) || fail "the gateway did not stop within 120 s of SIGTERM"
+        sleep 0.1
+    done
+    wait "$pid" 2>/dev/null || true
+    local total
+    total=$(awk '$1 == "totals:" || $1 == "summary:" {print $2; exit}' "$out" 2>/dev/null || true)
+    [[ $total =~ ^[0-9]+$ ]] || { tail -n 20 "$glog" >&2; fail "no instruction total in $out"; }
+    rm -f "$out"
+    TOTAL=$total
+}
+
+per_request() { awk -v a="$1" -v b="$2" -v n="$3" 'BEGIN {printf "%.0f", (a - b) / n}'; }
+spread_pct() { # values... -> (max - min) / min in %
+    printf '%s\n' "$@" | sort -g | awk '{a[NR] = $1} END {printf "%.2f", (a[NR] - a[1]) / a[1] * 100}'
+}
+median() { printf '%s\n' "$@" | sort -g | awk '{a[NR] = $1} END {if (NR % 2) print a[(NR + 1) / 2]; else printf "%.0f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
+
+log "callgrind guard: profile $PROFILE, scenarios $SCENARIOS, $COUNT requests each after $WARMUP warm-up rounds, $REPEATS repeats"
+declare -A SAMPLES
+for ((rep = 1; rep <= REPEATS; rep++)); do
+    measure get 0
+    base=$TOTAL
+    log "repeat $rep: warm-up only: $base instructions"
+    for s in "${SCENARIO_LIST[@]}"; do
+        measure "$s" "$COUNT"
+        total=$TOTAL
+        pr=$(per_request "$total" "$base" "$COUNT")
+        SAMPLES[$s]="${SAMPLES[$s]:-} $pr"
+        log "repeat $rep: $s: $total instructions, $pr per request"
+    done
+done
+
+declare -A RESULT
+unstable=0
+for s in "${SCENARIO_LIST[@]}"; do
+    read -ra v <<<"${SAMPLES[$s]}"
+    RESULT[$s]=$(median "${v[@]}")
+    sp=$(spread_pct "${v[@]}")
+    if awk -v a="$sp" -v b="$STABILITY_PCT" 'BEGIN {exit !(a > b)}'; then
+        log "$s: repeats differ by $sp % (${v[*]}), more than $STABILITY_PCT %"
+        unstable=1
+    fi
+done
+((unstable == 0)) || fail "the measurement is not stable; nothing compared (is something timer-driven in the gateway?)"
+
+if ((UPDATE)); then
+    rustc_v=$(rustc --version 2>/dev/null || echo unknown)
+    valgrind_v=$(valgrind --version)
+    rev=$(git -C "$REPO_ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
+    {
+        echo "{"
+        echo "  \"profile\": \"$PROFILE\","
+        echo "  \"tolerance_percent\": $TOLERANCE,"
+        echo "  \"count\": $COUNT,"
+        echo "  \"warmup_rounds\": $WARMUP,"
+        echo "  \"rustc\": \"$rustc_v\","
+        echo "  \"valgrind\": \"$valgrind_v\","
+        echo "  \"measured_at\": \"$(date -u +%Y-%m-%dT%H:%MZ) (HEAD $rev)\","
+        for ((i = 0; i < ${#SCENARIO_LIST[@]}; i++)); do
+            s=${SCENARIO_LIST[$i]}
+            sep=","
+            ((i == ${#SCENARIO_LIST[@]} - 1)) && sep=""
+            echo "  \"instructions_per_request.$s\": ${RESULT[$s]}$sep"
+        done
+        echo "}"
+    } >"$BASELINE"
+    log "baseline written to ${BASELINE#"$REPO_ROOT"/}"
+    cat "$BASELINE"
+    exit 0
+fi
+
+[[ -f $BASELINE ]] || fail "no baseline at $BASELINE (create it with --update)"
+base_profile=$(baseline_get profile)
+[[ $base_profile == "$PROFILE" ]] || fail "the baseline is for profile '$base_profile', this run measured '$PROFILE'"
+base_rustc=$(baseline_get rustc)
+now_rustc=$(rustc --version 2>/dev/null || echo unknown)
+[[ $base_rustc == "$now_rustc" ]] || log "note: baseline made with '$base_rustc', this is '$now_rustc' (a compiler change moves the counts too)"
+
+regressed=0
+printf '\n| scenario | baseline instr/req | now | change | verdict |\n|---|---:|---:|---:|---|\n'
+for s in "${SCENARIO_LIST[@]}"; do
+    b=$(baseline_get "instructions_per_request.$s")
+    if [[ -z $b ]]; then
+        printf '| %s | – | %s | – | not in baseline |\n' "$s" "${RESULT[$s]}"
+        continue
+    fi
+    change=$(awk -v n="${RESULT[$s]}" -v b="$b" 'BEGIN {printf "%+.2f", (n - b) / b * 100}')
+    verdict=ok
+    if awk -v c="$change" -v t="$TOLERANCE" 'BEGIN {exit !(c > t)}'; then
+        verdict="REGRESSION (> +$TOLERANCE %)"
+        regressed=1
+    elif awk -v c="$change" -v t="$TOLERANCE" 'BEGIN {exit !(c < -t)}'; then
+        verdict="cheaper: run bench/callgrind.sh --update to lock it in"
+    fi
+    printf '| %s | %s | %s | %s %% | %s |\n' "$s" "$b" "${RESULT[$s]}" "$change" "$verdict"
+done
+echo
+if ((regressed)); then
+    log "hot-path regression: instructions per request grew by more than $TOLERANCE % over ${BASELINE#"$REPO_ROOT"/}."
+    log "Profile it (docs/benchmarks.md, 'Instruction counts'); if the cost is intended, run bench/callgrind.sh --update and commit the baseline with the reason."
+    exit 1
+fi
+log "within $TOLERANCE % of the baseline"
