@@ -52,6 +52,8 @@ enum Command {
     History(cmd::config_cli::HistoryArgs),
     /// Make a new config version with the content of an old one.
     Rollback(cmd::config_cli::RollbackArgs),
+    /// Staged rollout: per-region target versions (`status`, `promote`, `pin`).
+    Rollout(cmd::rollout_cli::Args),
     /// Every node: region, role, versions applied, lag, last seen, missing.
     Status(cmd::fleet_cli::StatusArgs),
     /// Drain a region or SERVICE@REGION (control plane drain switch).
@@ -86,6 +88,7 @@ fn main() -> ExitCode {
         Command::Apply(a) => cmd::config_cli::apply(a),
         Command::History(a) => cmd::config_cli::history(a),
         Command::Rollback(a) => cmd::config_cli::rollback(a),
+        Command::Rollout(a) => cmd::rollout_cli::run(a),
         Command::Status(a) => cmd::fleet_cli::status(a),
         Command::Drain(a) => cmd::fleet_cli::drain(a),
         Command::Undrain(a) => cmd::fleet_cli::undrain(a),

@@ -26,7 +26,11 @@ pub struct ApplyArgs {
     /// A comment stored with the version.
     #[arg(short = 'm', long, default_value = "")]
     message: String,
-    /// Wait until every expected (and every live) node has acked the new version.
+    /// Staged rollout: only these regions (comma-separated) get the new version; every other
+    /// region is pinned at the version it is on (`meridian rollout promote` releases them).
+    #[arg(long, value_delimiter = ',')]
+    regions: Vec<String>,
+    /// Wait until every expected (and every live) node the version goes to has acked it.
     #[arg(long)]
     wait: bool,
     /// How long `--wait` waits, e.g. `30s`.
@@ -50,6 +54,9 @@ pub struct RollbackArgs {
     /// The version whose content becomes a new version.
     #[arg(value_name = "VERSION", id = "target_version")]
     target_version: u64,
+    /// Only these regions (comma-separated) get the new version; the others stay where they are.
+    #[arg(long, value_delimiter = ',')]
+    regions: Vec<String>,
     #[command(flatten)]
     server: ServerArgs,
 }
@@ -70,6 +77,11 @@ pub struct ImportArgs {
     as_new_version: bool,
     #[command(flatten)]
     server: ServerArgs,
+}
+
+/// `?regions=…` of a staged write (empty: every region).
+fn regions_query(regions: &[String]) -> String {
+    if regions.is_empty() { String::new() } else { format!("?regions={}", regions.join(",")) }
 }
 
 fn read(file: &PathBuf) -> anyhow::Result<String> {
@@ -106,7 +118,14 @@ pub fn apply(a: ApplyArgs) -> anyhow::Result<ExitCode> {
     let expected = p["current_version"].as_u64().unwrap_or(0);
     let headers =
         [("x-meridian-expected-version", expected.to_string()), ("x-meridian-comment", a.message.clone())];
-    let ans = c.call("POST", "/v1/config", &headers, Some(read(&a.file)?.into_bytes()))?;
+    let path = format!("/v1/config{}", regions_query(&a.regions));
+    let ans = c.call("POST", &path, &headers, Some(read(&a.file)?.into_bytes()))?;
+    if ans.status == 409 && ans.body["current_rollout_version"].is_u64() {
+        eprintln!(
+            "conflict: the rollout changed meanwhile (see `meridian rollout status`); nothing applied, try again"
+        );
+        return Ok(ExitCode::FAILURE);
+    }
     if ans.status == 409 {
         eprintln!(
             "conflict: the config changed since the plan (planned against version {expected}, now {}); run `meridian diff` again",
@@ -120,6 +139,13 @@ pub fn apply(a: ApplyArgs) -> anyhow::Result<ExitCode> {
         println!("no changes: version {version} is current");
     } else {
         println!("applied version {version} (hash {})", v["hash"].as_str().unwrap_or(""));
+        if let Some(r) = v["regions"].as_array() {
+            let r: Vec<&str> = r.iter().filter_map(|x| x.as_str()).collect();
+            println!(
+                "to regions {} only; the others stay where they were (`meridian rollout status`, `meridian rollout promote`)",
+                r.join(", ")
+            );
+        }
     }
     if a.wait {
         return super::fleet_cli::wait_for(&c, "config", version, a.timeout);
@@ -152,7 +178,8 @@ pub fn history(a: HistoryArgs) -> anyhow::Result<ExitCode> {
 
 pub fn rollback(a: RollbackArgs) -> anyhow::Result<ExitCode> {
     let c = Client::new(&a.server)?;
-    let v = c.call("POST", &format!("/v1/config/rollback/{}", a.target_version), &[], None)?.ok()?;
+    let path = format!("/v1/config/rollback/{}{}", a.target_version, regions_query(&a.regions));
+    let v = c.call("POST", &path, &[], None)?.ok()?;
     if v["changed"] == false {
         println!(
             "no changes: version {} already has the content of version {}",
@@ -160,6 +187,9 @@ pub fn rollback(a: RollbackArgs) -> anyhow::Result<ExitCode> {
         );
     } else {
         println!("rolled back: version {} has the content of version {}", v["version"], a.target_version);
+        if !a.regions.is_empty() {
+            println!("to regions {} only", a.regions.join(", "));
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -43,14 +43,29 @@ pub fn status(a: StatusArgs) -> anyhow::Result<ExitCode> {
         cur(Kind::Config),
         cur(Kind::Drains)
     );
+    if !st.pins.is_empty() {
+        let pins: Vec<String> = st.pins.iter().map(|(r, v)| format!("{r} at {v}")).collect();
+        println!("staged rollout: pinned {} (other regions follow the newest)", pins.join(", "));
+    }
+    let latest = st.current.get(&Kind::Config).map_or(0, |c| c.version);
     let rows: Vec<Vec<String>> = st
         .nodes
         .iter()
         .map(|n| {
+            // Lag is against the node's target: for config, its region's rollout target.
             let kind = |k: Kind| {
-                n.kinds.get(&k).map_or("-".to_string(), |s| match &s.nack {
-                    Some(x) => format!("{} (lag {}, nack {}: {})", s.applied, s.lag, x.version, x.error),
-                    None => format!("{} (lag {})", s.applied, s.lag),
+                n.kinds.get(&k).map_or("-".to_string(), |s| {
+                    let held = if k == Kind::Config && s.target < latest {
+                        format!("target {}, ", s.target)
+                    } else {
+                        String::new()
+                    };
+                    match &s.nack {
+                        Some(x) => {
+                            format!("{} ({held}lag {}, nack {}: {})", s.applied, s.lag, x.version, x.error)
+                        }
+                        None => format!("{} ({held}lag {})", s.applied, s.lag),
+                    }
                 })
             };
             let state = if n.missing {
@@ -97,14 +112,20 @@ pub fn undrain(a: DrainArgs) -> anyhow::Result<ExitCode> {
     set_drain(a, "DELETE")
 }
 
-/// Polls the status until every expected or live node acked `version` of `kind`; fails on a
-/// nack of that version (or later) or at the timeout.
+/// Polls the status until every expected or live node that `version` of `kind` goes to (for a
+/// staged config: the nodes of the regions whose target it is) acked it; fails on a nack of that
+/// version (or later) or at the timeout.
 pub fn wait_for(c: &Client, kind: &str, version: u64, timeout: Duration) -> anyhow::Result<ExitCode> {
     let kind: Kind = serde_json::from_value(serde_json::Value::String(kind.into()))?;
     let start = Instant::now();
     loop {
         let st = status_of(c)?;
-        let nodes: Vec<_> = st.nodes.iter().filter(|n| n.expected || n.live).collect();
+        let nodes: Vec<_> = st
+            .nodes
+            .iter()
+            .filter(|n| n.expected || n.live)
+            .filter(|n| n.kinds.get(&kind).is_none_or(|k| k.target >= version))
+            .collect();
         for n in &nodes {
             if let Some(x) = n.kinds.get(&kind).and_then(|k| k.nack.as_ref()).filter(|x| x.version >= version)
             {

@@ -8,6 +8,7 @@ pub mod fleet_cli;
 pub mod gateway;
 pub mod lab;
 pub mod lab_dig;
+pub mod rollout_cli;
 pub mod schema;
 pub mod token_cli;
 pub mod up;

@@ -243,3 +243,71 @@ async fn a_gateway_serves_what_apply_wait_reports_as_acked() {
     let line = out.lines().find(|l| l.contains("gw-1")).unwrap_or("");
     assert!(line.contains("stale") && line.contains("2 (lag 1, nack 3:"), "{out}");
 }
+
+/// Staged rollout from the command line: `apply --regions` reaches one region (and `--wait`
+/// waits only for its nodes), `rollout status` shows the other held, `rollout pin` refuses to go
+/// back, `rollout promote` releases every region.
+#[tokio::test]
+async fn staged_rollout_with_apply_regions_rollout_status_and_promote() {
+    let _serial = SERIAL.lock().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let addr = free_addr();
+    std::fs::write(dir.join("admin.token"), format!("{TOKEN}\n")).unwrap();
+    std::fs::write(
+        dir.join("control.yaml"),
+        format!(
+            "listen: {addr}\ndeployment: cli\nadmin_token_file: admin.token\nexpected_nodes:\n  r1: [gw-1]\n  r2: [gw-2]\n"
+        ),
+    )
+    .unwrap();
+    let two = |port: u16| {
+        config(port).replace("regions:\n  - name: r1\n", "regions:\n  - name: r1\n  - name: r2\n")
+    };
+    for v in 1..=3 {
+        std::fs::write(dir.join(format!("v{v}.yaml")), two(v)).unwrap();
+    }
+    let _control = start(dir);
+    wait_for_tcp(addr, Duration::from_secs(20)).await.unwrap();
+    let server = format!("http://{addr}");
+    let run = |args: &[&str]| client(dir, &server, args);
+
+    assert_eq!(run(&["apply", "-f", "v1.yaml"]).0, 0);
+    let (code, out, err) = run(&["apply", "-f", "v2.yaml", "--regions", "r1"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("applied version 2") && out.contains("to regions r1 only"), "{out}");
+    let (code, _, err) = run(&["apply", "-f", "v3.yaml", "--regions", "r1,nowhere"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("unknown region(s) nowhere") && err.contains("r1, r2"), "{err}");
+
+    let (code, out, _) = run(&["rollout", "status"]);
+    assert_eq!(code, 0);
+    let row = |out: &str, r: &str| out.lines().find(|l| l.starts_with(r)).unwrap_or("").to_string();
+    assert!(row(&out, "r1").contains("2  ") && row(&out, "r1").contains("(newest)"), "{out}");
+    assert!(row(&out, "r2").contains("pinned at 1"), "{out}");
+    let (_, out, _) = run(&["rollout", "status", "--json"]);
+    let ro: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!((ro["latest"].as_u64(), ro["regions"][1]["target"].as_u64()), (Some(2), Some(1)), "{ro}");
+    let (_, out, _) = run(&["status"]);
+    assert!(out.contains("staged rollout: pinned r2 at 1"), "{out}");
+
+    // `--wait` waits for r1's node only (it never connects here: the timeout names it alone).
+    let (code, out, err) =
+        run(&["apply", "-f", "v3.yaml", "--regions", "r1", "--wait", "--timeout", "300ms"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("gw-1 (r1)") && !err.contains("gw-2"), "{err}");
+
+    // Pins never go back; rollback --regions is the way.
+    let (code, _, err) = run(&["rollout", "pin", "r1", "1"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("rollback 1 --regions r1"), "{err}");
+    let (code, out, _) = run(&["rollout", "pin", "r2", "1"]);
+    assert_eq!((code, out.contains("no change")), (0, true), "{out}");
+    let (code, out, _) = run(&["rollout", "promote"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("pinned: none"), "{out}");
+    let (_, out, _) = run(&["rollout", "status"]);
+    assert!(row(&out, "r2").contains("3  ") && row(&out, "r2").contains("(newest)"), "{out}");
+    assert!(run(&["history"]).1.lines().count() == 4);
+    assert_eq!(run(&["rollout", "--help"]).0, 0);
+}
