@@ -2,12 +2,16 @@
 //!
 //! - `POST /v1/observations`: a checker's [`Report`] (JSON); 204, or 400 naming the problem.
 //! - `GET /v1/health`: per check, the verdict, why, and each vantage point's observation
-//!   (fresh or stale, counted or not), and whether the director is partitioned.
+//!   (fresh or stale, counted or not), whether the director is partitioned, and under
+//!   `config` the [`SourceStatus`](crate::SourceStatus).
+//! - `GET /v1/status`: the [`SourceStatus`](crate::SourceStatus): where the config comes from,
+//!   the versions applied, whether they are stale (no control instance reachable) and since when.
 //! - `GET /v1/explain?name=N&type=A&client_subnet=CIDR&resolver=IP[&format=text]`: what
 //!   `meridian director explain` prints, as JSON (or the text), with live health.
 //! - `GET /metrics`: Prometheus text: `meridian_director_health_partitioned`,
 //!   `meridian_director_vantage_points{state="known"|"fresh"}`,
-//!   `meridian_director_check_healthy{check}`.
+//!   `meridian_director_check_healthy{check}`, `meridian_director_config_serial`,
+//!   `meridian_director_config_stale`.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
@@ -29,6 +33,7 @@ pub(crate) async fn serve(listener: TcpListener, state: Arc<Shared>, shutdown: C
     let app = axum::Router::new()
         .route("/v1/observations", post(observations))
         .route("/v1/health", get(health))
+        .route("/v1/status", get(status))
         .route("/v1/explain", get(explain))
         .route("/metrics", get(metrics))
         .with_state(state);
@@ -60,9 +65,23 @@ async fn observations(State(s): State<Arc<Shared>>, body: axum::body::Bytes) -> 
 
 async fn health(State(s): State<Arc<Shared>>) -> Response {
     match &s.quorum {
-        Some(q) => Json(q.status()).into_response(),
+        Some(q) => {
+            let mut v = serde_json::to_value(q.status()).unwrap_or_default();
+            if let Some(o) = v.as_object_mut() {
+                o.insert("config".into(), serde_json::to_value(source(&s)).unwrap_or_default());
+            }
+            Json(v).into_response()
+        }
         None => no_quorum(),
     }
+}
+
+fn source(s: &Shared) -> crate::SourceStatus {
+    s.source.lock().unwrap_or_else(|e| e.into_inner()).clone()
+}
+
+async fn status(State(s): State<Arc<Shared>>) -> Response {
+    Json(source(&s)).into_response()
 }
 
 #[derive(Deserialize)]
@@ -131,6 +150,12 @@ async fn metrics(State(s): State<Arc<Shared>>) -> Response {
         out,
         "# TYPE meridian_director_config_serial gauge\nmeridian_director_config_serial {}",
         s.view.load().serial
+    );
+    let _ = writeln!(
+        out,
+        "# HELP meridian_director_config_stale 1 while no control instance is reachable and the director answers on the versions it has.\n\
+         # TYPE meridian_director_config_stale gauge\nmeridian_director_config_stale {}",
+        u8::from(source(&s).stale)
     );
     ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }

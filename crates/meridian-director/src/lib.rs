@@ -18,6 +18,7 @@ mod http;
 mod policy;
 mod rrl;
 mod server;
+mod source;
 mod table;
 mod view;
 
@@ -28,6 +29,7 @@ pub use health::{AllHealthy, HealthTarget, HealthView, QuorumHealth};
 pub use meridian_health;
 pub use rrl::{RateLimiter, RrlDecision};
 pub use server::{Director, DirectorError, Options};
+pub use source::{ControlSpec, Source, SourceStatus};
 pub use view::{View, ViewError};
 
 #[cfg(test)]

@@ -1,17 +1,17 @@
 //! The DNS server: hickory-server on UDP and TCP with our `RequestHandler`, and the config
 //! reloader (the global config file, polled; an invalid version is logged and the last good one
-//! kept).
+//! kept) or the control plane's stream ([`crate::source`]).
 //!
-//! SOA serial: the director's first version is served with the Unix time (seconds) at start,
-//! and every config version applied after it adds 1, so the serial grows with each version and
-//! across restarts (unless more than one version per second was applied before a restart).
-//! When snapshots come from the control plane, the serial becomes the config version number.
+//! SOA serial: from a file, the director's first version is served with the Unix time (seconds)
+//! at start, and every config version applied after it adds 1, so the serial grows with each
+//! version and across restarts (unless more than one version per second was applied before a
+//! restart). From the control plane, the serial is the config version number.
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
@@ -32,6 +32,7 @@ use meridian_health::{Quorum, QuorumConfig};
 
 use crate::health::{HealthView, QuorumHealth};
 use crate::rrl::{RateLimiter, RrlDecision};
+use crate::source::{ControlBoot, Source, SourceStatus};
 use crate::view::{View, ViewError};
 
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +45,9 @@ pub enum DirectorError {
     View { path: PathBuf, source: ViewError },
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: SocketAddr, source: std::io::Error },
+    /// No usable config from the control plane nor the last-known-good snapshot.
+    #[error("{0}")]
+    Control(String),
 }
 
 /// How a director runs.
@@ -51,10 +55,8 @@ pub enum DirectorError {
 pub struct Options {
     /// UDP and TCP address (port 0: a free port, the same for both).
     pub listen: SocketAddr,
-    /// The global config file (with a `dns` section).
-    pub config: PathBuf,
-    /// How often the file is checked for a new version.
-    pub poll_interval: Duration,
+    /// Where the global config (with a `dns` section) comes from.
+    pub source: Source,
     /// Idle TCP connections are closed after this.
     pub tcp_timeout: Duration,
     /// HTTP address for checkers' reports, `/v1/health` and `/v1/explain` (port 0: a free
@@ -69,6 +71,61 @@ pub(crate) struct Shared {
     pub health: Arc<dyn HealthView>,
     /// The checkers' quorum behind `health`, unless a fixed view was given.
     pub quorum: Option<Arc<Quorum>>,
+    /// Where the config comes from and how fresh it is.
+    pub source: Mutex<SourceStatus>,
+}
+
+impl Shared {
+    /// Puts a new version's view in service (rate limiter and quorum follow it).
+    pub(crate) fn swap(&self, c: &meridian_model::ValidConfig, view: View) {
+        if view.rate_limit != self.view.load().rate_limit {
+            self.rrl.store(Arc::new(RateLimiter::new(view.rate_limit.clone())));
+        }
+        if let Some(q) = &self.quorum {
+            QuorumHealth(q.clone()).configure(c);
+        }
+        self.view.store(Arc::new(view));
+    }
+}
+
+/// The config a director starts with, and how it follows later versions.
+pub(crate) struct Boot {
+    config: meridian_model::ValidConfig,
+    view: View,
+    follow: Follow,
+}
+
+enum Follow {
+    File { path: PathBuf, poll_interval: Duration, text: String },
+    Control(Box<ControlBoot>),
+}
+
+impl Boot {
+    async fn new(source: &Source) -> Result<Boot, DirectorError> {
+        match source {
+            Source::File { path, poll_interval } => {
+                let (text, config) = load(path)?;
+                let serial = SystemTime::now().duration_since(UNIX_EPOCH).map_or(1, |d| d.as_secs() as u32);
+                let view = View::build(&config, serial)
+                    .map_err(|source| DirectorError::View { path: path.clone(), source })?;
+                let follow = Follow::File { path: path.clone(), poll_interval: *poll_interval, text };
+                Ok(Boot { config, view, follow })
+            }
+            Source::Control(spec) => {
+                let (b, view) = crate::source::connect(spec).await?;
+                Ok(Boot { config: b.config.clone(), view, follow: Follow::Control(Box::new(b)) })
+            }
+        }
+    }
+
+    fn status(&self) -> SourceStatus {
+        match &self.follow {
+            Follow::File { path, .. } => {
+                SourceStatus { source: format!("file {}", path.display()), ..Default::default() }
+            }
+            Follow::Control(b) => b.status.clone(),
+        }
+    }
 }
 
 /// A running director.
@@ -93,11 +150,11 @@ impl Director {
         clock: Arc<dyn Clock>,
         shutdown: CancellationToken,
     ) -> Result<Director, DirectorError> {
-        let (_, config) = load(&opts.config)?;
-        let h = config.config().dns.as_ref().and_then(|d| d.health.as_ref());
+        let boot = Boot::new(&opts.source).await?;
+        let h = boot.config.config().dns.as_ref().and_then(|d| d.health.as_ref());
         let quorum = Arc::new(Quorum::new(QuorumConfig::from_dns(h), clock));
         let health = Arc::new(QuorumHealth(quorum.clone()));
-        Self::start_inner(opts, health, Some(quorum), shutdown).await
+        Self::start_inner(opts, boot, health, Some(quorum), shutdown).await
     }
 
     /// As [`Director::start`], answering from a fixed `health` view instead of checkers.
@@ -106,24 +163,26 @@ impl Director {
         health: Arc<dyn HealthView>,
         shutdown: CancellationToken,
     ) -> Result<Director, DirectorError> {
-        Self::start_inner(opts, health, None, shutdown).await
+        let boot = Boot::new(&opts.source).await?;
+        Self::start_inner(opts, boot, health, None, shutdown).await
     }
 
     async fn start_inner(
         opts: Options,
+        boot: Boot,
         health: Arc<dyn HealthView>,
         quorum: Option<Arc<Quorum>>,
         shutdown: CancellationToken,
     ) -> Result<Director, DirectorError> {
-        let (text, config) = load(&opts.config)?;
-        let serial = SystemTime::now().duration_since(UNIX_EPOCH).map_or(1, |d| d.as_secs() as u32);
-        let view = View::build(&config, serial)
-            .map_err(|source| DirectorError::View { path: opts.config.clone(), source })?;
+        let status = boot.status();
+        let Boot { view, follow, .. } = boot;
+        let serial = view.serial;
         let state = Arc::new(Shared {
             rrl: ArcSwap::from_pointee(RateLimiter::new(view.rate_limit.clone())),
             view: ArcSwap::from_pointee(view),
             health,
             quorum,
+            source: Mutex::new(status),
         });
         let (udp, tcp) = bind(opts.listen).await?;
         let http = match opts.http {
@@ -145,7 +204,14 @@ impl Director {
         server.register_socket(udp);
         server.register_listener(tcp, opts.tcp_timeout, 64);
         let server_stop = server.shutdown_token().clone();
-        tokio::spawn(reload_loop(opts.clone(), text, state.clone(), shutdown.clone()));
+        match follow {
+            Follow::File { path, poll_interval, text } => {
+                tokio::spawn(reload_loop(path, poll_interval, text, state.clone(), shutdown.clone()));
+            }
+            Follow::Control(b) => {
+                tokio::spawn(crate::source::follow(*b, state.clone(), shutdown.clone()));
+            }
+        }
         let done = tokio::spawn(async move {
             tokio::spawn(async move {
                 shutdown.cancelled().await;
@@ -177,6 +243,11 @@ impl Director {
     /// The SOA serial being served.
     pub fn serial(&self) -> u32 {
         self.state.view.load().serial
+    }
+
+    /// Where the config comes from, the versions applied, and whether they are stale.
+    pub fn source_status(&self) -> SourceStatus {
+        self.state.source.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Waits until the server has stopped.
@@ -220,14 +291,20 @@ async fn evaluate_loop(quorum: Arc<Quorum>, shutdown: CancellationToken) {
     }
 }
 
-async fn reload_loop(opts: Options, mut last_text: String, state: Arc<Shared>, shutdown: CancellationToken) {
-    let mut tick = tokio::time::interval(opts.poll_interval);
+async fn reload_loop(
+    path: PathBuf,
+    poll_interval: Duration,
+    mut last_text: String,
+    state: Arc<Shared>,
+    shutdown: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(poll_interval);
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
-        let Ok(text) = std::fs::read_to_string(&opts.config) else { continue };
+        let Ok(text) = std::fs::read_to_string(&path) else { continue };
         if text == last_text {
             continue;
         }
@@ -235,20 +312,14 @@ async fn reload_loop(opts: Options, mut last_text: String, state: Arc<Shared>, s
         let current = state.view.load_full();
         match meridian_model::parse_global(&last_text) {
             Err(errors) => {
-                tracing::warn!(path = %opts.config.display(), %errors, "invalid config rejected; keeping the last good one")
+                tracing::warn!(path = %path.display(), %errors, "invalid config rejected; keeping the last good one")
             }
             Ok(c) if c.hash() == current.hash => {}
             Ok(c) => match View::build(&c, current.serial.wrapping_add(1)) {
                 Err(e) => tracing::warn!(error = %e, "config rejected; keeping the last good one"),
                 Ok(view) => {
-                    if view.rate_limit != current.rate_limit {
-                        state.rrl.store(Arc::new(RateLimiter::new(view.rate_limit.clone())));
-                    }
-                    if let Some(q) = &state.quorum {
-                        QuorumHealth(q.clone()).configure(&c);
-                    }
                     tracing::info!(serial = view.serial, hash = %view.hash, "config applied");
-                    state.view.store(Arc::new(view));
+                    state.swap(&c, view);
                 }
             },
         }

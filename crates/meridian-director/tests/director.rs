@@ -11,7 +11,7 @@ use hickory_resolver::config::{NameServerConfig, ResolverConfig};
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::proto::rr::{RData, RecordType};
 use hickory_resolver::{Resolver, TokioResolver};
-use meridian_director::{AllHealthy, Director, HealthTarget, HealthView, Options};
+use meridian_director::{AllHealthy, Director, HealthTarget, HealthView, Options, Source};
 use tokio_util::sync::CancellationToken;
 
 const EXAMPLE: &str = include_str!("../../../examples/dns.yaml");
@@ -53,8 +53,7 @@ async fn start_with(yaml: &str, health: Arc<dyn HealthView>) -> Running {
     let stop = CancellationToken::new();
     let opts = Options {
         listen: "127.0.0.1:0".parse().unwrap(),
-        config: file.clone(),
-        poll_interval: Duration::from_millis(50),
+        source: Source::File { path: file.clone(), poll_interval: Duration::from_millis(50) },
         tcp_timeout: Duration::from_secs(5),
         http: None,
     };
@@ -287,3 +286,6 @@ async fn answers_follow_the_health_view_it_is_given() {
 
 #[path = "director/health.rs"]
 mod health;
+
+#[path = "director/control.rs"]
+mod control;

@@ -146,8 +146,18 @@ async fn handle(req: Request<Incoming>, state: &Arc<State>, stop: CancellationTo
         (Method::GET, protocol::STREAM_PATH) => {
             let node = req.headers().get(protocol::NODE_HEADER).and_then(|v| v.to_str().ok());
             state.hellos.lock().unwrap().push(node.unwrap_or("").to_string());
+            let features: Vec<String> = req
+                .headers()
+                .get(protocol::FEATURES_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+                .collect();
             let (tx, rx) = mpsc::channel(64);
-            tokio::spawn(feed(Arc::clone(state), tx, stop));
+            tokio::spawn(feed(Arc::clone(state), features, tx, stop));
             let mut r = Response::new(LineBody(rx));
             r.headers_mut()
                 .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/x-ndjson"));
@@ -167,10 +177,18 @@ async fn handle(req: Request<Incoming>, state: &Arc<State>, stop: CancellationTo
     }
 }
 
-/// Writes the current snapshots, then every push and a ping on every idle interval.
-async fn feed(state: Arc<State>, tx: mpsc::Sender<Bytes>, stop: CancellationToken) {
+/// Writes the current snapshots, then every push and a ping on every idle interval; only the
+/// kinds the node announced in its features.
+async fn feed(state: Arc<State>, features: Vec<String>, tx: mpsc::Sender<Bytes>, stop: CancellationToken) {
     let mut pushes = state.pushes.subscribe();
-    let current: Vec<Snapshot> = state.current.lock().unwrap().values().cloned().collect();
+    let current: Vec<Snapshot> = state
+        .current
+        .lock()
+        .unwrap()
+        .values()
+        .filter(|s| protocol::wants(&features, s.kind))
+        .cloned()
+        .collect();
     for s in current {
         if tx.send(line(Push::Snapshot(s))).await.is_err() {
             return;
@@ -180,7 +198,11 @@ async fn feed(state: Arc<State>, tx: mpsc::Sender<Bytes>, stop: CancellationToke
         let push = tokio::select! {
             _ = stop.cancelled() => return,
             _ = tx.closed() => return,
-            p = pushes.recv() => match p { Ok(s) => Push::Snapshot(s), Err(_) => return },
+            p = pushes.recv() => match p {
+                Ok(s) if protocol::wants(&features, s.kind) => Push::Snapshot(s),
+                Ok(_) => continue,
+                Err(_) => return,
+            },
             _ = tokio::time::sleep(state.ping_every) => Push::Ping,
         };
         if state.silent.load(std::sync::atomic::Ordering::Relaxed) {

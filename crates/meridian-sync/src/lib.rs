@@ -4,16 +4,20 @@
 //! - [`client`]: the node side — [`SyncClient`] keeps a stream open to the first reachable
 //!   control instance, hands snapshots over a channel, fails over, and posts acks.
 //! - [`lkg`]: last-known-good snapshots on local disk, to boot without a control plane.
+//! - [`follow`]: what a node does with a snapshot: judge its version, then persist and ack it,
+//!   or nack it.
 //! - [`fake`]: a small real control instance for tests of nodes.
 
 mod http;
 
 pub mod client;
 pub mod fake;
+pub mod follow;
 pub mod lkg;
 pub mod protocol;
 
 pub use client::{ClientConfig, Event, NodeInfo, SyncClient};
+pub use follow::{Follower, Running, Verdict};
 pub use lkg::{Lkg, LkgError, Saved};
 
 /// Errors of the node side of the protocol.

@@ -28,7 +28,8 @@ pub const REGION_HEADER: &str = "x-meridian-region";
 pub const ROLE_HEADER: &str = "x-meridian-role";
 /// Header: the node's binary version.
 pub const BINARY_VERSION_HEADER: &str = "x-meridian-binary-version";
-/// Header: features the node supports, comma-separated (e.g. `config,drains`).
+/// Header: features the node supports, comma-separated (e.g. `config,drains`): the kinds it
+/// applies. A control instance pushes a node only those kinds ([`wants`]).
 pub const FEATURES_HEADER: &str = "x-meridian-features";
 
 /// Stream path (GET).
@@ -61,6 +62,20 @@ impl Kind {
             Kind::Drains => "drains",
         }
     }
+
+    pub fn parse(s: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+/// Whether a node that announced `features` applies `kind`. A node that announced nothing
+/// predates the header's use as a filter: it gets the kinds every node has always applied
+/// (config and drains) and nothing newer, so it never receives a kind it would nack.
+pub fn wants(features: &[String], kind: Kind) -> bool {
+    if features.is_empty() {
+        return matches!(kind, Kind::Config | Kind::Drains);
+    }
+    features.iter().any(|f| f == kind.as_str())
 }
 
 /// One line of the stream.

@@ -11,7 +11,7 @@ use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::proto::rr::RData;
 use hickory_resolver::{Resolver, TokioResolver};
 use meridian_director::meridian_health::{CheckerConfig, CheckerNode, run_checker};
-use meridian_director::{Director, Options};
+use meridian_director::{Director, Options, Source};
 use meridian_testkit::TestUpstream;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -77,8 +77,7 @@ impl Lab {
         let stop = CancellationToken::new();
         let opts = Options {
             listen: "127.0.20.53:0".parse().unwrap(),
-            config: file.clone(),
-            poll_interval: Duration::from_millis(100),
+            source: Source::File { path: file.clone(), poll_interval: Duration::from_millis(100) },
             tcp_timeout: Duration::from_secs(5),
             http: Some("127.0.20.53:0".parse().unwrap()),
         };

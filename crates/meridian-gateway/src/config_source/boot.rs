@@ -91,22 +91,7 @@ pub async fn first_config(
 }
 
 /// The content of a config snapshot as a validated config whose hash is the announced one.
-pub fn parse_config(s: &Snapshot) -> Result<ValidConfig, String> {
-    let cfg: meridian_model::GlobalConfig =
-        serde_json::from_value(s.content.clone()).map_err(|e| format!("unreadable config content: {e}"))?;
-    let valid = meridian_model::validate_global(cfg).map_err(|e| e.to_string())?;
-    if valid.config().deployment != s.deployment {
-        return Err(format!(
-            "deployment: the config says {:?} but was pushed as deployment {:?}",
-            valid.config().deployment,
-            s.deployment
-        ));
-    }
-    if valid.hash() != s.hash {
-        return Err(format!("content hash {} differs from the announced hash {}", valid.hash(), s.hash));
-    }
-    Ok(valid)
-}
+pub use meridian_sync::follow::parse_config;
 
 pub fn drain_set(d: DrainsContent) -> DrainSet {
     DrainSet {

@@ -13,8 +13,8 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use meridian_model::{Bootstrap, ConfigSource as SourceSpec, ValidConfig};
-use meridian_sync::protocol::{self, Ack, DrainsContent, Kind, Snapshot};
-use meridian_sync::{ClientConfig, Event, Lkg, NodeInfo, SyncClient};
+use meridian_sync::protocol::{self, DrainsContent, Kind, Snapshot};
+use meridian_sync::{ClientConfig, Event, Follower, Lkg, NodeInfo, SyncClient};
 use tokio::sync::{mpsc, oneshot};
 
 use super::boot::{self, drain_set, parse_config};
@@ -50,11 +50,9 @@ pub struct ControlSourceError(String);
 
 pub struct ControlSource {
     urls: Vec<String>,
-    node: NodeInfo,
-    client: SyncClient,
+    /// The versions running, the last-known-good files and acks (shared with the director).
+    follow: Follower,
     events: mpsc::Receiver<Event>,
-    lkg: Lkg,
-    running: Running,
     initial: Option<ValidConfig>,
     /// The pushed snapshot the initial config came from: recorded, persisted and acked once
     /// the gateway has built it.
@@ -93,7 +91,8 @@ impl ControlSource {
             region: b.node.region.clone(),
             role: "gateway".into(),
             binary_version: env!("CARGO_PKG_VERSION").into(),
-            features: Kind::ALL.iter().map(|k| k.as_str().to_string()).collect(),
+            // The kinds handled below, and no other: the control plane pushes only these.
+            features: vec![Kind::Config.as_str().into(), Kind::Drains.as_str().into()],
         };
         let mut cfg = ClientConfig::new(urls.clone(), token, node.clone());
         cfg.dead_after = opts.dead_after;
@@ -122,11 +121,8 @@ impl ControlSource {
         };
         Ok(ControlSource {
             urls: urls.clone(),
-            node,
-            client,
+            follow: Follower { running, lkg, client, node },
             events,
-            lkg,
-            running,
             initial: Some(initial),
             initial_snapshot,
             lkg_drains,
@@ -179,7 +175,9 @@ impl ControlSource {
 
     /// Applies one snapshot; false when the reloader is gone.
     async fn handle(&mut self, ctx: &SourceCtx, tx: &mpsc::Sender<Candidate>, s: Snapshot) -> bool {
-        match self.running.judge(&s) {
+        match self.follow.running.judge(&s) {
+            // A kind this gateway does not apply (it did not ask for it): neither run nor nacked.
+            _ if !matches!(s.kind, Kind::Config | Kind::Drains) => {}
             Verdict::Refuse(why) => self.nack(&s, why),
             Verdict::Same => self.accepted(ctx, &s),
             Verdict::Newer if s.kind == Kind::Drains => {
@@ -216,7 +214,7 @@ impl ControlSource {
 
     /// `s` now runs: record it, persist it, ack it.
     fn accepted(&mut self, ctx: &SourceCtx, s: &Snapshot) {
-        self.running.record(s);
+        self.follow.accepted(s);
         if let Ok(mut st) = ctx.status.lock() {
             st.versions.insert(s.kind.as_str().to_string(), s.version);
             st.deployment = Some(s.deployment.clone());
@@ -224,35 +222,10 @@ impl ControlSource {
                 st.from_snapshot = false;
             }
         }
-        if let Err(e) = self.lkg.save(s) {
-            tracing::warn!(error = %e, "cannot persist the last-known-good snapshot");
-        }
-        self.post(s, None);
     }
 
     fn nack(&self, s: &Snapshot, why: String) {
-        tracing::error!(kind = s.kind.as_str(), version = s.version, error = %why, "snapshot refused; keeping the running version");
-        self.post(s, Some(why));
-    }
-
-    /// Posts the ack off this task: a slow control instance must not delay the next snapshot.
-    fn post(&self, s: &Snapshot, error: Option<String>) {
-        let ack = Ack {
-            node: self.node.id.clone(),
-            region: self.node.region.clone(),
-            kind: s.kind,
-            version: s.version,
-            hash: self.running.hash(s.kind),
-            ok: error.is_none(),
-            error,
-        };
-        let client = self.client.clone();
-        tokio::spawn(async move {
-            if let Err(e) = client.post_ack(&ack).await {
-                // The control plane resends its current state on reconnect; that is acked then.
-                tracing::warn!(error = %e, kind = ack.kind.as_str(), version = ack.version, "ack not delivered");
-            }
-        });
+        self.follow.refused(s, why);
     }
 }
 
@@ -280,8 +253,8 @@ impl ConfigSource for ControlSource {
         if let Ok(mut st) = ctx.status.lock() {
             st.from_snapshot = self.initial_snapshot.is_none();
             st.stale_since = self.stale_since;
-            st.deployment = self.running.deployment().map(str::to_string);
-            st.versions = self.running.versions();
+            st.deployment = self.follow.running.deployment().map(str::to_string);
+            st.versions = self.follow.running.versions();
         }
         self.ctx = Some(ctx);
     }

@@ -1,6 +1,7 @@
 //! `meridian director`: the authoritative DNS server for the configured zones, with an HTTP
 //! listener for the checkers' reports (`--http`), and `meridian director explain NAME`: which
-//! answer and why, from the file or from a running director (`--director`).
+//! answer and why, from the file or from a running director (`--director`). The config comes
+//! from a file (`-f`) or from the control plane (`--control`, as gateways take theirs).
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -13,8 +14,29 @@ use tokio_util::sync::CancellationToken;
 #[derive(clap::Args)]
 pub struct Args {
     /// The global config file (with a `dns` section); re-read when it changes.
-    #[arg(short = 'f', long, global = true)]
+    #[arg(short = 'f', long, global = true, conflicts_with = "control")]
     file: Option<PathBuf>,
+    /// Take the config from the control plane instead of a file: its URLs, comma-separated,
+    /// tried in order, e.g. `http://127.0.0.1:9800,http://10.0.2.5:9800`.
+    #[arg(long, value_delimiter = ',')]
+    control: Vec<String>,
+    /// With `--control`: the file holding this director's node token.
+    #[arg(long)]
+    token_file: Option<PathBuf>,
+    /// With `--control`: this director's node id (its token is bound to it).
+    #[arg(long)]
+    node_id: Option<String>,
+    /// With `--control`: this director's region (its token is bound to it).
+    #[arg(long)]
+    region: Option<String>,
+    /// With `--control`: prefix of the last-known-good files (`PATH.config`); the director
+    /// boots from them when no control instance answers.
+    #[arg(long)]
+    snapshot: Option<PathBuf>,
+    /// With `--control`: how long to wait at start for a config from the control plane before
+    /// answering from the last-known-good snapshot, e.g. `10s`.
+    #[arg(long, default_value = "10s", value_parser = meridian_core::parse_duration)]
+    initial_wait: Duration,
     /// UDP and TCP address to answer on.
     #[arg(long, default_value = "127.0.0.1:5353")]
     listen: SocketAddr,
@@ -66,7 +88,18 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     {
         return explain_remote(director, e);
     }
-    let file = a.file.context("give the global config file with -f FILE")?;
+    if !a.control.is_empty() && a.command.is_none() {
+        let (Some(token_file), Some(node_id), Some(region), Some(snapshot)) =
+            (a.token_file.clone(), a.node_id.clone(), a.region.clone(), a.snapshot.clone())
+        else {
+            anyhow::bail!("--control needs --token-file, --node-id, --region and --snapshot");
+        };
+        let mut spec =
+            meridian_director::ControlSpec::new(a.control.clone(), token_file, node_id, region, snapshot);
+        spec.initial_wait = a.initial_wait;
+        return serve(&a, meridian_director::Source::Control(spec));
+    }
+    let file = a.file.clone().context("give the global config file with -f FILE (or --control URL)")?;
     if let Some(Sub::Explain(e)) = a.command {
         let config = meridian_model::load_global(&file)
             .map_err(|errs| anyhow::anyhow!("{}:\n{errs}", file.display()))?;
@@ -80,19 +113,29 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         print!("{text}");
         return Ok(ExitCode::SUCCESS);
     }
+    serve(&a, meridian_director::Source::File { path: file, poll_interval: a.poll_interval })
+}
+
+fn serve(a: &Args, source: meridian_director::Source) -> anyhow::Result<ExitCode> {
     let opts = meridian_director::Options {
         listen: a.listen,
-        config: file,
-        poll_interval: a.poll_interval,
+        source,
         tcp_timeout: Duration::from_secs(10),
         http: a.http,
     };
     super::runtime(a.workers)?.block_on(async move {
         let stop = CancellationToken::new();
         let director = meridian_director::Director::start(opts, stop.clone()).await?;
-        println!("director answering on {} (udp, tcp), serial {}", director.local_addr(), director.serial());
+        let st = director.source_status();
+        let stale = if st.stale { " (stale: from the last-known-good snapshot)" } else { "" };
+        println!(
+            "director answering on {} (udp, tcp), serial {}, config from {}{stale}",
+            director.local_addr(),
+            director.serial(),
+            st.source
+        );
         if let Some(http) = director.http_addr() {
-            println!("director http on http://{http} (/v1/observations, /v1/health, /v1/explain)");
+            println!("director http on http://{http} (/v1/observations, /v1/health, /v1/status, /v1/explain)");
         }
         tokio::spawn(async move {
             let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();

@@ -1,0 +1,176 @@
+//! What every node (gateway, director) does with a pushed snapshot, whatever it builds from it:
+//! judge it against the versions it runs ([`Running`]: DESIGN.md §7 "Versions" — versions only
+//! grow, another deployment's snapshots are refused), and once it runs, record it, persist it as
+//! last-known-good and ack it; or nack it with the reason and keep the old one ([`Follower`]).
+
+use std::collections::{BTreeMap, HashMap};
+
+use meridian_model::ValidConfig;
+
+use crate::lkg::Lkg;
+use crate::protocol::{Ack, Kind, Snapshot};
+use crate::{NodeInfo, SyncClient};
+
+/// The deployment and the (version, hash) of each kind this node runs.
+#[derive(Debug, Default)]
+pub struct Running {
+    deployment: Option<String>,
+    kinds: HashMap<Kind, (u64, String)>,
+}
+
+/// What to do with a pushed snapshot.
+#[derive(Debug, PartialEq)]
+pub enum Verdict {
+    /// A higher version: apply it.
+    Newer,
+    /// The version already running (e.g. resent after a reconnect): just ack it.
+    Same,
+    /// Refuse it (nack) with this reason.
+    Refuse(String),
+}
+
+impl Running {
+    pub fn judge(&self, s: &Snapshot) -> Verdict {
+        if let Some(d) = &self.deployment
+            && *d != s.deployment
+        {
+            return Verdict::Refuse(format!(
+                "snapshot of deployment {:?}; this node belongs to deployment {d:?}",
+                s.deployment
+            ));
+        }
+        match self.kinds.get(&s.kind) {
+            None => Verdict::Newer,
+            Some((v, _)) if s.version > *v => Verdict::Newer,
+            Some((v, h)) if s.version == *v && s.hash == *h => Verdict::Same,
+            Some((v, h)) if s.version == *v => Verdict::Refuse(format!(
+                "{} version {v} already runs with hash {h}; refusing other content under the same version",
+                s.kind.as_str()
+            )),
+            Some((v, _)) => Verdict::Refuse(format!(
+                "{} version {} is lower than the running version {v}",
+                s.kind.as_str(),
+                s.version
+            )),
+        }
+    }
+
+    pub fn record(&mut self, s: &Snapshot) {
+        self.deployment = Some(s.deployment.clone());
+        self.kinds.insert(s.kind, (s.version, s.hash.clone()));
+    }
+
+    /// The hash running for `kind` (empty when none yet).
+    pub fn hash(&self, kind: Kind) -> String {
+        self.kinds.get(&kind).map(|(_, h)| h.clone()).unwrap_or_default()
+    }
+
+    /// The version running for `kind`, if any.
+    pub fn version(&self, kind: Kind) -> Option<u64> {
+        self.kinds.get(&kind).map(|(v, _)| *v)
+    }
+
+    pub fn deployment(&self) -> Option<&str> {
+        self.deployment.as_deref()
+    }
+
+    pub fn versions(&self) -> BTreeMap<String, u64> {
+        self.kinds.iter().map(|(k, (v, _))| (k.as_str().to_string(), *v)).collect()
+    }
+}
+
+/// The content of a config snapshot as a validated config whose hash is the announced one.
+pub fn parse_config(s: &Snapshot) -> Result<ValidConfig, String> {
+    let cfg: meridian_model::GlobalConfig =
+        serde_json::from_value(s.content.clone()).map_err(|e| format!("unreadable config content: {e}"))?;
+    let valid = meridian_model::validate_global(cfg).map_err(|e| e.to_string())?;
+    if valid.config().deployment != s.deployment {
+        return Err(format!(
+            "deployment: the config says {:?} but was pushed as deployment {:?}",
+            valid.config().deployment,
+            s.deployment
+        ));
+    }
+    if valid.hash() != s.hash {
+        return Err(format!("content hash {} differs from the announced hash {}", valid.hash(), s.hash));
+    }
+    Ok(valid)
+}
+
+/// The bookkeeping of one following node: the versions it runs, its last-known-good files and
+/// the client its acks go through.
+pub struct Follower {
+    pub running: Running,
+    pub lkg: Lkg,
+    pub client: SyncClient,
+    pub node: NodeInfo,
+}
+
+impl Follower {
+    /// `s` now runs: record it, persist it as last-known-good, ack it.
+    pub fn accepted(&mut self, s: &Snapshot) {
+        self.running.record(s);
+        if let Err(e) = self.lkg.save(s) {
+            tracing::warn!(error = %e, "cannot persist the last-known-good snapshot");
+        }
+        self.post(s, None);
+    }
+
+    /// `s` is refused; the running version of its kind stays.
+    pub fn refused(&self, s: &Snapshot, why: String) {
+        tracing::error!(kind = s.kind.as_str(), version = s.version, error = %why, "snapshot refused; keeping the running version");
+        self.post(s, Some(why));
+    }
+
+    /// Posts the ack off the caller's task: a slow control instance must not delay the next
+    /// snapshot.
+    fn post(&self, s: &Snapshot, error: Option<String>) {
+        let ack = Ack {
+            node: self.node.id.clone(),
+            region: self.node.region.clone(),
+            kind: s.kind,
+            version: s.version,
+            hash: self.running.hash(s.kind),
+            ok: error.is_none(),
+            error,
+        };
+        let client = self.client.clone();
+        tokio::spawn(async move {
+            if let Err(e) = client.post_ack(&ack).await {
+                // The control plane resends its current state on reconnect; that is acked then.
+                tracing::warn!(error = %e, kind = ack.kind.as_str(), version = ack.version, "ack not delivered");
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snap(deployment: &str, version: u64, hash: &str) -> Snapshot {
+        Snapshot {
+            kind: Kind::Config,
+            deployment: deployment.into(),
+            version,
+            hash: hash.into(),
+            content: serde_json::Value::Null,
+        }
+    }
+
+    #[test]
+    fn versions_only_grow_within_one_deployment() {
+        let mut r = Running::default();
+        assert_eq!(r.judge(&snap("d", 3, "a")), Verdict::Newer);
+        r.record(&snap("d", 3, "a"));
+        assert_eq!(r.judge(&snap("d", 3, "a")), Verdict::Same);
+        assert_eq!(r.judge(&snap("d", 4, "b")), Verdict::Newer);
+        let Verdict::Refuse(e) = r.judge(&snap("d", 2, "b")) else { panic!() };
+        assert_eq!(e, "config version 2 is lower than the running version 3");
+        let Verdict::Refuse(e) = r.judge(&snap("d", 3, "b")) else { panic!() };
+        assert!(e.contains("same version"), "{e}");
+        let Verdict::Refuse(e) = r.judge(&snap("other", 9, "c")) else { panic!() };
+        assert_eq!(e, "snapshot of deployment \"other\"; this node belongs to deployment \"d\"");
+        assert_eq!(r.version(Kind::Config), Some(3));
+    }
+}
