@@ -4,8 +4,8 @@
 //!   backends;
 //! - [`bootstrap`] — `control.yaml`;
 //! - [`content`], [`diff`] — what each kind holds, and the plan of a config change;
-//! - [`control`] — the operations (apply, rollback, drains, import, status) and the per-kind
-//!   broadcast that feeds node streams;
+//! - [`control`] — the operations (apply, rollback, drains, import, status, staged rollout) and
+//!   the per-kind broadcast that feeds node streams (config by each node's region target);
 //! - [`api`] — the admin API and the node endpoints (axum);
 //! - [`server`] — starting an instance from its `control.yaml`.
 #![forbid(unsafe_code)]
