@@ -42,6 +42,11 @@ pub struct DnsConfig {
     /// Absent: every region and member counts as healthy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health: Option<DnsHealth>,
+    /// Routing controls (manual failover, as Route 53 ARC): on/off switches kept by the
+    /// control plane that take regions and record-set members out of answers whatever their
+    /// health, and the safety rules every change must keep. Absent: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub routing_controls: Option<RoutingControls>,
 }
 
 fn default_udp_payload() -> u16 {
@@ -457,4 +462,69 @@ pub struct DnsCheck {
 
 fn default_check_path() -> String {
     "/-/ready".to_string()
+}
+
+/// The routing controls and their safety rules. A control's state (on or off) is control-plane
+/// state (`meridian routing-control set`), versioned apart from the config; a control never set
+/// is on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RoutingControls {
+    /// The switches, each with a unique name.
+    pub controls: Vec<RoutingControl>,
+    /// Rules every change of a control must keep; a change that breaks one is refused, naming
+    /// it. Default: none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub safety_rules: Vec<SafetyRule>,
+    /// After a change, a control cannot change again for this long (against flapping).
+    /// Default 0s (no wait).
+    #[serde(default)]
+    pub wait_period: Dur,
+}
+
+/// One switch. Off: its region (in every record set, or only in `record_set`) is left out of
+/// answers whatever its health. Without `region`, it switches nothing in answers: a master
+/// switch for a gating rule.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RoutingControl {
+    /// Unique name: letters, digits, `-` and `_`, e.g. `us-east-1` or `failover-eu`.
+    pub name: String,
+    /// The region this control switches.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// Only the region's members of the record sets with this name (every type), e.g.
+    /// `failover.api.example.com.`. Default: every record set. Needs `region`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record_set: Option<String>,
+}
+
+/// A safety rule (as Route 53 ARC's).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum SafetyRule {
+    /// At least `min_on` of `controls` stay on after every change, e.g. at least one region.
+    Assertion {
+        /// Unique rule name, given in the refusal.
+        name: String,
+        controls: Vec<String>,
+        /// 1 to the number of `controls`.
+        min_on: u32,
+    },
+    /// `controls` may change only while the control `gate` is on (a master switch).
+    Gating {
+        /// Unique rule name, given in the refusal.
+        name: String,
+        /// The master switch; not itself one of `controls`.
+        gate: String,
+        controls: Vec<String>,
+    },
+}
+
+impl SafetyRule {
+    pub fn name(&self) -> &str {
+        match self {
+            SafetyRule::Assertion { name, .. } | SafetyRule::Gating { name, .. } => name,
+        }
+    }
 }

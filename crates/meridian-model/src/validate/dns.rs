@@ -62,6 +62,9 @@ pub fn check(c: &GlobalConfig, errs: &mut Errors) {
         errs.push("dns.rate_limit", "ipv4_prefix must be at most 32 and ipv6_prefix at most 128");
     }
     tables(dns, &regions, errs);
+    if let Some(rc) = &dns.routing_controls {
+        super::routing_controls::check(rc, dns, &regions, errs);
+    }
     if let Some(h) = &dns.health {
         health(h, &regions, errs);
     }

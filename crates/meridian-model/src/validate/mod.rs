@@ -11,6 +11,7 @@ mod node;
 mod policies;
 mod resilience;
 mod routes;
+mod routing_controls;
 pub mod syntax;
 
 use std::collections::HashMap;
