@@ -6,11 +6,13 @@
 //! - [`lkg`]: last-known-good snapshots on local disk, to boot without a control plane.
 //! - [`follow`]: what a node does with a snapshot: judge its version, then persist and ack it,
 //!   or nack it.
+//! - [`controls`]: routing controls as pushed state, and the safety rules a change must keep.
 //! - [`fake`]: a small real control instance for tests of nodes.
 
 mod http;
 
 pub mod client;
+pub mod controls;
 pub mod fake;
 pub mod follow;
 pub mod lkg;

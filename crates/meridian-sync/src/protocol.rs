@@ -49,17 +49,20 @@ pub const STREAM_DEAD_AFTER: Duration = Duration::from_secs(15);
 pub enum Kind {
     /// The global config (regions, services, routes, policies, consumers).
     Config,
-    /// Drain switches (and later routing controls).
+    /// Drain switches.
     Drains,
+    /// Routing controls ([`crate::controls::ControlsContent`]); applied by directors.
+    Controls,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 2] = [Kind::Config, Kind::Drains];
+    pub const ALL: [Kind; 3] = [Kind::Config, Kind::Drains, Kind::Controls];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::Config => "config",
             Kind::Drains => "drains",
+            Kind::Controls => "controls",
         }
     }
 
@@ -99,7 +102,7 @@ pub struct Snapshot {
     /// Lowercase hex SHA-256 of the canonical content (for config: `ValidConfig::hash`).
     pub hash: String,
     /// The content: for `config`, the canonical JSON of the global config; for `drains`,
-    /// [`DrainsContent`].
+    /// [`DrainsContent`]; for `controls`, [`crate::controls::ControlsContent`].
     pub content: serde_json::Value,
 }
 

@@ -15,6 +15,7 @@ use crate::control::Control;
 
 pub mod auth;
 pub mod config;
+mod controls;
 mod drains;
 pub mod error;
 mod fleet;
@@ -38,6 +39,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/drains/{target}"),
     ("put", "/v1/drains/{target}"),
     ("delete", "/v1/drains/{target}"),
+    ("get", "/v1/routing-controls"),
+    ("put", "/v1/routing-controls/{name}"),
     ("get", "/v1/status"),
     ("get", "/v1/rollout"),
     ("post", "/v1/rollout/promote"),
@@ -62,6 +65,8 @@ pub fn router(control: AppState) -> Router {
         .route("/v1/config/rollback/{version}", post(config::rollback))
         .route("/v1/drains", get(drains::list))
         .route("/v1/drains/{target}", put(drains::put).get(drains::get).delete(drains::delete))
+        .route("/v1/routing-controls", get(controls::list))
+        .route("/v1/routing-controls/{name}", put(controls::put))
         .route("/v1/status", get(fleet::status))
         .route("/v1/rollout", get(rollout::status))
         .route("/v1/rollout/promote", post(rollout::promote))

@@ -71,6 +71,10 @@ pub async fn stream(State(c): State<AppState>, headers: HeaderMap) -> Result<Res
 async fn pump(c: AppState, hello: NodeRecord, _guard: StreamGuard, tx: mpsc::Sender<Bytes>) {
     let (snap_tx, mut snap_rx) = mpsc::channel::<Arc<Snapshot>>(8);
     for kind in protocol::Kind::ALL {
+        // Only the kinds the node applies (its features): a gateway never gets routing controls.
+        if !protocol::wants(&hello.features, kind) {
+            continue;
+        }
         let Some(mut rx) = c.subscribe(kind) else { continue };
         let snap_tx = snap_tx.clone();
         if kind == protocol::Kind::Config {

@@ -135,6 +135,7 @@ fn check_records(kind: Kind, records: &[VersionRecord]) -> Result<(), ControlErr
         let hash = match kind {
             Kind::Config => config_from_canonical(&r.content).map_err(bad)?.hash().to_string(),
             Kind::Drains => drains_canonical(&drains_from_canonical(&r.content).map_err(bad)?).1,
+            Kind::Controls => super::controls::canonical_hash(&r.content).map_err(bad)?,
         };
         if hash != r.hash {
             return Err(bad(format!("content does not match its hash {}", r.hash)));

@@ -16,11 +16,13 @@ use tokio::sync::watch;
 use crate::store::{Committed, RolloutRecord, Store, StoreError, VersionRecord};
 
 mod backup;
+mod controls;
 mod ops;
 mod rollout;
 mod status;
 
 pub use backup::{Backup, ImportMode};
+pub use controls::{ControlChange, ControlView, ControlsError, ControlsList};
 pub use ops::{Applied, DrainChange, Plan};
 pub use rollout::{RegionRollout, RolloutChange, RolloutStatus};
 pub use status::{Current, KindStatus, NodeStatus, Status};

@@ -19,6 +19,7 @@ use super::{
 const META: TableDefinition<&str, &str> = TableDefinition::new("meta");
 const CONFIG: TableDefinition<u64, &[u8]> = TableDefinition::new("versions_config");
 const DRAINS: TableDefinition<u64, &[u8]> = TableDefinition::new("versions_drains");
+const CONTROLS: TableDefinition<u64, &[u8]> = TableDefinition::new("versions_controls");
 const TOKENS: TableDefinition<&str, &[u8]> = TableDefinition::new("tokens");
 const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
 const NODES: TableDefinition<&str, &[u8]> = TableDefinition::new("nodes");
@@ -29,6 +30,7 @@ fn versions(kind: Kind) -> TableDefinition<'static, u64, &'static [u8]> {
     match kind {
         Kind::Config => CONFIG,
         Kind::Drains => DRAINS,
+        Kind::Controls => CONTROLS,
     }
 }
 
@@ -58,7 +60,7 @@ impl RedbStore {
         let tx = db.begin_write().map_err(be)?;
         {
             // Create every table, so readers never meet a missing one.
-            for t in [CONFIG, DRAINS, AUDIT, ROLLOUT] {
+            for t in [CONFIG, DRAINS, CONTROLS, AUDIT, ROLLOUT] {
                 tx.open_table(t).map_err(be)?;
             }
             for t in [TOKENS, NODES, EXPECTED] {

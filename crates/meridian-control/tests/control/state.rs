@@ -114,7 +114,7 @@ async fn export_import_round_trip_and_an_older_backup_is_refused() {
     let fresh = Ctl::start("").await;
     let (s, v) = fresh.call(ADMIN, "POST", "/v1/import", &[], Some(backup.to_string())).await;
     assert_eq!(s, 200, "{v}");
-    assert_eq!(v["versions"], json!({"config": 2, "drains": 1}));
+    assert_eq!(v["versions"], json!({"config": 2, "controls": 0, "drains": 1}));
     assert_eq!(fresh.get("/v1/config").await["hash"], ctl.get("/v1/config").await["hash"]);
     assert_eq!(
         fresh.get("/v1/config/history").await["versions"],
