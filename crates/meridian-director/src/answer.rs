@@ -53,6 +53,10 @@ pub struct Why {
     pub client: Option<IpAddr>,
     /// No member was healthy, so the policy answered as if all were (Route 53's rule).
     pub fail_open: bool,
+    /// The routing controls (off) that left members out of the answer.
+    pub switched_off: Vec<String>,
+    /// Every member was switched off, so the controls were ignored (never an empty answer).
+    pub controls_ignored: bool,
     pub note: String,
 }
 
@@ -111,6 +115,8 @@ pub fn answer(
         a.why.member = Some(choice.member.clone());
         a.why.row = choice.row;
         a.why.fail_open = fail_open;
+        a.why.switched_off = choice.switched_off.clone();
+        a.why.controls_ignored = choice.controls_ignored;
         if let Some(ecs) = client.ecs {
             a.ecs_scope = Some(scope(&choice, ecs));
         }
@@ -220,6 +226,14 @@ impl fmt::Display for Why {
                 "health:     {}",
                 if self.fail_open { "no member healthy: fail open (all members)" } else { "ok" }
             )?;
+            if !self.switched_off.is_empty() {
+                let what = if self.controls_ignored {
+                    "every member off: controls ignored (never an empty answer)"
+                } else {
+                    "members left out"
+                };
+                writeln!(f, "controls:   {} off: {what}", self.switched_off.join(", "))?;
+            }
         }
         if !self.note.is_empty() {
             writeln!(f, "note:       {}", self.note)?;

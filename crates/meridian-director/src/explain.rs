@@ -45,6 +45,10 @@ pub struct Explanation {
     pub table_row: Option<String>,
     /// No member was healthy, so the policy answered as if all were.
     pub fail_open: bool,
+    /// The routing controls (off) that left members out of the answer.
+    pub routing_controls_off: Vec<String>,
+    /// Every member was switched off, so the controls were ignored.
+    pub controls_ignored: bool,
     pub note: String,
     pub health: HealthExplanation,
 }
@@ -137,6 +141,8 @@ pub fn explain_view(
         member: a.why.member.clone(),
         table_row: a.why.row.map(|r| r.to_string()),
         fail_open: a.why.fail_open,
+        routing_controls_off: a.why.switched_off.clone(),
+        controls_ignored: a.why.controls_ignored,
         note: a.why.note.clone(),
         health,
     })
@@ -170,6 +176,14 @@ impl fmt::Display for Explanation {
             writeln!(f, "table row:  {}", self.table_row.as_deref().unwrap_or("none matched"))?;
             let h = if self.fail_open { "no member healthy: fail open (all members)" } else { "ok" };
             writeln!(f, "health:     {h}")?;
+            if !self.routing_controls_off.is_empty() {
+                let what = if self.controls_ignored {
+                    "every member off: controls ignored (never an empty answer)"
+                } else {
+                    "members left out whatever their health"
+                };
+                writeln!(f, "controls:   {} off: {what}", self.routing_controls_off.join(", "))?;
+            }
         }
         if !self.note.is_empty() {
             writeln!(f, "note:       {}", self.note)?;

@@ -19,6 +19,17 @@ pub enum HealthTarget<'a> {
 /// The director's view of health. Policies call it per query, so it must be cheap.
 pub trait HealthView: Send + Sync {
     fn healthy(&self, target: HealthTarget<'_>) -> bool;
+
+    /// Whether any routing control is off now (the policies skip asking per member when not).
+    fn controls_active(&self) -> bool {
+        false
+    }
+
+    /// The routing control (off) that takes `region` out of record set `record_set`
+    /// (lowercase, absolute), if any.
+    fn switched_off(&self, _record_set: &str, _region: &str) -> Option<String> {
+        None
+    }
 }
 
 /// Every target healthy (tests, and `explain` from a file without a running director).

@@ -12,6 +12,7 @@
 #![forbid(unsafe_code)]
 
 mod answer;
+mod controls;
 mod explain;
 mod health;
 mod http;

@@ -4,6 +4,10 @@
 //! policy is evaluated again as if every member were healthy, so health never causes an empty
 //! answer or SERVFAIL. For failover that answers the primary; for multivalue, up to 8 values of
 //! all members.
+//!
+//! Routing controls come first: a member whose control is off is left out whatever its health,
+//! and fail-open applies among the members still on. When every member is off, controls are
+//! ignored for the record set (see `crate::controls`).
 
 use std::net::IpAddr;
 
@@ -47,6 +51,10 @@ pub(crate) struct Choice {
     pub row: Option<IpNet>,
     /// Whether the answer depends on the client's network (ECS scope is then meaningful).
     pub by_client: bool,
+    /// The routing controls (off) that left members out of this answer.
+    pub switched_off: Vec<String>,
+    /// Every member was switched off, so the controls were ignored.
+    pub controls_ignored: bool,
 }
 
 pub(crate) struct Ctx<'a> {
@@ -71,6 +79,9 @@ impl Ctx<'_> {
 
 /// Evaluates `policy`; the flag says whether fail-open was applied.
 pub(crate) fn choose(policy: &Policy, cx: &Ctx<'_>) -> (Choice, bool) {
+    if cx.health.controls_active() {
+        return choose_controlled(policy, cx);
+    }
     let real = |i: usize, m: &Member| cx.healthy(i, m);
     if let Some(c) = eval(policy, cx, &real) {
         return (c, false);
@@ -82,6 +93,43 @@ pub(crate) fn choose(policy: &Policy, cx: &Ctx<'_>) -> (Choice, bool) {
         choice(policy_name(policy), "no member has an address to answer with".into(), vec![])
     });
     (c, true)
+}
+
+/// As [`choose`] while some routing control is off: members switched off are left out, then
+/// health with fail-open among the others; every member off: controls ignored.
+fn choose_controlled(policy: &Policy, cx: &Ctx<'_>) -> (Choice, bool) {
+    let off: Vec<Option<String>> = policy
+        .members()
+        .iter()
+        .map(|m| m.region.as_deref().and_then(|r| cx.health.switched_off(cx.record_set, r)))
+        .collect();
+    let mut names: Vec<String> = off.iter().flatten().cloned().collect();
+    names.dedup();
+    let all_off = off.iter().all(Option::is_some);
+    let on = |i: usize| !all_off && off.get(i).is_none_or(Option::is_none);
+    let with = |mut c: Choice, ignored: bool| {
+        c.switched_off = names.clone();
+        c.controls_ignored = ignored;
+        c
+    };
+    if !all_off {
+        let real = |i: usize, m: &Member| on(i) && cx.healthy(i, m);
+        if let Some(c) = eval(policy, cx, &real) {
+            return (with(c, false), false);
+        }
+        let still_on = |i: usize, _: &Member| on(i);
+        if let Some(c) = eval(policy, cx, &still_on) {
+            return (with(c, false), true);
+        }
+    }
+    let (c, fail_open) = {
+        let all = |_: usize, _: &Member| true;
+        let c = eval(policy, cx, &all).unwrap_or_else(|| {
+            choice(policy_name(policy), "no member has an address to answer with".into(), vec![])
+        });
+        (c, true)
+    };
+    (with(c, !names.is_empty()), fail_open)
 }
 
 fn policy_name(p: &Policy) -> &'static str {
@@ -101,7 +149,15 @@ fn name(i: usize, m: &Member) -> String {
 }
 
 fn choice(policy: &'static str, member: String, rdata: Vec<RData>) -> Choice {
-    Choice { rdata, policy, member, row: None, by_client: false }
+    Choice {
+        rdata,
+        policy,
+        member,
+        row: None,
+        by_client: false,
+        switched_off: vec![],
+        controls_ignored: false,
+    }
 }
 
 /// `None` when no member is healthy.
@@ -229,14 +285,7 @@ impl Policy {
     /// The health checks its members are decided by (a region's own check is named like the
     /// region), in order, once each.
     pub(crate) fn checks(&self) -> Vec<&str> {
-        let members: Vec<&Member> = match self {
-            Policy::Simple(m) => vec![m],
-            Policy::Failover(a, b) => vec![a, b],
-            Policy::Weighted(v) => v.iter().map(|(m, _)| m).collect(),
-            Policy::Latency(v) | Policy::Multivalue(v) => v.iter().collect(),
-            Policy::Geolocation(v) => v.iter().map(|(_, _, m)| m).collect(),
-            Policy::Geoproximity(v) => v.iter().map(|(m, _)| m).collect(),
-        };
+        let members = self.members();
         let mut out: Vec<&str> = Vec::new();
         for r in members.iter().filter_map(|m| m.check.as_deref().or(m.region.as_deref())) {
             if !out.contains(&r) {
@@ -244,5 +293,19 @@ impl Policy {
             }
         }
         out
+    }
+}
+
+impl Policy {
+    /// Its members in the order the policy indexes them (failover: primary, secondary).
+    pub(crate) fn members(&self) -> Vec<&Member> {
+        match self {
+            Policy::Simple(m) => vec![m],
+            Policy::Failover(a, b) => vec![a, b],
+            Policy::Weighted(v) => v.iter().map(|(m, _)| m).collect(),
+            Policy::Latency(v) | Policy::Multivalue(v) => v.iter().collect(),
+            Policy::Geolocation(v) => v.iter().map(|(_, _, m)| m).collect(),
+            Policy::Geoproximity(v) => v.iter().map(|(m, _)| m).collect(),
+        }
     }
 }

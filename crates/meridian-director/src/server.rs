@@ -30,6 +30,7 @@ use crate::answer::{ClientInfo, Rcode, answer};
 use meridian_core::{Clock, SystemClock};
 use meridian_health::{Quorum, QuorumConfig};
 
+use crate::controls::Controlled;
 use crate::health::{HealthView, QuorumHealth};
 use crate::rrl::{RateLimiter, RrlDecision};
 use crate::source::{ControlBoot, Source, SourceStatus};
@@ -68,7 +69,9 @@ pub struct Options {
 pub(crate) struct Shared {
     pub view: ArcSwap<View>,
     rrl: ArcSwap<RateLimiter>,
+    /// The routing controls over the health view: what the policies ask.
     pub health: Arc<dyn HealthView>,
+    pub controls: Arc<Controlled>,
     /// The checkers' quorum behind `health`, unless a fixed view was given.
     pub quorum: Option<Arc<Quorum>>,
     /// Where the config comes from and how fresh it is.
@@ -84,6 +87,7 @@ impl Shared {
         if let Some(q) = &self.quorum {
             QuorumHealth(q.clone()).configure(c);
         }
+        self.controls.set_config(c);
         self.view.store(Arc::new(view));
     }
 }
@@ -175,12 +179,20 @@ impl Director {
         shutdown: CancellationToken,
     ) -> Result<Director, DirectorError> {
         let status = boot.status();
+        let controls = Arc::new(Controlled::new(health));
+        controls.set_config(&boot.config);
+        if let Follow::Control(b) = &boot.follow
+            && let Some(states) = b.controls.clone()
+        {
+            controls.set_states(states);
+        }
         let Boot { view, follow, .. } = boot;
         let serial = view.serial;
         let state = Arc::new(Shared {
             rrl: ArcSwap::from_pointee(RateLimiter::new(view.rate_limit.clone())),
             view: ArcSwap::from_pointee(view),
-            health,
+            health: controls.clone(),
+            controls,
             quorum,
             source: Mutex::new(status),
         });

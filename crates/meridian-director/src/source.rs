@@ -7,7 +7,9 @@
 //! `GET /v1/status`, `GET /v1/health`, `meridian_director_config_stale`). Every later snapshot is
 //! judged (same deployment, no lower version), compiled off the query path, swapped, persisted
 //! and acked — or nacked while the running view keeps answering. The SOA serial is the config
-//! version.
+//! version. Routing controls (kind `controls`) arrive the same way, are kept in the
+//! last-known-good snapshot beside the config, and go on deciding answers while the control
+//! plane is unreachable (`crate::controls`).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -15,6 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use meridian_model::ValidConfig;
+use meridian_sync::controls::ControlsContent;
 use meridian_sync::follow::{Follower, Running, Verdict, parse_config};
 use meridian_sync::protocol::{self, Kind, Snapshot};
 use meridian_sync::{ClientConfig, Event, Lkg, NodeInfo, SyncClient};
@@ -44,7 +47,7 @@ pub struct ControlSpec {
     /// This director's node id (the token is bound to it and to the region).
     pub node_id: String,
     pub region: String,
-    /// Prefix of the last-known-good files: `{snapshot}.config`.
+    /// Prefix of the last-known-good files: `{snapshot}.config`, `{snapshot}.controls`.
     pub snapshot: PathBuf,
     /// How long to wait at boot for a config from the control plane before starting from the
     /// last-known-good snapshot. Default 10s.
@@ -110,6 +113,8 @@ pub(crate) fn serial_of(version: u64) -> u32 {
 /// A director connected to the control plane, before it serves.
 pub(crate) struct ControlBoot {
     pub config: ValidConfig,
+    /// The routing controls of the last-known-good snapshot, applied from the start.
+    pub controls: Option<ControlsContent>,
     pub status: SourceStatus,
     follow: Follower,
     events: mpsc::Receiver<Event>,
@@ -148,13 +153,32 @@ pub(crate) async fn connect(spec: &ControlSpec) -> Result<(ControlBoot, View), D
         Ok(None) => Ok(None),
         Err(e) => Err(e.to_string()),
     };
+    let controls = match lkg.load(Kind::Controls) {
+        Ok(Some(s)) if !matches!(running.judge(&s.snapshot), Verdict::Refuse(_)) => {
+            match serde_json::from_value::<ControlsContent>(s.snapshot.content.clone()) {
+                Ok(c) => {
+                    running.record(&s.snapshot);
+                    Some(c)
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "ignoring the last-known-good routing controls");
+                    None
+                }
+            }
+        }
+        Ok(_) => None,
+        Err(e) => {
+            tracing::error!(error = %e, "ignoring the last-known-good routing controls");
+            None
+        }
+    };
     let node = NodeInfo {
         id: spec.node_id.clone(),
         region: spec.region.clone(),
         role: "director".into(),
         binary_version: env!("CARGO_PKG_VERSION").into(),
         // The kinds handled in `handle`, and no other: the control plane pushes only these.
-        features: vec![Kind::Config.as_str().into()],
+        features: vec![Kind::Config.as_str().into(), Kind::Controls.as_str().into()],
     };
     let mut cfg = ClientConfig::new(spec.urls.clone(), token, node.clone());
     cfg.dead_after = spec.dead_after;
@@ -217,6 +241,7 @@ pub(crate) async fn connect(spec: &ControlSpec) -> Result<(ControlBoot, View), D
     }
     let boot = ControlBoot {
         config,
+        controls,
         status,
         follow: Follower { running, lkg, client, node },
         events,
@@ -278,13 +303,24 @@ fn lock(m: &Mutex<SourceStatus>) -> std::sync::MutexGuard<'_, SourceStatus> {
 
 /// Applies one snapshot: compile, swap, persist, ack; or nack and keep the running view.
 fn handle(follow: &mut Follower, state: &Shared, s: Snapshot) {
-    if s.kind != Kind::Config {
+    if !matches!(s.kind, Kind::Config | Kind::Controls) {
         // Not asked for (see `features`): neither applied nor nacked.
         return;
     }
     match follow.running.judge(&s) {
         Verdict::Refuse(why) => return follow.refused(&s, why),
         Verdict::Same => {}
+        Verdict::Newer if s.kind == Kind::Controls => {
+            match serde_json::from_value::<ControlsContent>(s.content.clone()) {
+                Ok(c) => {
+                    let off: Vec<&str> =
+                        c.controls.iter().filter(|(_, st)| !st.on).map(|(n, _)| n.as_str()).collect();
+                    tracing::info!(version = s.version, off = %off.join(","), "routing controls applied");
+                    state.controls.set_states(c);
+                }
+                Err(e) => return follow.refused(&s, format!("unreadable controls content: {e}")),
+            }
+        }
         Verdict::Newer => match parse_config(&s).and_then(|c| build(&c, &s).map(|v| (c, v))) {
             Ok((c, view)) => {
                 tracing::info!(version = s.version, serial = view.serial, hash = %view.hash, "config applied from the control plane");

@@ -273,3 +273,50 @@ fn members_without_an_address_of_the_family_are_refused_by_validation() {
     let err = meridian_model::parse_global(yaml).unwrap_err().to_string();
     assert!(err.contains("region \"a\" has no IPv6 public address"), "{err}");
 }
+
+/// The example's routing controls with `off` switched off, over `down`.
+fn controlled(off: &[&str], down: &[&str]) -> crate::controls::Controlled {
+    let c = crate::controls::Controlled::new(std::sync::Arc::new(Down::of(down)));
+    c.set_config(&meridian_model::parse_global(EXAMPLE).unwrap());
+    let mut states = meridian_sync::controls::ControlsContent::default();
+    for (i, name) in off.iter().enumerate() {
+        states = meridian_sync::controls::with_change(&states, name, false, i as u64 + 1, 0);
+    }
+    c.set_states(states);
+    c
+}
+
+#[test]
+fn routing_controls_override_health_and_never_empty_an_answer() {
+    let v = view_of(EXAMPLE);
+    let a = |name: &str, h: &dyn HealthView| ask_with(&v, name, RecordType::A, "127.0.0.1", None, h, 0);
+    // A region switched off leaves the answer although healthy.
+    let h = controlled(&["us-east-1"], &[]);
+    let f = a("failover.api.example.com.", &h);
+    assert_eq!(ips(&f), ["127.0.2.1"]);
+    assert_eq!(f.why.switched_off, ["us-east-1"]);
+    assert!(!f.why.controls_ignored && !f.why.fail_open);
+    assert_eq!(ips(&a("multi.api.example.com.", &h)), ["127.0.2.1", "192.0.2.1", "192.0.2.2"]);
+    // Fail-open applies among the members still on: eu is down but the only one on.
+    let h = controlled(&["us-east-1"], &["eu-west-1"]);
+    let f = a("failover.api.example.com.", &h);
+    assert_eq!(ips(&f), ["127.0.2.1"]);
+    assert!(f.why.fail_open && !f.why.controls_ignored);
+    // A record-set control: only that record set's member.
+    let h = controlled(&["failover-secondary"], &["us-east-1"]);
+    let f = a("failover.api.example.com.", &h);
+    assert_eq!(ips(&f), ["127.0.1.1"], "secondary off: the primary, by fail-open");
+    assert_eq!(ips(&a("multi.api.example.com.", &h)), ["127.0.2.1", "192.0.2.1", "192.0.2.2"]);
+    // Every member off: controls ignored, the policy answers as without them.
+    let h = controlled(&["us-east-1", "eu-west-1"], &[]);
+    let f = a("failover.api.example.com.", &h);
+    assert_eq!(ips(&f), ["127.0.1.1"]);
+    assert!(f.why.controls_ignored);
+    let simple = a("api.example.com.", &h);
+    assert_eq!(ips(&simple), ["127.0.1.1"]);
+    assert!(simple.why.controls_ignored);
+    assert!(simple.why.to_string().contains("controls:   us-east-1 off: every member off"), "{}", simple.why);
+    // No control off: as before, nothing reported.
+    let h = controlled(&[], &[]);
+    assert!(a("failover.api.example.com.", &h).why.switched_off.is_empty());
+}

@@ -94,6 +94,8 @@ impl Control {
                 let live = self.stream_open(&n.id) || (seen && now.saturating_sub(n.last_seen_ms) <= lease);
                 let kinds: BTreeMap<Kind, KindStatus> = Kind::ALL
                     .into_iter()
+                    // Only the kinds the node applies: a gateway never lags on routing controls.
+                    .filter(|k| meridian_sync::protocol::wants(&n.features, *k))
                     .filter_map(|k| {
                         let cur = current.get(&k);
                         let st = n.kinds.get(&k);

@@ -12,6 +12,7 @@ use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::proto::rr::{RData, RecordType};
 use hickory_resolver::{Resolver, TokioResolver};
 use meridian_director::{AllHealthy, ControlSpec, Director, Options, Source};
+use meridian_sync::controls::{ControlsContent, with_change};
 use meridian_sync::fake::FakeControl;
 use meridian_sync::protocol::{Kind, Snapshot};
 use tokio_util::sync::CancellationToken;
@@ -33,6 +34,22 @@ fn config(version: u64, region: &str) -> Snapshot {
         version,
         hash: valid.hash().to_string(),
         content: serde_json::from_str(valid.canonical_json()).unwrap(),
+    }
+}
+
+/// Routing controls version `version` with `off` switched off.
+fn controls(version: u64, off: &[&str]) -> Snapshot {
+    let mut c = ControlsContent::default();
+    for name in off {
+        c = with_change(&c, name, false, version, 0);
+    }
+    let (content, hash) = c.canonical();
+    Snapshot {
+        kind: Kind::Controls,
+        deployment: "lab".into(),
+        version,
+        hash,
+        content: serde_json::from_str(&content).unwrap(),
     }
 }
 
@@ -84,7 +101,11 @@ fn resolver(port: u16) -> TokioResolver {
 }
 
 async fn api(n: &Node) -> Vec<String> {
-    let l = resolver(n.director.local_addr().port()).lookup("api.example.com.", RecordType::A).await.unwrap();
+    a(n, "api.example.com.").await
+}
+
+async fn a(n: &Node, name: &str) -> Vec<String> {
+    let l = resolver(n.director.local_addr().port()).lookup(name, RecordType::A).await.unwrap();
     l.answers()
         .iter()
         .filter_map(|r| match &r.data {
@@ -146,11 +167,20 @@ async fn director_follows_the_control_plane_and_boots_from_its_snapshot() {
     );
     assert_eq!(api(&n).await, ["127.0.2.1"]);
 
+    // A routing control switches us-east-1 off: it leaves the failover answer (healthy or not).
+    assert_eq!(a(&n, "failover.api.example.com.").await, ["127.0.1.1"]);
+    control.push(controls(1, &["us-east-1"]));
+    let ack = control.wait_ack(Duration::from_secs(5), |a| a.kind == Kind::Controls).await;
+    assert!(ack.ok && ack.version == 1, "{ack:?}");
+    assert_eq!(a(&n, "failover.api.example.com.").await, ["127.0.2.1"]);
+    assert_eq!(n.director.source_status().versions["controls"], 1);
+
     // The control plane goes away: same answers, and the director says it is stale.
     control.kill();
     eventually("stale", async || n.director.source_status().stale).await;
     assert_eq!(api(&n).await, ["127.0.2.1"]);
     assert_eq!(soa_serial(&n).await, 4);
+    assert_eq!(a(&n, "failover.api.example.com.").await, ["127.0.2.1"]);
     drop(n);
 
     // Restarted with no control instance answering: version 4 from the snapshot, stale.
@@ -159,6 +189,9 @@ async fn director_follows_the_control_plane_and_boots_from_its_snapshot() {
     assert_eq!(api(&n).await, ["127.0.2.1"]);
     let st = n.director.source_status();
     assert!(st.stale && st.from_snapshot && st.stale_since_unix_ms.is_some(), "{st:?}");
+    // The last controls too.
+    assert_eq!(a(&n, "failover.api.example.com.").await, ["127.0.2.1"]);
+    assert_eq!(st.versions["controls"], 1);
 }
 
 #[tokio::test]
