@@ -60,6 +60,8 @@ enum Command {
     Drain(cmd::fleet_cli::DrainArgs),
     /// Undrain a region or SERVICE@REGION.
     Undrain(cmd::fleet_cli::DrainArgs),
+    /// Routing controls (manual DNS failover): `list`, `set NAME on|off`.
+    RoutingControl(cmd::routing_control_cli::Args),
     /// Print a backup of the control plane (config YAML, drains, history) as JSON.
     Export(cmd::config_cli::ExportArgs),
     /// Restore a backup written by `export`.
@@ -92,6 +94,7 @@ fn main() -> ExitCode {
         Command::Status(a) => cmd::fleet_cli::status(a),
         Command::Drain(a) => cmd::fleet_cli::drain(a),
         Command::Undrain(a) => cmd::fleet_cli::undrain(a),
+        Command::RoutingControl(a) => cmd::routing_control_cli::run(a),
         Command::Export(a) => cmd::config_cli::export(a),
         Command::Import(a) => cmd::config_cli::import(a),
         Command::Token(a) => cmd::token_cli::run(a),

@@ -12,6 +12,8 @@ use meridian_testkit::proc::{ChildGuard, free_addr, peak_rss_kib, wait_for_http_
 mod checker;
 #[path = "cli/control.rs"]
 mod control;
+#[path = "cli/dnscontrol.rs"]
+mod dnscontrol;
 #[path = "cli/drill.rs"]
 mod drill;
 #[path = "cli/failover.rs"]

@@ -9,6 +9,7 @@ pub mod gateway;
 pub mod lab;
 pub mod lab_dig;
 pub mod rollout_cli;
+pub mod routing_control_cli;
 pub mod schema;
 pub mod token_cli;
 pub mod up;
