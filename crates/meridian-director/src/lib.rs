@@ -4,6 +4,9 @@
 //! [`View`] (the config compiled once per version, swapped atomically) → [`answer`] (a pure
 //! function: zone, name, type, routing policy, client network, health) → records.
 //!
+//! Config comes from a file or the control plane ([`Source`]); routing controls (from the
+//! control plane) are applied over health.
+//!
 //! Health comes from a [`HealthView`]: by default [`QuorumHealth`], the quorum of the checkers'
 //! reports (`meridian_health::Quorum`) that arrive on the HTTP listener ([`Options::http`]:
 //! `POST /v1/observations`, `GET /v1/health`, `GET /v1/explain`). A region is healthy when the

@@ -1,12 +1,13 @@
-//! The distribution protocol between a node (gateway, later director) and a control instance.
+//! The distribution protocol between a node (gateway, director) and a control instance.
 //!
 //! Transport: plain HTTP/1.1 or HTTP/2 to a control instance's admin address.
 //!
 //! 1. The node opens `GET /v1/nodes/stream` with the headers below and keeps it open. The
 //!    control instance answers `200`, `content-type: application/x-ndjson`, and streams one
-//!    [`Push`] per line: first the current snapshot of every kind (whatever the node says it
-//!    has — the node ignores what it already runs), then every new version as it is created,
-//!    and a [`Push::Ping`] every [`PING_INTERVAL`] so both sides notice a dead stream.
+//!    [`Push`] per line: first the current snapshot of every kind the node applies ([`wants`];
+//!    whatever it says it has — the node ignores what it already runs), then every new version
+//!    as it is created, and a [`Push::Ping`] every [`PING_INTERVAL`] so both sides notice a dead
+//!    stream.
 //! 2. For every snapshot it receives, the node builds it off the hot path, swaps it in, and
 //!    posts an [`Ack`] to `POST /v1/nodes/ack` — `ok: false` with the reason (a nack) when it
 //!    refused the snapshot and kept its old one.
