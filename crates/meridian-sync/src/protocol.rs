@@ -164,4 +164,15 @@ mod tests {
         assert_eq!(decode_line("{\"type\":\"ping\"}").unwrap(), Push::Ping);
         assert!(line.contains("\"type\":\"snapshot\""));
     }
+
+    #[test]
+    fn features_select_the_kinds() {
+        let f = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(wants(&f(&["config", "controls"]), Kind::Controls));
+        assert!(!wants(&f(&["config", "drains"]), Kind::Controls));
+        assert!(!wants(&f(&["config", "controls"]), Kind::Drains));
+        // Nothing announced: the kinds every node has always applied, nothing newer.
+        assert!(wants(&[], Kind::Config) && wants(&[], Kind::Drains) && !wants(&[], Kind::Controls));
+        assert_eq!(Kind::parse("controls"), Some(Kind::Controls));
+    }
 }

@@ -146,3 +146,35 @@ fn last_known_good_round_trips_and_refuses_a_corrupt_file() {
     let err = lkg.load(Kind::Drains).unwrap_err().to_string();
     assert!(err.contains("is corrupt (no header line)"), "{err}");
 }
+
+#[tokio::test]
+async fn a_node_receives_only_the_kinds_it_announces() {
+    let control = FakeControl::start(TOKEN, Duration::from_millis(100)).await;
+    let controls = |version: u64| {
+        let (content, hash) = meridian_sync::controls::ControlsContent::default().canonical();
+        Snapshot {
+            kind: Kind::Controls,
+            deployment: "d".into(),
+            version,
+            hash,
+            content: serde_json::from_str(&content).unwrap(),
+        }
+    };
+    control.push(controls(1));
+    control.push(drains(1));
+    // A gateway (config, drains): the current drains, never the routing controls.
+    let (_gw, mut rx) = SyncClient::start(config(vec![control.url()])).unwrap();
+    assert_eq!(next_snapshot(&mut rx).await, drains(1));
+    control.push(controls(2));
+    control.push(drains(2));
+    assert_eq!(next_snapshot(&mut rx).await, drains(2));
+    // A director (config, controls): the routing controls, never the drains.
+    let mut c = config(vec![control.url()]);
+    c.node.role = "director".into();
+    c.node.features = vec!["config".into(), "controls".into()];
+    let (_dir, mut rx) = SyncClient::start(c).unwrap();
+    assert_eq!(next_snapshot(&mut rx).await, controls(2));
+    control.push(drains(3));
+    control.push(controls(3));
+    assert_eq!(next_snapshot(&mut rx).await, controls(3));
+}

@@ -193,4 +193,74 @@ mod tests {
         let e = c.set_control("nope", false, "t").await.unwrap_err();
         assert!(e.to_string().contains("unknown routing control \"nope\""), "{e}");
     }
+
+    /// A real instance's node streams: a gateway (config, drains) never gets routing controls,
+    /// a director (config, controls) never gets drains.
+    #[tokio::test]
+    async fn streams_carry_only_the_kinds_a_node_announces() {
+        use meridian_sync::{ClientConfig, Event, NodeInfo, SyncClient};
+
+        use crate::store::{Store, TokenKind, TokenRecord};
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(RedbStore::open(&dir.path().join("c.redb"), "lab").unwrap());
+        for node in ["gw-1", "dir-1"] {
+            let kind = TokenKind::Node { node: node.into(), region: "us-east-1".into() };
+            let record = TokenRecord { name: node.into(), kind, created_at_ms: 0 };
+            store.put_token(crate::api::auth::token_hash(node), record).await.unwrap();
+        }
+        let c = Arc::new(
+            Control::new(store, Arc::new(ManualClock::new()), Duration::from_secs(10)).await.unwrap(),
+        );
+        c.apply(CONFIG, 0, "t", "", None).await.unwrap();
+        c.set_control("us-east-1", false, "t").await.unwrap();
+        c.set_drain("eu-west-1", true, "t").await.unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.30.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let app = crate::api::router(c.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+
+        let kinds = |node: &str, role: &str, features: &[&str], then: Kind| {
+            let info = NodeInfo {
+                id: node.into(),
+                region: "us-east-1".into(),
+                role: role.into(),
+                binary_version: "test".into(),
+                features: features.iter().map(|s| s.to_string()).collect(),
+            };
+            let (client, mut rx) =
+                SyncClient::start(ClientConfig::new(vec![url.clone()], node.into(), info)).unwrap();
+            let c = c.clone();
+            async move {
+                let _client = client;
+                let mut got = Vec::new();
+                // The current version of each kind the node gets; then a new version of `then`
+                // comes next (a kind sent by mistake would have come with the current ones).
+                let mut changed = false;
+                while got.len() < 3 {
+                    if got.len() == 2 && !changed {
+                        changed = true;
+                        match then {
+                            Kind::Drains => drop(c.set_drain("ap-southeast-2", true, "t").await.unwrap()),
+                            _ => drop(c.set_control("ap-southeast-2", false, "t").await.unwrap()),
+                        }
+                    }
+                    match tokio::time::timeout(Duration::from_secs(10), rx.recv()).await.unwrap().unwrap() {
+                        Event::Snapshot(s) => got.push(s.kind),
+                        Event::Connected { .. } => {}
+                        e => panic!("{e:?}"),
+                    }
+                }
+                got[..2].sort();
+                got
+            }
+        };
+        assert_eq!(
+            kinds("gw-1", "gateway", &["config", "drains"], Kind::Drains).await,
+            [Kind::Config, Kind::Drains, Kind::Drains]
+        );
+        assert_eq!(
+            kinds("dir-1", "director", &["config", "controls"], Kind::Controls).await,
+            [Kind::Config, Kind::Controls, Kind::Controls]
+        );
+    }
 }
