@@ -29,8 +29,8 @@ pub struct Args {
     /// With `--control`: this director's region (its token is bound to it).
     #[arg(long)]
     region: Option<String>,
-    /// With `--control`: prefix of the last-known-good files (`PATH.config`); the director
-    /// boots from them when no control instance answers.
+    /// With `--control`: prefix of the last-known-good files (`PATH.config`, `PATH.controls`);
+    /// the director boots from them when no control instance answers.
     #[arg(long)]
     snapshot: Option<PathBuf>,
     /// With `--control`: how long to wait at start for a config from the control plane before
