@@ -192,6 +192,13 @@ mod tests {
         assert!(ap.on && ap.version == 0);
         let e = c.set_control("nope", false, "t").await.unwrap_err();
         assert!(e.to_string().contains("unknown routing control \"nope\""), "{e}");
+
+        // A backup carries the controls; importing it restores their states and versions.
+        let backup = c.export().await.unwrap();
+        let store = Arc::new(RedbStore::open(&dir.path().join("d.redb"), "lab").unwrap());
+        let fresh = Control::new(store, clock.clone(), Duration::from_secs(10)).await.unwrap();
+        fresh.import(backup, crate::control::ImportMode::default(), "t").await.unwrap();
+        assert_eq!(fresh.control_states().await.unwrap(), c.control_states().await.unwrap());
     }
 
     /// A real instance's node streams: a gateway (config, drains) never gets routing controls,
