@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 #[derive(clap::Args)]
 pub struct Args {
     /// The global config file (with a `dns` section); re-read when it changes.
-    #[arg(short = 'f', long, global = true, conflicts_with = "control")]
+    #[arg(short = 'f', long, global = true)]
     file: Option<PathBuf>,
     /// Take the config from the control plane instead of a file: its URLs, comma-separated,
     /// tried in order, e.g. `http://127.0.0.1:9800,http://10.0.2.5:9800`.
@@ -88,6 +88,11 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     {
         return explain_remote(director, e);
     }
+    // Checked here, not with clap's conflicts_with: `-f` is global and `explain` has no `--control`.
+    anyhow::ensure!(
+        a.control.is_empty() || a.file.is_none(),
+        "give either -f FILE or --control URL, not both"
+    );
     if !a.control.is_empty() && a.command.is_none() {
         let (Some(token_file), Some(node_id), Some(region), Some(snapshot)) =
             (a.token_file.clone(), a.node_id.clone(), a.region.clone(), a.snapshot.clone())

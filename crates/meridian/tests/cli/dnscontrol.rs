@@ -143,6 +143,16 @@ async fn director_follows_control_and_obeys_routing_controls_through_its_loss() 
         "multivalue without us-east-1: eu-west-1 and two values"
     );
 
+    // `explain` on the running director names the control that decided.
+    let (code, out, err) =
+        run(&["director", "explain", "failover.api.example.com", "--director", &http.to_string()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("secondary eu-west-1")
+            && out.contains("controls:   us-east-1 off: members left out whatever their health"),
+        "{out}"
+    );
+
     // Unsafe changes are refused, naming the rule.
     assert_eq!(run(&["routing-control", "set", "eu-west-1", "off"]).0, 0);
     let (code, _, err) = run(&["routing-control", "set", "ap-southeast-2", "off"]);
