@@ -9,6 +9,7 @@
 //! an operator from getting there.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
@@ -56,6 +57,8 @@ impl Switches {
 pub(crate) struct Controlled {
     inner: Arc<dyn HealthView>,
     switches: ArcSwap<Switches>,
+    /// Some control is off: read per query, so a plain flag rather than a load of `switches`.
+    active: AtomicBool,
     /// The config and states the switches were built from, to rebuild on either's change.
     inputs: Mutex<(Option<ValidConfig>, ControlsContent)>,
 }
@@ -65,6 +68,7 @@ impl Controlled {
         Controlled {
             inner,
             switches: ArcSwap::from_pointee(Switches::default()),
+            active: AtomicBool::new(false),
             inputs: Mutex::new((None, ControlsContent::default())),
         }
     }
@@ -85,7 +89,10 @@ impl Controlled {
 
     fn rebuild(&self, i: &(Option<ValidConfig>, ControlsContent)) {
         let s = i.0.as_ref().map(|c| Switches::build(c, &i.1)).unwrap_or_default();
+        let active = !s.is_empty();
         self.switches.store(Arc::new(s));
+        // After the store: a query that sees the flag finds the switches it announces.
+        self.active.store(active, Ordering::Release);
     }
 }
 
@@ -95,7 +102,7 @@ impl HealthView for Controlled {
     }
 
     fn controls_active(&self) -> bool {
-        !self.switches.load().is_empty()
+        self.active.load(Ordering::Acquire)
     }
 
     fn switched_off(&self, record_set: &str, region: &str) -> Option<String> {
