@@ -7,6 +7,12 @@
 //! record set `failover.meridian.lab.` (first region primary, second secondary), and one health
 //! check per region (its gateway's admin `/-/ready`), probed by every region's checker.
 //!
+//! The director follows the lab's control plane (config and routing controls, node id
+//! `director-1`); the checkers read `DIR/global.yaml`.
+//!
+//! The director follows the lab's control plane (config and routing controls, node id
+//! `director-1`); the checkers read `DIR/global.yaml`.
+//!
 //! Files: `DIR/checkers/chk-<region>-1.yaml`.
 
 use std::fmt::Write as _;
@@ -72,8 +78,25 @@ pub fn section(lab: &LabConfig) -> String {
             r.admin().port()
         );
     }
+    let _ =
+        writeln!(w, "  # Manual failover: `meridian routing-control set REGION off` takes a region out of");
+    let _ = writeln!(w, "  # every answer whatever its health; at least one region stays on.");
+    let _ = writeln!(w, "  routing_controls:\n    controls:");
+    for r in &lab.regions {
+        let _ = writeln!(w, "      - {{ name: {0}, region: {0} }}", r.name);
+    }
+    let _ = writeln!(w, "    safety_rules:");
+    let _ = writeln!(
+        w,
+        "      - {{ name: one-region-on, kind: assertion, controls: [{}], min_on: 1 }}",
+        names.join(", ")
+    );
+    let _ = writeln!(w, "    wait_period: 2s");
     y
 }
+
+/// The lab director's node id (its node token is bound to it and to the lab's first region).
+pub const DIRECTOR_ID: &str = "director-1";
 
 /// Writes one checker file per region; returns `(region, id, path)`.
 pub fn generate_checkers(

@@ -86,8 +86,9 @@ pub fn generate(lab: &LabConfig, run_dir: &Path) -> Result<PlaneFiles, LabError>
     y.push_str(&format!("listen: \"{ADDRESS}\"\ndeployment: lab\n"));
     y.push_str(&format!("store: {}\nadmin_token_file: {}\nlease: {LEASE}\n", q(&f.store), q(&f.admin_token)));
     y.push_str("expected_nodes:\n");
-    for r in &lab.regions {
-        y.push_str(&format!("  {}: [{}]\n", r.name, r.gateway_id()));
+    for (i, r) in lab.regions.iter().enumerate() {
+        let director = if i == 0 { format!(", {}", crate::dns::DIRECTOR_ID) } else { String::new() };
+        y.push_str(&format!("  {}: [{}{director}]\n", r.name, r.gateway_id()));
     }
     std::fs::write(&f.config, y).map_err(|e| LabError::io(format!("writing {}", f.config.display()), e))?;
     Ok(f)
@@ -130,12 +131,17 @@ fn check(what: &str, r: &crate::http1::Response) -> Result<(), LabError> {
     )))
 }
 
-/// Creates every gateway's node token (replacing an older one of the same name) and applies the
+/// Creates every gateway's and the director's node token (replacing an older one of the same name) and applies the
 /// global config. Returns the config version the gateways will receive.
 pub async fn provision(lab: &LabConfig, f: &PlaneFiles, global_yaml: &str) -> Result<u64, LabError> {
     let admin = f.read_admin_token()?;
-    for r in &lab.regions {
-        let id = r.gateway_id();
+    let mut nodes: Vec<(String, String)> =
+        lab.regions.iter().map(|r| (r.gateway_id(), r.name.clone())).collect();
+    if let Some(first) = lab.regions.first() {
+        nodes.push((crate::dns::DIRECTOR_ID.to_string(), first.name.clone()));
+    }
+    for (id, region) in &nodes {
+        let id = id.as_str();
         let path = format!("/v1/tokens/{id}");
         let resp = Request { method: http::Method::DELETE, ..Request::get(ADDRESS, &path, TIMEOUT) }
             .bearer(&admin)
@@ -144,14 +150,14 @@ pub async fn provision(lab: &LabConfig, f: &PlaneFiles, global_yaml: &str) -> Re
         if resp.status != http::StatusCode::NOT_FOUND {
             check(&format!("revoking the token of {id}"), &resp)?;
         }
-        let body = serde_json::json!({"name": id, "node": id, "region": r.name});
+        let body = serde_json::json!({"name": id, "node": id, "region": region});
         let resp = Request::post_json(ADDRESS, "/v1/tokens", &body, TIMEOUT).bearer(&admin).send().await?;
         check(&format!("creating the token of {id}"), &resp)?;
         let v: serde_json::Value = serde_json::from_slice(&resp.body).unwrap_or_default();
         let token = v["token"]
             .as_str()
             .ok_or_else(|| LabError::Process(format!("control plane: no token in the answer for {id}")))?;
-        write_secret(&f.node_token(&id), token)?;
+        write_secret(&f.node_token(id), token)?;
     }
     let resp = Request::get(ADDRESS, "/v1/config", TIMEOUT).bearer(&admin).send().await?;
     let current = if resp.status == http::StatusCode::NOT_FOUND {

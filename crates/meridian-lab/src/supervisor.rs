@@ -245,11 +245,20 @@ fn plan(lab: &LabConfig, g: &Generated, workers: usize) -> Vec<Proc> {
             intent: Intent::Killed,
         });
     }
+    let first_region = lab.regions.first().map_or(String::new(), |r| r.name.clone());
     procs.push(Proc {
         args: [
             "director",
-            "-f",
-            &g.global.display().to_string(),
+            "--control",
+            &format!("http://{}", crate::plane::ADDRESS),
+            "--token-file",
+            &g.plane.node_token(crate::dns::DIRECTOR_ID).display().to_string(),
+            "--node-id",
+            crate::dns::DIRECTOR_ID,
+            "--region",
+            &first_region,
+            "--snapshot",
+            &g.dir.join(format!("snapshots/{}", crate::dns::DIRECTOR_ID)).display().to_string(),
             "--listen",
             &crate::dns::DIRECTOR_DNS.to_string(),
             "--http",

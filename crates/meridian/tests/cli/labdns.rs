@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::SERIAL;
-use crate::drill::{poll, start_lab};
+use crate::drill::{control_cli, poll, start_lab};
 use crate::failover::lab;
 
 /// `(status, A records)` for `api.meridian.lab.` asked from a client in region 127.0.N.0/24.
@@ -92,6 +92,32 @@ async fn a_downed_region_leaves_the_answers_and_comes_back_without_an_empty_answ
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
+
+    // Manual failover with a routing control, through the control plane: the director follows
+    // it whatever the health; the safety rule keeps one region on.
+    let (code, out, err) = control_cli(dir.path(), &["routing-control", "set", "ap-southeast-2", "off"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    poll("ap-southeast-2 switched out of the answers", Duration::from_secs(30), async || {
+        dig(3) == ("NOERROR".to_string(), vec!["127.0.1.1".to_string()])
+    })
+    .await;
+    for r in ["us-east-1", "eu-west-1"] {
+        let _ = control_cli(dir.path(), &["routing-control", "set", r, "off"]);
+    }
+    let (code, out, err) = control_cli(dir.path(), &["routing-control", "list", "--json"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let on = serde_json::from_str::<Value>(&out).unwrap().to_string().matches("\"on\"").count();
+    assert!(on >= 1, "the safety rule let every region go off: {out}");
+    poll("every control back on", Duration::from_secs(30), async || {
+        ["us-east-1", "eu-west-1", "ap-southeast-2"]
+            .iter()
+            .all(|r| control_cli(dir.path(), &["routing-control", "set", r, "on"]).0 == 0)
+    })
+    .await;
+    poll("ap-southeast-2 back in the answers", Duration::from_secs(30), async || {
+        dig(3).1 == vec!["127.0.3.1".to_string()]
+    })
+    .await;
     up.terminate(Duration::from_secs(20)).unwrap();
 }
 
