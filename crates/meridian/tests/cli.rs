@@ -43,7 +43,12 @@ fn run(args: &[&str]) -> (i32, String, String) {
 /// Runs the binary from the repository root with extra environment variables; returns (exit
 /// code, stdout, stderr).
 fn run_env(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
-    let out = Command::new(bin()).args(args).envs(env.iter().copied()).current_dir(repo()).output().unwrap();
+    run_in(&repo(), args, env)
+}
+
+/// Runs the binary in `dir` with extra environment variables.
+fn run_in(dir: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let out = Command::new(bin()).args(args).envs(env.iter().copied()).current_dir(dir).output().unwrap();
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),

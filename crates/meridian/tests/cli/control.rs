@@ -20,18 +20,19 @@ fn config(port: u16) -> String {
 
 /// Runs a client command against the control plane at `server`.
 fn client(dir: &Path, server: &str, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(bin())
-        .args(args)
-        .current_dir(dir)
-        .env("MERIDIAN_SERVER", server)
-        .env("MERIDIAN_TOKEN", TOKEN)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    crate::run_in(dir, args, &[("MERIDIAN_SERVER", server), ("MERIDIAN_TOKEN", TOKEN)])
+}
+
+/// Writes `admin.token` and a `control.yaml` on a free address with these expected nodes (YAML
+/// lines); returns the address.
+fn control_files(dir: &Path, expected: &str) -> std::net::SocketAddr {
+    let addr = free_addr();
+    std::fs::write(dir.join("admin.token"), format!("{TOKEN}\n")).unwrap();
+    let yaml = format!(
+        "listen: {addr}\ndeployment: cli\nadmin_token_file: admin.token\nexpected_nodes:\n{expected}"
+    );
+    std::fs::write(dir.join("control.yaml"), yaml).unwrap();
+    addr
 }
 
 fn start(dir: &Path) -> ChildGuard {
@@ -58,15 +59,7 @@ async fn control_role_and_config_commands_end_to_end() {
     let _serial = SERIAL.lock().await;
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let addr = free_addr();
-    std::fs::write(dir.join("admin.token"), format!("{TOKEN}\n")).unwrap();
-    std::fs::write(
-        dir.join("control.yaml"),
-        format!(
-            "listen: {addr}\ndeployment: cli\nadmin_token_file: admin.token\nexpected_nodes:\n  r1: [gw-1]\n"
-        ),
-    )
-    .unwrap();
+    let addr = control_files(dir, "  r1: [gw-1]\n");
     std::fs::write(dir.join("v1.yaml"), config(1)).unwrap();
     std::fs::write(dir.join("v2.yaml"), config(2)).unwrap();
     std::fs::write(dir.join("bad.yaml"), "deployment: cli\nroutes:\n  - name: a\n    service: ordrs\n")
@@ -158,15 +151,7 @@ async fn a_gateway_serves_what_apply_wait_reports_as_acked() {
     let up = meridian_testkit::TestUpstream::start("orders").await;
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let addr = free_addr();
-    std::fs::write(dir.join("admin.token"), format!("{TOKEN}\n")).unwrap();
-    std::fs::write(
-        dir.join("control.yaml"),
-        format!(
-            "listen: {addr}\ndeployment: cli\nadmin_token_file: admin.token\nexpected_nodes:\n  r1: [gw-1]\n"
-        ),
-    )
-    .unwrap();
+    let addr = control_files(dir, "  r1: [gw-1]\n");
     let _control = start(dir);
     wait_for_tcp(addr, Duration::from_secs(20)).await.unwrap();
     let server = format!("http://{addr}");
@@ -252,15 +237,7 @@ async fn staged_rollout_with_apply_regions_rollout_status_and_promote() {
     let _serial = SERIAL.lock().await;
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let addr = free_addr();
-    std::fs::write(dir.join("admin.token"), format!("{TOKEN}\n")).unwrap();
-    std::fs::write(
-        dir.join("control.yaml"),
-        format!(
-            "listen: {addr}\ndeployment: cli\nadmin_token_file: admin.token\nexpected_nodes:\n  r1: [gw-1]\n  r2: [gw-2]\n"
-        ),
-    )
-    .unwrap();
+    let addr = control_files(dir, "  r1: [gw-1]\n  r2: [gw-2]\n");
     let two = |port: u16| {
         config(port).replace("regions:\n  - name: r1\n", "regions:\n  - name: r1\n  - name: r2\n")
     };

@@ -27,18 +27,7 @@ fn free(ip: &str) -> SocketAddr {
 }
 
 fn client(dir: &Path, server: &str, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(bin())
-        .args(args)
-        .current_dir(dir)
-        .env("MERIDIAN_SERVER", server)
-        .env("MERIDIAN_TOKEN", TOKEN)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    crate::run_in(dir, args, &[("MERIDIAN_SERVER", server), ("MERIDIAN_TOKEN", TOKEN)])
 }
 
 /// `(A records, SOA serial)` of `name` from the director at `dns`.
