@@ -155,7 +155,7 @@ start_director() {
     STARTED_PIDS+=("$SERVER_PID")
     local r
     for r in r1 r2 r3; do
-        (cd "$WORKDIR" && MERIDIAN_LOG=warn taskset -c "$WRK_CPU" "$MERIDIAN" checker -c "checker-$r.yaml" \
+        (cd "$WORKDIR" && MERIDIAN_LOG=warn exec taskset -c "$WRK_CPU" "$MERIDIAN" checker -c "checker-$r.yaml" \
             >"$WORKDIR/checker-$r.log" 2>&1) &
         CHECKERS+=("$!")
         STARTED_PIDS+=("$!")
