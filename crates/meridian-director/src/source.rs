@@ -185,33 +185,13 @@ pub(crate) async fn connect(spec: &ControlSpec) -> Result<(ControlBoot, View), D
     cfg.connect_timeout = spec.connect_timeout;
     let (client, mut events) = SyncClient::start(cfg).map_err(|e| err(e.to_string()))?;
 
-    let mut pending = Vec::new();
-    let mut from_control = None;
-    let mut why = format!("no config within {:?}", spec.initial_wait);
-    let deadline = tokio::time::Instant::now() + spec.initial_wait;
-    while let Ok(Some(ev)) = tokio::time::timeout_at(deadline, events.recv()).await {
-        match ev {
-            Event::Snapshot(s) if s.kind == Kind::Config => {
-                // The first config decides; one this director cannot run is nacked once serving.
-                let usable = match running.judge(&s) {
-                    Verdict::Refuse(e) => Err(e),
-                    _ => parse_config(&s).and_then(|c| build(&c, &s).map(|v| (c, v))),
-                };
-                match usable {
-                    Ok((c, v)) => from_control = Some((s, c, v)),
-                    Err(e) => {
-                        why = format!("the control plane's config version {} is refused: {e}", s.version);
-                        pending.push(s);
-                    }
-                }
-                break;
-            }
-            Event::Snapshot(s) => pending.push(s),
-            Event::Disconnected { url, error } => why = format!("{url}: {error}"),
-            Event::AllUnreachable => break,
-            Event::Connected { .. } => {}
-        }
-    }
+    // The first config decides; one this director cannot run is nacked once serving.
+    let meridian_sync::follow::First { from_control, pending, why } =
+        meridian_sync::follow::first_config(&mut events, &running, spec.initial_wait, |s| {
+            parse_config(s).and_then(|c| build(&c, s).map(|v| (c, v)))
+        })
+        .await;
+    let from_control = from_control.map(|(s, (c, v))| (s, c, v));
     let mut status =
         SourceStatus { source: format!("control {}", spec.urls.join(", ")), ..Default::default() };
     let (initial, config, view) = match (from_control, saved) {

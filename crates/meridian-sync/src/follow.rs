@@ -144,6 +144,56 @@ impl Follower {
     }
 }
 
+/// What the first moments of a node's stream gave.
+pub struct First<T> {
+    /// The config to start with (the snapshot and what the node built of it), when the control
+    /// plane gave one this node can run.
+    pub from_control: Option<(Snapshot, T)>,
+    /// Snapshots to handle (apply or nack) once following.
+    pub pending: Vec<Snapshot>,
+    /// Why there is no usable config from the control plane, for the log and errors.
+    pub why: String,
+}
+
+/// Waits up to `wait` for the first config snapshot (or until every instance failed once). The
+/// first config decides: `usable` builds what the node runs from it; one the node refuses or
+/// cannot build is kept in `pending`, to be nacked once following.
+pub async fn first_config<T>(
+    events: &mut tokio::sync::mpsc::Receiver<crate::Event>,
+    running: &Running,
+    wait: std::time::Duration,
+    mut usable: impl FnMut(&Snapshot) -> Result<T, String>,
+) -> First<T> {
+    use crate::Event;
+    let mut pending = Vec::new();
+    let mut from_control = None;
+    let mut why = format!("no config within {wait:?}");
+    let deadline = tokio::time::Instant::now() + wait;
+    while let Ok(Some(ev)) = tokio::time::timeout_at(deadline, events.recv()).await {
+        match ev {
+            Event::Snapshot(s) if s.kind == Kind::Config => {
+                let built = match running.judge(&s) {
+                    Verdict::Refuse(e) => Err(e),
+                    _ => usable(&s),
+                };
+                match built {
+                    Ok(t) => from_control = Some((s, t)),
+                    Err(e) => {
+                        why = format!("the control plane's config version {} is refused: {e}", s.version);
+                        pending.push(s);
+                    }
+                }
+                break;
+            }
+            Event::Snapshot(s) => pending.push(s),
+            Event::Disconnected { url, error } => why = format!("{url}: {error}"),
+            Event::AllUnreachable => break,
+            Event::Connected { .. } => {}
+        }
+    }
+    First { from_control, pending, why }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use meridian_model::{Bootstrap, ValidConfig};
+pub use meridian_sync::follow::First;
 use meridian_sync::protocol::{DrainsContent, Kind, Snapshot};
 use meridian_sync::{Event, Lkg, Saved};
 use tokio::sync::mpsc;
@@ -41,53 +42,20 @@ pub fn load_floor(lkg: &Lkg, running: &mut Running) -> Floor {
     (saved, lkg_drains)
 }
 
-/// What the first moments of the stream gave.
-pub struct First {
-    /// The config to start with, when the control plane gave one this node can run.
-    pub from_control: Option<(Snapshot, ValidConfig)>,
-    /// Snapshots to handle (apply or nack) once watching.
-    pub pending: Vec<Snapshot>,
-    /// Why there is no usable config from the control plane, for the log and errors.
-    pub why: String,
-}
-
-/// Waits up to `wait` for the first config snapshot (or until every instance failed once).
+/// Waits up to `wait` for the first config snapshot this node can run (valid, and fitting its
+/// bootstrap); see [`meridian_sync::follow::first_config`].
 pub async fn first_config(
     events: &mut mpsc::Receiver<Event>,
     b: &Bootstrap,
     running: &Running,
     wait: Duration,
-) -> First {
-    let mut pending = Vec::new();
-    let mut from_control = None;
-    let mut why = format!("no config within {:?}", wait);
-    let deadline = tokio::time::Instant::now() + wait;
-    while let Ok(Some(ev)) = tokio::time::timeout_at(deadline, events.recv()).await {
-        match ev {
-            Event::Snapshot(s) if s.kind == Kind::Config => {
-                // The first config decides; one this node cannot run is nacked once watching.
-                let usable = match (running.judge(&s), parse_config(&s)) {
-                    (Verdict::Refuse(e), _) | (_, Err(e)) => Err(e),
-                    (_, Ok(v)) => {
-                        meridian_model::check_bootstrap(b, &v).map(|_| v).map_err(|e| e.to_string())
-                    }
-                };
-                match usable {
-                    Ok(v) => from_control = Some((s, v)),
-                    Err(e) => {
-                        why = format!("the control plane's config version {} is refused: {e}", s.version);
-                        pending.push(s);
-                    }
-                }
-                break;
-            }
-            Event::Snapshot(s) => pending.push(s),
-            Event::Disconnected { url, error } => why = format!("{url}: {error}"),
-            Event::AllUnreachable => break,
-            Event::Connected { .. } => {}
-        }
-    }
-    First { from_control, pending, why }
+) -> First<ValidConfig> {
+    meridian_sync::follow::first_config(events, running, wait, |s| {
+        let v = parse_config(s)?;
+        meridian_model::check_bootstrap(b, &v).map_err(|e| e.to_string())?;
+        Ok(v)
+    })
+    .await
 }
 
 /// The content of a config snapshot as a validated config whose hash is the announced one.
