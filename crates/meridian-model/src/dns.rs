@@ -377,10 +377,17 @@ pub struct DnsHealth {
     /// direction (Route 53's FailureThreshold), 1 to 10. Default 3.
     #[serde(default = "default_failure_threshold")]
     pub failure_threshold: u32,
-    /// A checker's observations older than this (by the director's clock, from when they
-    /// arrived) no longer count. At least `interval`. Default: 3 × `interval`.
+    /// A checker's observation of a check older than this (by the director's clock, from when
+    /// it arrived) no longer counts. Set, it applies to every check and must be at least every
+    /// check's interval. Default: per check, 3 × that check's interval.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub staleness: Option<Dur>,
+    /// A vantage point (checker) not heard from for this long is forgotten: it no longer
+    /// counts among the known vantage points of the partition rule, nor shows in explanations.
+    /// A partitioned director forgets nothing (docs/dns.md). At least the largest staleness.
+    /// Default: 10 × the largest staleness of any check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forget_after: Option<Dur>,
     /// The share of the other fresh vantage points that must agree: a check is healthy when
     /// more than this share say healthy, unhealthy when more than the rest say unhealthy;
     /// exactly on the line keeps the last verdict. Strictly between 0 and 1. Default: 0.5 (a
@@ -403,9 +410,40 @@ fn default_failure_threshold() -> u32 {
 }
 
 impl DnsHealth {
-    /// `staleness` or its default.
+    /// `staleness` or its default for a check probed every `interval` (the default one).
     pub fn staleness(&self) -> std::time::Duration {
         self.staleness.map_or(self.interval.get() * 3, Dur::get)
+    }
+
+    /// How often check `c` is probed: its `interval` or the default.
+    pub fn interval_of(&self, c: &DnsCheck) -> std::time::Duration {
+        c.interval.unwrap_or(self.interval).get()
+    }
+
+    /// The probe time limit of check `c`: its `timeout`, else the default capped at its
+    /// interval.
+    pub fn timeout_of(&self, c: &DnsCheck) -> std::time::Duration {
+        c.timeout.map_or_else(|| self.timeout.get().min(self.interval_of(c)), Dur::get)
+    }
+
+    /// The failure threshold of check `c`: its own or the default.
+    pub fn failure_threshold_of(&self, c: &DnsCheck) -> u32 {
+        c.failure_threshold.unwrap_or(self.failure_threshold)
+    }
+
+    /// How long an observation of check `c` counts: `staleness`, else 3 × the check's interval.
+    pub fn staleness_of(&self, c: &DnsCheck) -> std::time::Duration {
+        self.staleness.map_or(self.interval_of(c) * 3, Dur::get)
+    }
+
+    /// The largest staleness of any check (the default one when there are no checks).
+    pub fn max_staleness(&self) -> std::time::Duration {
+        self.checks.iter().map(|c| self.staleness_of(c)).fold(self.staleness(), std::time::Duration::max)
+    }
+
+    /// `forget_after` or its default, 10 × the largest staleness.
+    pub fn forget_after(&self) -> std::time::Duration {
+        self.forget_after.map_or(self.max_staleness() * 10, Dur::get)
     }
 }
 
@@ -451,6 +489,18 @@ pub struct DnsCheck {
     /// HTTP(S) `Host` header. Default: the probed address.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
+    /// Time between two probes of this check by one checker, 100ms to 5m. Default:
+    /// `dns.health.interval`. Not for calculated checks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval: Option<Dur>,
+    /// A probe of this check not done within this fails; above 0 and at most the check's
+    /// interval. Default: `dns.health.timeout`, capped at the check's interval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Dur>,
+    /// Consecutive results that change a checker's verdict of this check, 1 to 10. Default:
+    /// `dns.health.failure_threshold`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_threshold: Option<u32>,
     /// Calculated checks: the names of the checks combined (probed checks, not calculated).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub children: Vec<String>,

@@ -5,7 +5,7 @@ use std::net::IpAddr;
 
 use super::Errors;
 use crate::dns::{
-    CheckProtocol, DnsConfig, DnsHealth, GeoRule, RecordSet, RecordType, RoutingPolicy, Target,
+    CheckProtocol, DnsCheck, DnsConfig, DnsHealth, GeoRule, RecordSet, RecordType, RoutingPolicy, Target,
     WeightedMember,
 };
 use crate::global::{GlobalConfig, Region};
@@ -138,6 +138,12 @@ fn health(h: &DnsHealth, regions: &HashMap<&str, &Region>, errs: &mut Errors) {
     if h.staleness.is_some_and(|s| s.get() < interval) {
         errs.push("dns.health.staleness", "must be at least the interval");
     }
+    if h.forget_after.is_some_and(|f| f.get() < h.max_staleness()) {
+        errs.push(
+            "dns.health.forget_after",
+            format!("must be at least the largest staleness of any check ({:?})", h.max_staleness()),
+        );
+    }
     if h.quorum.is_some_and(|q| !(q > 0.0 && q < 1.0)) {
         errs.push("dns.health.quorum", "must be strictly between 0 and 1");
     }
@@ -159,6 +165,7 @@ fn health(h: &DnsHealth, regions: &HashMap<&str, &Region>, errs: &mut Errors) {
     }
     for (i, c) in h.checks.iter().enumerate() {
         let p = format!("dns.health.checks[{i}]");
+        timing(&p, h, c, errs);
         if c.protocol == CheckProtocol::Calculated {
             if c.children.is_empty() {
                 errs.push(format!("{p}.children"), "a calculated check needs children");
@@ -206,6 +213,33 @@ fn health(h: &DnsHealth, regions: &HashMap<&str, &Region>, errs: &mut Errors) {
         if c.protocol != CheckProtocol::Tcp && !c.path.starts_with('/') {
             errs.push(format!("{p}.path"), format!("invalid path {:?}: starts with /", c.path));
         }
+    }
+}
+
+/// A check's own `interval`, `timeout` and `failure_threshold`: the bounds of the defaults.
+fn timing(p: &str, h: &DnsHealth, c: &DnsCheck, errs: &mut Errors) {
+    use std::time::Duration;
+    if c.protocol == CheckProtocol::Calculated {
+        if c.interval.is_some() || c.timeout.is_some() || c.failure_threshold.is_some() {
+            errs.push(p, "a calculated check is not probed: no interval, timeout or failure_threshold");
+        }
+        return;
+    }
+    let interval = h.interval_of(c);
+    if c.interval.is_some() && !(Duration::from_millis(100)..=Duration::from_secs(300)).contains(&interval) {
+        errs.push(format!("{p}.interval"), "must be 100ms to 5m");
+    }
+    if c.timeout.is_some_and(|t| t.get().is_zero() || t.get() > interval) {
+        errs.push(format!("{p}.timeout"), "must be above 0 and at most the check's interval");
+    }
+    if c.failure_threshold.is_some_and(|n| !(1..=10).contains(&n)) {
+        errs.push(
+            format!("{p}.failure_threshold"),
+            format!("{} is out of range 1 to 10", h.failure_threshold_of(c)),
+        );
+    }
+    if h.staleness.is_some_and(|s| s.get() < interval) {
+        errs.push(format!("{p}.interval"), "must be at most dns.health.staleness");
     }
 }
 
@@ -415,12 +449,15 @@ fn inside(name: &str, zone: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    fn errors(dns: &str) -> Vec<String> {
-        let yaml = format!(
+    fn parse(dns: &str) -> Result<crate::ValidConfig, crate::ConfigErrors> {
+        crate::parse_global(&format!(
             "regions:\n  - {{ name: us, public_addresses: [192.0.2.1], location: {{ lat: 1, lon: 2 }} }}\n  \
              - {{ name: eu, public_addresses: [\"2001:db8::1\"] }}\ndns:\n{dns}"
-        );
-        match crate::parse_global(&yaml) {
+        ))
+    }
+
+    fn errors(dns: &str) -> Vec<String> {
+        match parse(dns) {
             Ok(_) => vec![],
             Err(e) => e.0.iter().map(ToString::to_string).collect(),
         }
@@ -507,6 +544,46 @@ mod tests {
              - {{ name: db, protocol: tcp, address: \"127.0.0.1:5432\" }}\n"
         ));
         assert!(ok.is_empty(), "{ok:?}");
+    }
+
+    #[test]
+    fn per_check_timing_is_validated_with_paths() {
+        let e = errors(&format!(
+            "{ZONE}  health:\n    staleness: 30s\n    forget_after: 20s\n    checks:\n      \
+             - {{ name: a, address: 127.0.0.1:1, interval: 50ms, failure_threshold: 11 }}\n      \
+             - {{ name: b, address: 127.0.0.1:1, interval: 1m, timeout: 2m }}\n      \
+             - {{ name: c, address: 127.0.0.1:1, interval: 1s, timeout: 0s }}\n      \
+             - {{ name: d, protocol: calculated, children: [a], interval: 1s }}\n"
+        ));
+        assert_eq!(
+            e,
+            [
+                "dns.health.forget_after: must be at least the largest staleness of any check (30s)",
+                "dns.health.checks[0].interval: must be 100ms to 5m",
+                "dns.health.checks[0].failure_threshold: 11 is out of range 1 to 10",
+                "dns.health.checks[1].timeout: must be above 0 and at most the check's interval",
+                "dns.health.checks[1].interval: must be at most dns.health.staleness",
+                "dns.health.checks[2].timeout: must be above 0 and at most the check's interval",
+                "dns.health.checks[3]: a calculated check is not probed: no interval, timeout or failure_threshold",
+            ]
+        );
+        // Unset, a check's timeout is the default capped at its interval; staleness follows it.
+        let text = format!(
+            "{ZONE}  health:\n    checks:\n      \
+             - {{ name: fast, address: 127.0.0.1:1, interval: 500ms }}\n      \
+             - {{ name: slow, address: 127.0.0.1:1, interval: 1m, failure_threshold: 1 }}\n"
+        );
+        let c = parse(&text).unwrap();
+        let h = c.config().dns.as_ref().and_then(|d| d.health.as_ref()).unwrap();
+        let (fast, slow) = (&h.checks[0], &h.checks[1]);
+        let s = std::time::Duration::from_secs;
+        assert_eq!((h.timeout_of(fast), h.timeout_of(slow)), (std::time::Duration::from_millis(500), s(2)));
+        assert_eq!((h.failure_threshold_of(fast), h.failure_threshold_of(slow)), (3, 1));
+        assert_eq!(
+            (h.staleness_of(fast), h.staleness_of(slow)),
+            (std::time::Duration::from_millis(1500), s(180))
+        );
+        assert_eq!(h.forget_after(), s(1800));
     }
 
     #[test]
