@@ -8,8 +8,9 @@
 //!
 //! For DNS (DESIGN §7 "Health"), the checker role and the directors' quorum:
 //!
-//! - [`run_checker`]: `meridian checker`, a stateless prober in one region that probes every
-//!   check of the config's `dns.health` and POSTs a [`Report`] to every director.
+//! - [`run_checker`] / [`run_probes`]: `meridian checker`, a stateless prober in one region
+//!   that probes each check of the config's `dns.health` on its own interval and POSTs a
+//!   [`Report`] to every director; its config comes from a file or the control plane.
 //! - [`Quorum`]: a director's view of those reports: self-observations dropped, a share of the
 //!   other fresh vantage points decides, a partitioned director keeps its last verdicts.
 //!
@@ -45,6 +46,7 @@ mod endpoint;
 mod probe;
 mod quorum;
 mod report;
+mod schedule;
 mod service;
 mod status;
 mod vantage;
@@ -58,4 +60,6 @@ pub use quorum::{CheckSpec, CheckStatus, Quorum, QuorumConfig, QuorumStatus, Rep
 pub use report::{Observation, Report};
 pub use service::{Labels, Outcome, ServiceHealth};
 pub use status::{EndpointStatus, ServiceHealthStatus};
-pub use vantage::{CheckerConfig, CheckerError, CheckerNode, director_addr, run_checker};
+pub use vantage::{
+    CheckerConfig, CheckerError, CheckerNode, ConfigFeed, director_addr, run_checker, run_probes,
+};

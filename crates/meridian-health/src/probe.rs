@@ -15,7 +15,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use crate::checker::connect;
 
 /// What to do once connected.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) enum ProbeKind {
     Tcp,
     Http { path: String, host: String, tls: bool },

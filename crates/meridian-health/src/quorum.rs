@@ -1,19 +1,27 @@
 //! The directors' health quorum (DESIGN §7 "Health"): checkers in every region report their
 //! verdicts of each check; a director combines them.
 //!
-//! - A vantage point is one checker. Its report replaces its previous one and is fresh for
-//!   `staleness` after it arrived (by the director's injected clock, so checkers' clocks do not
-//!   matter).
+//! - A vantage point is one checker. Each report carries its latest observation of the checks
+//!   it probed that round (a check probed every minute is not in the reports between); an
+//!   observation replaces the vantage point's previous one of that check and is fresh for that
+//!   check's staleness after it arrived (`dns.health.staleness`, default 3 × the check's
+//!   interval; by the director's injected clock, so checkers' clocks do not matter).
 //! - A region's observations of its own checks do not count.
 //! - With `n` other fresh vantage points of which `h` say healthy and share `q` (default 0.5
 //!   with fewer than five, 0.18 from five): healthy when `h > q·n`, unhealthy when
 //!   `n − h > (1 − q)·n`; exactly on the line, or `n = 0`, the last verdict stays. So with two
 //!   other vantage points one "down" alone does not flip a check.
-//! - Partition: when fewer than half of the vantage points ever heard from are fresh, the
-//!   director keeps every last verdict rather than trusting the few it still hears (a director
-//!   cut off with its own region must not pull the world into it).
-//! - Warm-up: for the first `staleness` after the director starts, verdicts stay healthy, so
-//!   the first checker to report does not decide alone before the others have reported.
+//! - Partition: when, for any check, fewer than half of the vantage points known to observe it
+//!   are fresh, the director keeps every last verdict rather than trusting the few it still
+//!   hears (a director cut off with its own region must not pull the world into it).
+//! - Forgetting: an observation not renewed for `forget_after` (default 10 × the largest
+//!   staleness) is dropped, and a vantage point with none left and silent as long is
+//!   forgotten: a retired checker stops counting toward the partition rule. A partitioned
+//!   director forgets nothing, so it keeps its verdicts for as long as the partition lasts;
+//!   only vantage points lost one by one, each long enough to be forgotten, look retired.
+//! - Warm-up: for the first staleness of each check after the director starts, its verdict
+//!   stays healthy, so the first checker to report does not decide alone before the others
+//!   have reported.
 //! - Calculated checks: at least `min_healthy` children healthy.
 //!
 //! Verdicts are computed when a report arrives and on [`Quorum::evaluate`] (the director calls
@@ -35,7 +43,11 @@ use crate::report::{Observation, Report};
 pub struct QuorumConfig {
     /// Fixed share; `None`: 0.5 below five vantage points, 0.18 from five.
     pub share: Option<f64>,
+    /// The staleness of a check probed at the default interval (and of reports when no check
+    /// is probed).
     pub staleness: Duration,
+    /// Silence after which an observation, then a vantage point, is forgotten.
+    pub forget_after: Duration,
     pub checks: Vec<CheckSpec>,
 }
 
@@ -45,6 +57,8 @@ pub struct CheckSpec {
     pub name: String,
     /// The probed region, whose own observations are dropped.
     pub region: Option<String>,
+    /// How long an observation of this check counts after it arrived.
+    pub staleness: Duration,
     /// Calculated: children and how many must be healthy.
     pub calculated: Option<(Vec<String>, usize)>,
 }
@@ -53,7 +67,8 @@ impl QuorumConfig {
     /// From a validated `dns.health` (absent: no checks, everything healthy).
     pub fn from_dns(h: Option<&DnsHealth>) -> Self {
         let Some(h) = h else {
-            return QuorumConfig { staleness: Duration::from_secs(30), ..Default::default() };
+            let staleness = Duration::from_secs(30);
+            return QuorumConfig { staleness, forget_after: staleness * 10, ..Default::default() };
         };
         let checks = h
             .checks
@@ -61,13 +76,18 @@ impl QuorumConfig {
             .map(|c| CheckSpec {
                 name: c.name.clone(),
                 region: c.region.clone(),
+                staleness: h.staleness_of(c),
                 calculated: (c.protocol == CheckProtocol::Calculated).then(|| {
                     let min = c.min_healthy.map_or(c.children.len(), |n| n as usize);
                     (c.children.clone(), min)
                 }),
             })
             .collect();
-        QuorumConfig { share: h.quorum, staleness: h.staleness(), checks }
+        QuorumConfig { share: h.quorum, staleness: h.staleness(), forget_after: h.forget_after(), checks }
+    }
+
+    fn probed(&self) -> impl Iterator<Item = &CheckSpec> {
+        self.checks.iter().filter(|c| c.calculated.is_none())
     }
 }
 
@@ -82,8 +102,18 @@ pub struct Quorum {
 
 struct Vantage {
     region: String,
+    /// When its last report arrived.
     received: Instant,
-    observations: HashMap<String, Observation>,
+    /// Check name → the latest observation and when it arrived.
+    observations: HashMap<String, (Observation, Instant)>,
+}
+
+impl Vantage {
+    /// Its observation of `c` that still counts, if any.
+    fn fresh(&self, c: &CheckSpec, now: Instant) -> Option<&Observation> {
+        let (o, at) = self.observations.get(&c.name)?;
+        (now.saturating_duration_since(*at) <= c.staleness).then_some(o)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -99,14 +129,57 @@ struct Inner {
     partitioned: bool,
 }
 
+impl Inner {
+    /// Of the vantage points that observe `c` (one known observation), how many are fresh.
+    fn freshness(&self, c: &CheckSpec, now: Instant) -> (usize, usize) {
+        let known = self.vantage.values().filter(|v| v.observations.contains_key(&c.name)).count();
+        let fresh = self.vantage.values().filter(|v| v.fresh(c, now).is_some()).count();
+        (fresh, known)
+    }
+
+    /// Vantage points with a fresh observation of some check (with no probed check: a report
+    /// within the default staleness).
+    fn fresh_vantage_points(&self, now: Instant) -> usize {
+        let cfg = &self.config;
+        self.vantage
+            .values()
+            .filter(|v| match cfg.probed().next() {
+                None => now.saturating_duration_since(v.received) <= cfg.staleness,
+                Some(_) => cfg.probed().any(|c| v.fresh(c, now).is_some()),
+            })
+            .count()
+    }
+
+    /// Drops observations not renewed for `forget_after`, then vantage points with none left
+    /// that have been silent as long. Only called when not partitioned: what it drops is stale
+    /// (`forget_after` is at least every staleness), so it cannot cause a partition either.
+    fn forget(&mut self, now: Instant) {
+        let limit = self.config.forget_after;
+        let silent = |at: Instant| now.saturating_duration_since(at) > limit;
+        self.vantage.retain(|id, v| {
+            v.observations.retain(|_, (_, at)| !silent(*at));
+            let keep = !v.observations.is_empty() || !silent(v.received);
+            if !keep {
+                tracing::info!(checker = %id, region = %v.region, silent_for = ?limit, "health: vantage point forgotten");
+            }
+            keep
+        });
+    }
+}
+
 /// `GET /v1/health`: everything the quorum knows.
 #[derive(Debug, Clone, Serialize)]
 pub struct QuorumStatus {
-    /// Fewer than half of the known vantage points are fresh: verdicts are frozen.
+    /// For some check, fewer than half of the vantage points known to observe it are fresh:
+    /// verdicts are frozen and nothing is forgotten.
     pub partitioned: bool,
     pub vantage_points_known: usize,
+    /// Vantage points with a fresh observation of some check.
     pub vantage_points_fresh: usize,
+    /// The staleness of a check probed at the default interval.
     pub staleness_ms: u64,
+    /// Silence after which a vantage point is forgotten.
+    pub forget_after_ms: u64,
     pub checks: Vec<CheckStatus>,
 }
 
@@ -119,6 +192,8 @@ pub struct CheckStatus {
     pub healthy: bool,
     /// Why, in words.
     pub reason: String,
+    /// How long an observation of this check counts.
+    pub staleness_ms: u64,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub children: Vec<String>,
     pub vantage_points: Vec<VantageStatus>,
@@ -133,7 +208,7 @@ pub struct VantageStatus {
     pub fresh: bool,
     /// False for stale observations and a region's observations of itself.
     pub counted: bool,
-    /// Since the report arrived.
+    /// Since the observation arrived.
     pub age_ms: u64,
     pub consecutive_passes: u32,
     pub consecutive_failures: u32,
@@ -177,11 +252,15 @@ impl Quorum {
         self.evaluate();
     }
 
+    /// The shortest staleness of any probed check (the default one without): observations
+    /// go stale no faster, so evaluating a few times per this period is enough.
     pub fn staleness(&self) -> Duration {
-        self.lock().config.staleness
+        let g = self.lock();
+        g.config.probed().map(|c| c.staleness).min().unwrap_or(g.config.staleness)
     }
 
-    /// Takes a checker's report (replacing its previous one) and re-evaluates.
+    /// Takes a checker's report (its observations replace its previous ones of the same
+    /// checks) and re-evaluates.
     pub fn ingest(&self, report: Report) -> Result<(), ReportError> {
         if report.checker.is_empty() || report.region.is_empty() {
             return Err(ReportError::Anonymous);
@@ -189,8 +268,16 @@ impl Quorum {
         let now = self.clock.now();
         {
             let mut g = self.lock();
-            let observations = report.observations.into_iter().map(|o| (o.check.clone(), o)).collect();
-            g.vantage.insert(report.checker, Vantage { region: report.region, received: now, observations });
+            let v = g.vantage.entry(report.checker).or_insert_with(|| Vantage {
+                region: String::new(),
+                received: now,
+                observations: HashMap::new(),
+            });
+            v.region = report.region;
+            v.received = now;
+            for o in report.observations {
+                v.observations.insert(o.check.clone(), (o, now));
+            }
         }
         self.evaluate();
         Ok(())
@@ -206,42 +293,46 @@ impl Quorum {
         self.lock().partitioned
     }
 
-    /// Recomputes every verdict at the clock's current time.
+    /// Recomputes every verdict at the clock's current time, forgetting what has been silent
+    /// for `forget_after` unless partitioned.
     pub fn evaluate(&self) {
         let now = self.clock.now();
         let mut g = self.lock();
         let inner = &mut *g;
-        let staleness = inner.config.staleness;
-        let known = inner.vantage.len();
-        let fresh =
-            inner.vantage.values().filter(|v| now.saturating_duration_since(v.received) <= staleness).count();
-        let partitioned = fresh * 2 < known;
-        let warming = now.saturating_duration_since(self.started) < staleness;
+        let partition = inner
+            .config
+            .probed()
+            .map(|c| (c, inner.freshness(c, now)))
+            .find(|(_, (fresh, known))| fresh * 2 < *known)
+            .map(|(c, counts)| (c.name.clone(), counts));
+        if partition.is_none() {
+            inner.forget(now);
+        }
+        let partitioned = partition.is_some();
         if partitioned != inner.partitioned {
-            if partitioned {
-                tracing::warn!(fresh, known, "health: lost most vantage points; keeping the last verdicts");
-            } else {
-                tracing::info!(fresh, known, "health: vantage points back; verdicts follow the quorum again");
+            match &partition {
+                Some((check, (fresh, known))) => tracing::warn!(%check, fresh, known,
+                    "health: lost most vantage points; keeping the last verdicts"),
+                None => tracing::info!("health: vantage points back; verdicts follow the quorum again"),
             }
             inner.partitioned = partitioned;
         }
         let mut judged = HashMap::new();
-        for c in inner.config.checks.iter().filter(|c| c.calculated.is_none()) {
+        for c in inner.config.probed() {
             let last = inner.judged.get(&c.name).is_none_or(|j| j.healthy);
-            let j = if warming {
+            let j = if now.saturating_duration_since(self.started) < c.staleness {
                 Judgement { healthy: last, reason: "kept: warming up (the first staleness period)".into() }
-            } else if partitioned {
+            } else if let Some((check, (fresh, known))) = &partition {
                 Judgement {
                     healthy: last,
-                    reason: format!("kept: partitioned ({fresh} of {known} vantage points fresh)"),
+                    reason: format!("kept: partitioned ({fresh} of {known} vantage points of {check} fresh)"),
                 }
             } else {
                 let votes: Vec<bool> = inner
                     .vantage
                     .values()
-                    .filter(|v| now.saturating_duration_since(v.received) <= staleness)
                     .filter(|v| c.region.as_deref() != Some(v.region.as_str()))
-                    .filter_map(|v| v.observations.get(&c.name).map(|o| o.healthy))
+                    .filter_map(|v| v.fresh(c, now).map(|o| o.healthy))
                     .collect();
                 vote(&votes, inner.config.share, last)
             };
@@ -269,8 +360,7 @@ impl Quorum {
     pub fn status(&self) -> QuorumStatus {
         let now = self.clock.now();
         let g = self.lock();
-        let staleness = g.config.staleness;
-        let age = |v: &Vantage| now.saturating_duration_since(v.received);
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
         let checks = g
             .config
             .checks
@@ -281,15 +371,15 @@ impl Quorum {
                     .vantage
                     .iter()
                     .filter_map(|(id, v)| {
-                        let o = v.observations.get(&c.name)?;
-                        let fresh = age(v) <= staleness;
+                        let (o, at) = v.observations.get(&c.name)?;
+                        let fresh = v.fresh(c, now).is_some();
                         Some(VantageStatus {
                             checker: id.clone(),
                             region: v.region.clone(),
                             healthy: o.healthy,
                             fresh,
                             counted: fresh && c.region.as_deref() != Some(v.region.as_str()),
-                            age_ms: u64::try_from(age(v).as_millis()).unwrap_or(u64::MAX),
+                            age_ms: ms(now.saturating_duration_since(*at)),
                             consecutive_passes: o.consecutive_passes,
                             consecutive_failures: o.consecutive_failures,
                             observed_at_ms: o.observed_at_ms,
@@ -302,6 +392,7 @@ impl Quorum {
                     region: c.region.clone(),
                     healthy: j.is_none_or(|j| j.healthy),
                     reason: j.map_or_else(String::new, |j| j.reason.clone()),
+                    staleness_ms: ms(c.staleness),
                     children: c.calculated.as_ref().map(|(ch, _)| ch.clone()).unwrap_or_default(),
                     vantage_points,
                 }
@@ -310,8 +401,9 @@ impl Quorum {
         QuorumStatus {
             partitioned: g.partitioned,
             vantage_points_known: g.vantage.len(),
-            vantage_points_fresh: g.vantage.values().filter(|v| age(v) <= staleness).count(),
-            staleness_ms: u64::try_from(staleness.as_millis()).unwrap_or(u64::MAX),
+            vantage_points_fresh: g.fresh_vantage_points(now),
+            staleness_ms: ms(g.config.staleness),
+            forget_after_ms: ms(g.config.forget_after),
             checks,
         }
     }

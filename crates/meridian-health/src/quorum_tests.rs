@@ -8,9 +8,14 @@ use meridian_core::ManualClock;
 use super::*;
 
 const STALE: Duration = Duration::from_secs(3);
+const FORGET: Duration = Duration::from_secs(30);
 
 fn check(name: &str, region: &str) -> CheckSpec {
-    CheckSpec { name: name.into(), region: Some(region.into()), calculated: None }
+    CheckSpec { name: name.into(), region: Some(region.into()), staleness: STALE, calculated: None }
+}
+
+fn config(checks: Vec<CheckSpec>) -> QuorumConfig {
+    QuorumConfig { share: None, staleness: STALE, forget_after: FORGET, checks }
 }
 
 /// A quorum past its warm-up.
@@ -22,8 +27,7 @@ fn quorum(checks: Vec<CheckSpec>) -> (Quorum, ManualClock) {
 
 fn warming(checks: Vec<CheckSpec>) -> (Quorum, ManualClock) {
     let clock = ManualClock::new();
-    let config = QuorumConfig { share: None, staleness: STALE, checks };
-    (Quorum::new(config, Arc::new(clock.clone())), clock)
+    (Quorum::new(config(checks), Arc::new(clock.clone())), clock)
 }
 
 fn report(checker: &str, region: &str, obs: &[(&str, bool)]) -> Report {
@@ -172,6 +176,7 @@ fn calculated_checks_combine_children() {
     let calc = |name: &str, min: usize| CheckSpec {
         name: name.into(),
         region: None,
+        staleness: STALE,
         calculated: Some((vec!["a".into(), "b".into(), "c".into()], min)),
     };
     let (q, _) = quorum(vec![
@@ -199,13 +204,101 @@ fn a_new_config_keeps_verdicts_of_remaining_checks() {
     let (q, _) = quorum(vec![check("us", "us")]);
     q.ingest(report("c-eu", "eu", &[("us", false)])).unwrap();
     assert_eq!(q.healthy("us"), Some(false));
-    q.configure(QuorumConfig {
-        share: None,
-        staleness: STALE,
-        checks: vec![check("us", "us"), check("eu", "eu")],
-    });
+    q.configure(config(vec![check("us", "us"), check("eu", "eu")]));
     assert_eq!((q.healthy("us"), q.healthy("eu")), (Some(false), Some(true)));
     assert_eq!(q.ingest(report("", "eu", &[])), Err(ReportError::Anonymous));
+}
+
+#[test]
+fn each_check_goes_stale_after_its_own_staleness() {
+    // `slow` is probed every 10 s (staleness 30 s), `fast` every second (3 s): between two
+    // probes of `slow`, reports carry only `fast`, and the last `slow` observations still count.
+    let slow = CheckSpec { staleness: Duration::from_secs(30), ..check("slow", "us") };
+    let (q, clock) = warming(vec![check("fast", "us"), slow]);
+    assert_eq!(q.staleness(), STALE, "evaluated at the pace of the fastest check");
+    clock.advance(Duration::from_secs(30));
+    for (id, r) in [("c-eu", "eu"), ("c-ap", "ap")] {
+        q.ingest(report(id, r, &[("fast", false), ("slow", false)])).unwrap();
+    }
+    assert_eq!((q.healthy("fast"), q.healthy("slow")), (Some(false), Some(false)));
+    clock.advance(Duration::from_secs(10));
+    q.ingest(report("c-eu", "eu", &[("fast", true)])).unwrap();
+    q.ingest(report("c-ap", "ap", &[("fast", true)])).unwrap();
+    assert_eq!((q.healthy("fast"), q.healthy("slow")), (Some(true), Some(false)));
+    let st = q.status();
+    let slow = st.vantage_points_of("slow", "c-eu");
+    assert!(slow.fresh && slow.counted && slow.age_ms == 10_000, "{slow:?}");
+    assert!(!st.partitioned);
+    // 30 s after the last `slow` observation it still counts; a moment later it does not, and
+    // the checkers that no longer renew it make that check partitioned.
+    clock.advance(Duration::from_secs(20));
+    q.ingest(report("c-eu", "eu", &[("fast", true)])).unwrap();
+    q.ingest(report("c-ap", "ap", &[("fast", true)])).unwrap();
+    assert!(q.status().vantage_points_of("slow", "c-eu").fresh);
+    clock.advance(Duration::from_millis(1));
+    q.evaluate();
+    assert!(!q.status().vantage_points_of("slow", "c-eu").fresh);
+    assert!(q.partitioned());
+    assert_eq!(q.healthy("slow"), Some(false));
+}
+
+#[test]
+fn a_retired_checker_is_forgotten() {
+    let (q, clock) = quorum(vec![check("us", "us")]);
+    let round = |ids: &[(&str, &str)]| {
+        for (id, region) in ids {
+            q.ingest(report(id, region, &[("us", true)])).unwrap();
+        }
+    };
+    let live = [("c-us", "us"), ("c-eu", "eu"), ("c-ap", "ap")];
+    // Five checkers; two are retired for good (they stop reporting).
+    round(&live);
+    round(&[("old-1", "eu"), ("old-2", "ap")]);
+    clock.advance(FORGET);
+    round(&live);
+    let st = q.status();
+    assert_eq!((st.vantage_points_known, st.vantage_points_fresh), (5, 3));
+    assert_eq!(st.checks[0].vantage_points.len(), 5, "still shown until forget_after has passed");
+    clock.advance(Duration::from_millis(1));
+    round(&live);
+    let st = q.status();
+    assert_eq!((st.vantage_points_known, st.vantage_points_fresh), (3, 3));
+    let shown: Vec<&str> = st.checks[0].vantage_points.iter().map(|v| v.checker.as_str()).collect();
+    assert_eq!(shown, ["c-ap", "c-eu", "c-us"]);
+    // Now one more goes quiet: two of three is most, so the quorum still decides (it would
+    // have been two of five, partitioned, had the retired ones counted).
+    clock.advance(STALE + Duration::from_millis(1));
+    q.ingest(report("c-us", "us", &[("us", true)])).unwrap();
+    q.ingest(report("c-eu", "eu", &[("us", false)])).unwrap();
+    assert!(!q.partitioned());
+    assert_eq!(q.healthy("us"), Some(false));
+    // A checker that comes back after being forgotten is simply known again.
+    q.ingest(report("old-1", "eu", &[("us", false)])).unwrap();
+    assert_eq!(q.status().vantage_points_known, 4);
+}
+
+#[test]
+fn a_partitioned_director_forgets_nothing() {
+    let (q, clock) = quorum(vec![check("us", "us"), check("eu", "eu")]);
+    for (id, r) in [("c-us", "us"), ("c-eu", "eu"), ("c-ap", "ap")] {
+        q.ingest(report(id, r, &[("us", true), ("eu", true)])).unwrap();
+    }
+    // Cut off with its own region, for far longer than forget_after: the others stay known,
+    // so the director stays partitioned and keeps its verdicts whatever its region sees.
+    for _ in 0..20 {
+        clock.advance(STALE);
+        q.ingest(report("c-us", "us", &[("us", true), ("eu", false)])).unwrap();
+    }
+    let st = q.status();
+    assert!(st.partitioned);
+    assert_eq!((st.vantage_points_known, st.vantage_points_fresh), (3, 1));
+    assert_eq!(q.healthy("eu"), Some(true));
+    // The partition heals (c-ap is back): the quorum decides again, and only then is the one
+    // still silent for longer than forget_after (c-eu) forgotten.
+    q.ingest(report("c-ap", "ap", &[("us", true), ("eu", false)])).unwrap();
+    assert!(!q.partitioned());
+    assert_eq!(q.healthy("eu"), Some(false));
+    assert_eq!(q.status().vantage_points_known, 2);
 }
 
 impl QuorumStatus {

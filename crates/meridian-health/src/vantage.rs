@@ -1,25 +1,33 @@
-//! The checker role (`meridian checker`): a stateless prober in one region. Every
-//! `dns.health.interval` it probes every probed check of the global config at once (HTTP,
-//! HTTPS or TCP, from its source address, each bounded by `timeout`), applies the failure
-//! threshold per check (Route 53's FailureThreshold: that many results in a row change its
-//! verdict, which starts healthy), and POSTs a [`Report`] to every director. A director that
-//! does not answer gets the next round's report; a push still running is not repeated, so a
-//! slow director never holds back the others or the probes.
+//! The checker role (`meridian checker`): a stateless prober in one region. It probes each
+//! probed check of the global config on that check's interval (`crate::schedule`; HTTP, HTTPS
+//! or TCP, from its source address, each bounded by the check's timeout), applies the check's
+//! failure threshold (Route 53's FailureThreshold: that many results in a row change its
+//! verdict, which starts healthy), and POSTs a [`Report`] of the checks probed that round to
+//! every director. A push still running is not repeated: its director gets what it missed with
+//! the next round's report, so a slow director never holds back the others or the probes.
+//!
+//! The global config comes as versions on a [`ConfigFeed`]: from a file ([`run_checker`]) or
+//! from the control plane (the binary's `meridian checker --control`); a new version changes
+//! the probe plan at once, without a restart.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use meridian_model::ValidConfig;
-use meridian_model::dns::{CheckProtocol, DnsHealth};
 use serde::Deserialize;
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::probe::{self, ProbeKind};
+use crate::probe;
 use crate::report::{Observation, Report};
+use crate::schedule::{Schedule, targets};
+
+/// The config versions a checker probes by: `None` until the first valid one.
+pub type ConfigFeed = watch::Receiver<Option<ValidConfig>>;
 
 /// `checker.yaml`: who the checker is and where it reports.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -80,69 +88,6 @@ pub fn director_addr(s: &str) -> Result<SocketAddr, String> {
     hostport.parse().map_err(|_| format!("invalid director address {s:?}: expected ip:port"))
 }
 
-/// One probed check, resolved against the config.
-#[derive(Debug, Clone)]
-struct Target {
-    name: String,
-    addr: SocketAddr,
-    kind: ProbeKind,
-}
-
-/// What one config version asks the checker to do.
-#[derive(Debug, Clone)]
-struct Plan {
-    interval: Duration,
-    timeout: Duration,
-    threshold: u32,
-    targets: Vec<Target>,
-}
-
-impl Plan {
-    fn of(config: &ValidConfig) -> Plan {
-        let c = config.config();
-        let Some(h) = c.dns.as_ref().and_then(|d| d.health.as_ref()) else {
-            return Plan {
-                interval: Duration::from_secs(10),
-                timeout: Duration::from_secs(2),
-                threshold: 3,
-                targets: vec![],
-            };
-        };
-        Plan {
-            interval: h.interval.get().max(Duration::from_millis(100)),
-            timeout: h.timeout.get(),
-            threshold: h.failure_threshold.max(1),
-            targets: targets(config, h),
-        }
-    }
-}
-
-fn targets(config: &ValidConfig, h: &DnsHealth) -> Vec<Target> {
-    let regions = &config.config().regions;
-    h.checks
-        .iter()
-        .filter_map(|c| {
-            let addr = match (&c.address, &c.region, c.port) {
-                (Some(a), _, _) => a.parse().ok()?,
-                (None, Some(r), Some(port)) => {
-                    let region = regions.iter().find(|x| &x.name == r)?;
-                    let ip: IpAddr = region.public_addresses.iter().find_map(|a| a.parse().ok())?;
-                    SocketAddr::new(ip, port)
-                }
-                _ => return None,
-            };
-            let host = c.host.clone().unwrap_or_else(|| addr.to_string());
-            let kind = match c.protocol {
-                CheckProtocol::Calculated => return None,
-                CheckProtocol::Tcp => ProbeKind::Tcp,
-                CheckProtocol::Http => ProbeKind::Http { path: c.path.clone(), host, tls: false },
-                CheckProtocol::Https => ProbeKind::Http { path: c.path.clone(), host, tls: true },
-            };
-            Some(Target { name: c.name.clone(), addr, kind })
-        })
-        .collect()
-}
-
 /// The consecutive results of one check and the verdict they make.
 #[derive(Debug, Clone, Copy)]
 struct Streak {
@@ -169,57 +114,77 @@ impl Streak {
     }
 }
 
-/// A director the checker reports to, with its push in flight (if any).
+/// A director the checker reports to, with its push in flight (if any) and the observations
+/// that missed a round because of it.
 struct Director {
     addr: SocketAddr,
     busy: Arc<AtomicBool>,
+    missed: Arc<Mutex<BTreeMap<String, Observation>>>,
 }
 
-/// Runs the checker until the future is dropped. An invalid or unreadable global config file
-/// is logged and the last good one kept; at start, the checker waits for a valid one.
+/// Runs the checker of a checker file until the future is dropped. An invalid or unreadable
+/// global config file is logged and the last good one kept; at start, the checker waits for a
+/// valid one.
 pub async fn run_checker(c: CheckerConfig) {
-    let directors: Vec<Director> = c
-        .directors
-        .iter()
-        .filter_map(|d| director_addr(d).ok())
-        .map(|addr| Director { addr, busy: Arc::default() })
+    let (tx, rx) = watch::channel(None);
+    let directors = c.directors.iter().filter_map(|d| director_addr(d).ok()).collect();
+    tokio::join!(poll_file(c.config.clone(), tx), run_probes(c.node, directors, rx));
+}
+
+/// Probes by the config versions of `configs` and reports to `directors`, until dropped. When
+/// the feed closes, the last version goes on being probed.
+pub async fn run_probes(node: CheckerNode, directors: Vec<SocketAddr>, mut configs: ConfigFeed) {
+    let directors: Vec<Director> = directors
+        .into_iter()
+        .map(|addr| Director { addr, busy: Arc::default(), missed: Arc::default() })
         .collect();
-    let source = c.node.source_address;
-    let mut last_text = String::new();
-    let mut plan: Option<Plan> = None;
+    let source = node.source_address;
+    let mut schedule = Schedule::default();
     let mut streaks: HashMap<String, Streak> = HashMap::new();
-    let mut next = tokio::time::Instant::now();
+    let mut feed_open = true;
+    // Take the version already there, if any.
+    configs.mark_changed();
     loop {
-        tokio::time::sleep_until(next).await;
-        reload(&c.config, &mut last_text, &mut plan);
-        let Some(p) = plan.clone() else {
-            next += Duration::from_secs(1);
-            continue;
-        };
-        next += p.interval;
-        streaks.retain(|name, _| p.targets.iter().any(|t| &t.name == name));
+        let wake = schedule.next_due().map(tokio::time::Instant::from_std);
+        tokio::select! {
+            r = configs.changed(), if feed_open => {
+                if r.is_err() {
+                    feed_open = false;
+                    continue;
+                }
+                let Some(config) = configs.borrow_and_update().clone() else { continue };
+                let plan = targets(&config);
+                tracing::info!(checks = plan.len(), hash = %config.hash(), "checker config applied");
+                for name in schedule.replan(plan, std::time::Instant::now()) {
+                    streaks.remove(&name);
+                }
+                continue;
+            }
+            _ = async { match wake { Some(w) => tokio::time::sleep_until(w).await, None => std::future::pending().await } } => {}
+        }
+        let due = schedule.take_due(std::time::Instant::now());
         let mut probes = JoinSet::new();
-        for t in p.targets.iter().cloned() {
-            let timeout = p.timeout;
+        for t in due {
             probes.spawn(async move {
+                let timeout = t.timeout;
                 let r = tokio::time::timeout(timeout, probe::probe(t.addr, source, &t.kind))
                     .await
                     .unwrap_or_else(|_| Err(format!("no answer within {timeout:?}")));
-                (t.name, r, now_ms())
+                (t, r, now_ms())
             });
         }
         let mut observations = Vec::new();
         while let Some(done) = probes.join_next().await {
             // A probe task cannot panic short of a bug; the others' results still count.
-            let Ok((name, result, at)) = done else { continue };
-            let s = streaks.entry(name.clone()).or_default();
+            let Ok((t, result, at)) = done else { continue };
+            let s = streaks.entry(t.name.clone()).or_default();
             let was = s.healthy;
-            s.observe(result.is_ok(), p.threshold);
+            s.observe(result.is_ok(), t.threshold);
             if was != s.healthy {
-                tracing::info!(check = %name, healthy = s.healthy, error = ?result.as_ref().err(), "checker verdict changed");
+                tracing::info!(check = %t.name, healthy = s.healthy, error = ?result.as_ref().err(), "checker verdict changed");
             }
             observations.push(Observation {
-                check: name,
+                check: t.name,
                 healthy: s.healthy,
                 consecutive_passes: s.passes,
                 consecutive_failures: s.failures,
@@ -227,54 +192,78 @@ pub async fn run_checker(c: CheckerConfig) {
                 error: result.err(),
             });
         }
-        observations.sort_by(|a, b| a.check.cmp(&b.check));
-        let report = Report { checker: c.node.id.clone(), region: c.node.region.clone(), observations };
-        let body = bytes::Bytes::from(serde_json::to_vec(&report).unwrap_or_default());
+        if observations.is_empty() {
+            continue;
+        }
         for d in &directors {
-            if d.busy.swap(true, Ordering::AcqRel) {
-                continue; // the previous push is still out; this director gets the next round
-            }
-            let (addr, busy, body) = (d.addr, d.busy.clone(), body.clone());
-            let limit = p.interval.max(Duration::from_secs(1));
-            tokio::spawn(async move {
-                let r = tokio::time::timeout(limit, probe::post_json(addr, source, "/v1/observations", body))
-                    .await;
-                match r {
-                    Ok(Ok(s)) if (200..300).contains(&s) => {}
-                    Ok(Ok(s)) => tracing::warn!(director = %addr, status = s, "director refused the report"),
-                    Ok(Err(e)) => {
-                        tracing::debug!(director = %addr, error = %e, "report not delivered; next round")
-                    }
-                    Err(_) => tracing::debug!(director = %addr, "report timed out; next round"),
-                }
-                busy.store(false, Ordering::Release);
-            });
+            push(d, &node, source, &observations);
         }
     }
 }
 
-fn reload(path: &Path, last_text: &mut String, plan: &mut Option<Plan>) {
+/// Sends `observations` (and those that missed earlier rounds) to one director, unless its
+/// previous push is still out: then they wait for the next round.
+fn push(d: &Director, node: &CheckerNode, source: Option<IpAddr>, observations: &[Observation]) {
+    let mut missed = d.missed.lock().unwrap_or_else(|e| e.into_inner());
+    for o in observations {
+        missed.insert(o.check.clone(), o.clone());
+    }
+    if d.busy.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    let observations: Vec<Observation> = std::mem::take(&mut *missed).into_values().collect();
+    drop(missed);
+    let report = Report { checker: node.id.clone(), region: node.region.clone(), observations };
+    let body = bytes::Bytes::from(serde_json::to_vec(&report).unwrap_or_default());
+    let (addr, busy) = (d.addr, d.busy.clone());
+    tokio::spawn(async move {
+        let r = tokio::time::timeout(
+            Duration::from_secs(2),
+            probe::post_json(addr, source, "/v1/observations", body),
+        )
+        .await;
+        match r {
+            Ok(Ok(s)) if (200..300).contains(&s) => {}
+            Ok(Ok(s)) => tracing::warn!(director = %addr, status = s, "director refused the report"),
+            Ok(Err(e)) => tracing::debug!(director = %addr, error = %e, "report not delivered; next round"),
+            Err(_) => tracing::debug!(director = %addr, "report timed out; next round"),
+        }
+        busy.store(false, Ordering::Release);
+    });
+}
+
+/// Feeds the file's valid versions, checking it every second.
+async fn poll_file(path: PathBuf, tx: watch::Sender<Option<ValidConfig>>) {
+    let mut last_text = String::new();
+    let mut have = false;
+    loop {
+        if let Some(c) = reload(&path, &mut last_text, have) {
+            have = true;
+            tx.send_replace(Some(c));
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+fn reload(path: &Path, last_text: &mut String, have: bool) -> Option<ValidConfig> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) => {
-            if plan.is_none() {
+            if !have {
                 tracing::warn!(path = %path.display(), error = %e, "cannot read the global config; waiting");
             }
-            return;
+            return None;
         }
     };
     if text == *last_text {
-        return;
+        return None;
     }
     *last_text = text;
     match meridian_model::parse_global(last_text) {
-        Ok(c) => {
-            let p = Plan::of(&c);
-            tracing::info!(checks = p.targets.len(), interval = ?p.interval, hash = %c.hash(), "checker config applied");
-            *plan = Some(p);
-        }
+        Ok(c) => Some(c),
         Err(errors) => {
-            tracing::warn!(path = %path.display(), %errors, "invalid global config; keeping the last good one")
+            tracing::warn!(path = %path.display(), %errors, "invalid global config; keeping the last good one");
+            None
         }
     }
 }
