@@ -4,6 +4,7 @@
 use std::fmt::{self, Write};
 use std::net::IpAddr;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use hickory_proto::rr::{LowerName, Name, Record, RecordType};
 use ipnet::IpNet;
@@ -11,7 +12,7 @@ use meridian_health::{CheckStatus, Quorum};
 use meridian_model::ValidConfig;
 use serde::Serialize;
 
-use crate::{AllHealthy, ClientInfo, HealthView, Rcode, View, ViewError, answer};
+use crate::{AllHealthy, ClientInfo, GeoDatabase, HealthView, Rcode, View, ViewError, answer};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExplainError {
@@ -66,15 +67,16 @@ pub struct HealthExplanation {
 
 /// Explains the answer for `name`/`rtype` asked by a resolver at `resolver`, with an optional
 /// EDNS Client Subnet, from a config file: every target healthy; weighted and multivalue
-/// choices use the first draw (roll 0).
+/// choices use the first draw (roll 0). `geo_database` backs the config's `dns.geo` rows.
 pub fn explain(
     config: &ValidConfig,
     name: &str,
     rtype: &str,
     resolver: IpAddr,
     subnet: Option<&str>,
+    geo_database: Option<Arc<GeoDatabase>>,
 ) -> Result<String, ExplainError> {
-    let view = View::build(config, 0)?;
+    let view = View::build(config, 0)?.with_geo_database(geo_database);
     Ok(explain_view(&view, name, rtype, resolver, subnet, &AllHealthy, None)?.to_string())
 }
 

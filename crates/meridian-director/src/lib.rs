@@ -17,6 +17,7 @@
 mod answer;
 mod controls;
 mod explain;
+mod geo;
 mod health;
 mod http;
 mod policy;
@@ -28,6 +29,7 @@ mod view;
 
 pub use answer::{Answer, ClientInfo, Rcode, Why, answer};
 pub use explain::{ExplainError, Explanation, HealthExplanation, explain, explain_view};
+pub use geo::{GeoDatabase, GeoDatabaseError};
 pub use health::{AllHealthy, HealthTarget, HealthView, QuorumHealth};
 /// The checker role and the quorum types, for the `meridian checker` command and tests.
 pub use meridian_health;

@@ -222,15 +222,15 @@ fn eval(policy: &Policy, cx: &Ctx<'_>, ok: &dyn Fn(usize, &Member) -> bool) -> O
             Some(c)
         }
         Policy::Geolocation(rules) => {
-            let row = cx.client.and_then(|ip| table::lookup(&cx.view.geo, ip));
-            let (country, continent) =
-                row.map(|(_, g)| (g.country.clone(), g.continent.clone())).unwrap_or_default();
-            let pick = |want: &dyn Fn(&Option<String>, &Option<String>) -> bool| {
-                rules.iter().enumerate().find(|(_, (co, ct, _))| want(co, ct))
+            let row = cx.client.and_then(|ip| cx.view.geo.lookup(ip));
+            let place = row.map(|(_, p, _)| p).unwrap_or_default();
+            let (country, continent) = (place.country(), place.continent());
+            let pick = |want: &dyn Fn(Option<&str>, Option<&str>) -> bool| {
+                rules.iter().enumerate().find(|(_, (co, ct, _))| want(co.as_deref(), ct.as_deref()))
             };
             let specific = [
-                pick(&|co, _| co.is_some() && *co == country),
-                pick(&|co, ct| co.is_none() && ct.is_some() && *ct == continent),
+                pick(&|co, _| co.is_some() && co == country),
+                pick(&|co, ct| co.is_none() && ct.is_some() && ct == continent),
                 pick(&|co, ct| co.is_none() && ct.is_none()),
             ];
             let matching: Vec<_> = specific.into_iter().flatten().collect();
@@ -241,12 +241,12 @@ fn eval(policy: &Policy, cx: &Ctx<'_>, ok: &dyn Fn(usize, &Member) -> bool) -> O
                 let rule = co.as_deref().or(ct.as_deref()).unwrap_or("default");
                 choice("geolocation", format!("rules[{i}] {rule} → {}", name(i, m)), m.rdata.clone())
             };
-            (c.row, c.by_client) = (row.map(|(n, _)| n), true);
+            (c.row, c.by_client) = (row.map(|(n, _, _)| n), true);
             Some(c)
         }
         Policy::Geoproximity(members) => {
-            let row = cx.client.and_then(|ip| table::lookup(&cx.view.geo, ip));
-            let from = row.and_then(|(_, g)| g.location);
+            let row = cx.client.and_then(|ip| cx.view.geo.lookup(ip));
+            let from = row.and_then(|(_, p, _)| p.location);
             let live = (0..members.len()).filter(|&i| ok(i, &members[i].0));
             let biased = |i: &usize| {
                 let (m, bias) = &members[*i];
@@ -263,7 +263,7 @@ fn eval(policy: &Policy, cx: &Ctx<'_>, ok: &dyn Fn(usize, &Member) -> bool) -> O
                 format!("{} (first listed; no client location)", name(i, &members[i].0))
             };
             let mut c = choice("geoproximity", member, members[i].0.rdata.clone());
-            (c.row, c.by_client) = (row.map(|(n, _)| n), true);
+            (c.row, c.by_client) = (row.map(|(n, _, _)| n), true);
             Some(c)
         }
         Policy::Multivalue(members) => {

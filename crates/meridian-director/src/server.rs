@@ -31,6 +31,7 @@ use meridian_core::{Clock, SystemClock};
 use meridian_health::{Quorum, QuorumConfig};
 
 use crate::controls::Controlled;
+use crate::geo::GeoDatabase;
 use crate::health::{HealthView, QuorumHealth};
 use crate::rrl::{RateLimiter, RrlDecision};
 use crate::source::{ControlBoot, Source, SourceStatus};
@@ -63,6 +64,9 @@ pub struct Options {
     /// HTTP address for checkers' reports, `/v1/health` and `/v1/explain` (port 0: a free
     /// port). None: no HTTP listener.
     pub http: Option<SocketAddr>,
+    /// A MaxMind-format database consulted after the config's `dns.geo` rows, for
+    /// geolocation and geoproximity answers. None: the config's rows only.
+    pub geo_database: Option<Arc<GeoDatabase>>,
 }
 
 /// What the DNS handler and the HTTP listener share.
@@ -76,6 +80,8 @@ pub(crate) struct Shared {
     pub quorum: Option<Arc<Quorum>>,
     /// Where the config comes from and how fresh it is.
     pub source: Mutex<SourceStatus>,
+    /// Given to every view put in service.
+    geo_database: Option<Arc<GeoDatabase>>,
 }
 
 impl Shared {
@@ -88,7 +94,7 @@ impl Shared {
             QuorumHealth(q.clone()).configure(c);
         }
         self.controls.set_config(c);
-        self.view.store(Arc::new(view));
+        self.view.store(Arc::new(view.with_geo_database(self.geo_database.clone())));
     }
 }
 
@@ -190,11 +196,12 @@ impl Director {
         let serial = view.serial;
         let state = Arc::new(Shared {
             rrl: ArcSwap::from_pointee(RateLimiter::new(view.rate_limit.clone())),
-            view: ArcSwap::from_pointee(view),
+            view: ArcSwap::from_pointee(view.with_geo_database(opts.geo_database.clone())),
             health: controls.clone(),
             controls,
             quorum,
             source: Mutex::new(status),
+            geo_database: opts.geo_database.clone(),
         });
         let (udp, tcp) = bind(opts.listen).await?;
         let http = match opts.http {

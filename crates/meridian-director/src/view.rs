@@ -3,6 +3,7 @@
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use hickory_proto::rr::rdata::{A, AAAA, CNAME, NS, SOA, TXT};
 use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
@@ -11,6 +12,7 @@ use meridian_model::ValidConfig;
 use meridian_model::dns::{self, RateLimit, RoutingPolicy};
 use meridian_model::{Location, Region};
 
+use crate::geo::{GeoDatabase, GeoTable};
 use crate::policy::{Member, Policy};
 
 /// A config that validation accepted but the director cannot compile; a bug in validation
@@ -52,7 +54,7 @@ pub struct View {
     /// Every name with data, and every ancestor of one inside its zone (empty non-terminals).
     pub(crate) names: HashSet<LowerName>,
     pub(crate) latency: Vec<(IpNet, HashMap<String, u32>)>,
-    pub(crate) geo: Vec<(IpNet, dns::GeoRow)>,
+    pub(crate) geo: GeoTable,
     pub(crate) locations: HashMap<String, Location>,
 }
 
@@ -141,9 +143,9 @@ impl View {
         let mut geo = Vec::new();
         for (i, row) in d.geo.iter().enumerate() {
             let net: IpNet = row.cidr.parse().map_err(|e| err(format!("dns.geo[{i}]"), e))?;
-            geo.push((net.trunc(), row.clone()));
+            geo.push((net, row));
         }
-        geo.sort_by_key(|(n, _)| std::cmp::Reverse(n.prefix_len()));
+        let geo = GeoTable::from_rows(geo);
         let locations = c.regions.iter().filter_map(|r| Some((r.name.clone(), r.location?))).collect();
         Ok(View {
             serial,
@@ -157,6 +159,14 @@ impl View {
             geo,
             locations,
         })
+    }
+}
+
+impl View {
+    /// Adds a MaxMind-format database behind the config's `dns.geo` rows (see [`GeoDatabase`]).
+    pub fn with_geo_database(mut self, db: Option<Arc<GeoDatabase>>) -> View {
+        self.geo.set_database(db);
+        self
     }
 }
 

@@ -47,6 +47,14 @@ async fn start(yaml: &str) -> Running {
 }
 
 async fn start_with(yaml: &str, health: Arc<dyn HealthView>) -> Running {
+    start_opts(yaml, health, None).await
+}
+
+async fn start_opts(
+    yaml: &str,
+    health: Arc<dyn HealthView>,
+    geo_database: Option<Arc<meridian_director::GeoDatabase>>,
+) -> Running {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("global.yaml");
     std::fs::write(&file, yaml).unwrap();
@@ -56,6 +64,7 @@ async fn start_with(yaml: &str, health: Arc<dyn HealthView>) -> Running {
         source: Source::File { path: file.clone(), poll_interval: Duration::from_millis(50) },
         tcp_timeout: Duration::from_secs(5),
         http: None,
+        geo_database,
     };
     let director = Director::start_with_health(opts, health, stop.clone()).await.unwrap();
     Running { director, stop, file, _dir: dir }
@@ -289,3 +298,6 @@ mod health;
 
 #[path = "director/control.rs"]
 mod control;
+
+#[path = "director/geoip.rs"]
+mod geoip;

@@ -264,3 +264,36 @@ async fn up_runs_the_quickstart_and_stops_cleanly() {
         );
     }
 }
+
+#[test]
+fn director_reads_a_maxmind_geo_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("geo.mmdb");
+    let script = repo().join("crates/meridian-director/tests/data/write-geo-db.pl");
+    let mut writer = Command::new("perl").arg(&script).arg(&db).stdin(Stdio::piped()).spawn().unwrap();
+    std::io::Write::write_all(&mut writer.stdin.take().unwrap(), b"100.64.0.0/10 OC NZ -41.3 174.8\n")
+        .unwrap();
+    assert!(writer.wait().unwrap().success(), "needs Debian's libmaxmind-db-writer-perl; never skipped");
+    let db = db.to_str().unwrap();
+    let explain = |subnet: &str| {
+        run(&[
+            "director",
+            "-f",
+            "examples/dns.yaml",
+            "explain",
+            "near.api.example.com",
+            "--client-subnet",
+            subnet,
+            "--geo-database",
+            db,
+        ])
+    };
+    // Wellington (from the database) is nearest ap-southeast-2.
+    let (code, out, err) = explain("100.64.9.0/24");
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("127.0.3.1") && out.contains("ECS scope: /10"), "{out}");
+    // A missing database is an error naming it, not a silent fallback.
+    let (code, _, err) = run(&["director", "-f", "examples/dns.yaml", "--geo-database", "absent.mmdb"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("geo database absent.mmdb"), "{err}");
+}

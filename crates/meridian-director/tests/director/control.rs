@@ -81,6 +81,7 @@ async fn start(spec: ControlSpec) -> Node {
         source: Source::Control(spec),
         tcp_timeout: Duration::from_secs(5),
         http: None,
+        geo_database: None,
     };
     let director = Director::start_with_health(opts, Arc::new(AllHealthy), stop.clone()).await.unwrap();
     Node { director, stop }
@@ -204,6 +205,7 @@ async fn director_without_control_or_snapshot_does_not_start() {
         source: Source::Control(s),
         tcp_timeout: Duration::from_secs(5),
         http: None,
+        geo_database: None,
     };
     let e = match Director::start_with_health(opts, Arc::new(AllHealthy), CancellationToken::new()).await {
         Ok(_) => panic!("started without any config"),

@@ -80,6 +80,7 @@ impl Lab {
             source: Source::File { path: file.clone(), poll_interval: Duration::from_millis(100) },
             tcp_timeout: Duration::from_secs(5),
             http: Some("127.0.20.53:0".parse().unwrap()),
+            geo_database: None,
         };
         let director = Director::start(opts, stop.clone()).await.unwrap();
         let http_addr = director.http_addr().unwrap();

@@ -44,6 +44,11 @@ pub struct Args {
     /// `GET /v1/explain`, e.g. `127.0.0.1:8053`. Default: none (health stays all healthy).
     #[arg(long)]
     http: Option<SocketAddr>,
+    /// A MaxMind-format database (GeoIP2/GeoLite2 Country or City `.mmdb`) for geolocation
+    /// and geoproximity answers, consulted for client networks the config's `dns.geo` rows do
+    /// not cover. Read once at start.
+    #[arg(long, global = true)]
+    geo_database: Option<PathBuf>,
     /// Worker threads (default: one per core; 1: a current-thread runtime).
     #[arg(long)]
     workers: Option<usize>,
@@ -105,7 +110,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         return serve(&a, meridian_director::Source::Control(spec));
     }
     let file = a.file.clone().context("give the global config file with -f FILE (or --control URL)")?;
-    if let Some(Sub::Explain(e)) = a.command {
+    if let Some(Sub::Explain(e)) = &a.command {
         let config = meridian_model::load_global(&file)
             .map_err(|errs| anyhow::anyhow!("{}:\n{errs}", file.display()))?;
         let text = meridian_director::explain(
@@ -114,11 +119,19 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             &e.record_type,
             e.resolver,
             e.client_subnet.as_deref(),
+            geo_database(&a)?,
         )?;
         print!("{text}");
         return Ok(ExitCode::SUCCESS);
     }
     serve(&a, meridian_director::Source::File { path: file, poll_interval: a.poll_interval })
+}
+
+fn geo_database(a: &Args) -> anyhow::Result<Option<std::sync::Arc<meridian_director::GeoDatabase>>> {
+    let Some(path) = &a.geo_database else { return Ok(None) };
+    let db = meridian_director::GeoDatabase::open(path)?;
+    tracing::info!(path = %path.display(), kind = db.database_type(), "geo database loaded");
+    Ok(Some(std::sync::Arc::new(db)))
 }
 
 fn serve(a: &Args, source: meridian_director::Source) -> anyhow::Result<ExitCode> {
@@ -127,6 +140,7 @@ fn serve(a: &Args, source: meridian_director::Source) -> anyhow::Result<ExitCode
         source,
         tcp_timeout: Duration::from_secs(10),
         http: a.http,
+        geo_database: geo_database(a)?,
     };
     super::runtime(a.workers)?.block_on(async move {
         let stop = CancellationToken::new();
