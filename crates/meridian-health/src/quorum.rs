@@ -15,7 +15,7 @@
 //!   are fresh, the director keeps every last verdict rather than trusting the few it still
 //!   hears (a director cut off with its own region must not pull the world into it).
 //! - Forgetting: an observation not renewed for `forget_after` (default 10 × the largest
-//!   staleness) is dropped, and a vantage point with none left and silent as long is
+//!   staleness, at least 5m) is dropped, and a vantage point with none left and silent as long is
 //!   forgotten: a retired checker stops counting toward the partition rule. A partitioned
 //!   director forgets nothing, so it keeps its verdicts for as long as the partition lasts;
 //!   only vantage points lost one by one, each long enough to be forgotten, look retired.

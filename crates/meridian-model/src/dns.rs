@@ -385,7 +385,8 @@ pub struct DnsHealth {
     /// A vantage point (checker) not heard from for this long is forgotten: it no longer
     /// counts among the known vantage points of the partition rule, nor shows in explanations.
     /// A partitioned director forgets nothing (docs/dns.md). At least the largest staleness.
-    /// Default: 10 × the largest staleness of any check.
+    /// Default: 10 × the largest staleness of any check, at least 5m (retiring a checker is
+    /// an operator's act, not a matter of seconds).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub forget_after: Option<Dur>,
     /// The share of the other fresh vantage points that must agree: a check is healthy when
@@ -441,9 +442,10 @@ impl DnsHealth {
         self.checks.iter().map(|c| self.staleness_of(c)).fold(self.staleness(), std::time::Duration::max)
     }
 
-    /// `forget_after` or its default, 10 × the largest staleness.
+    /// `forget_after` or its default, 10 × the largest staleness and at least 5 minutes.
     pub fn forget_after(&self) -> std::time::Duration {
-        self.forget_after.map_or(self.max_staleness() * 10, Dur::get)
+        self.forget_after
+            .map_or_else(|| (self.max_staleness() * 10).max(std::time::Duration::from_secs(300)), Dur::get)
     }
 }
 
