@@ -127,7 +127,7 @@ async fn metrics(State(s): State<Arc<Shared>>) -> Response {
             "# HELP meridian_director_health_partitioned 1 while most vantage points are silent and the last verdicts are kept.\n\
              # TYPE meridian_director_health_partitioned gauge\n\
              meridian_director_health_partitioned {}\n\
-             # HELP meridian_director_vantage_points Checkers heard from since start (known) and fresh now.\n\
+             # HELP meridian_director_vantage_points Checkers known (not silent for forget_after) and fresh now.\n\
              # TYPE meridian_director_vantage_points gauge\n\
              meridian_director_vantage_points{{state=\"known\"}} {}\n\
              meridian_director_vantage_points{{state=\"fresh\"}} {}\n\

@@ -10,6 +10,8 @@ use meridian_testkit::proc::{ChildGuard, free_addr, peak_rss_kib, wait_for_http_
 
 #[path = "cli/checker.rs"]
 mod checker;
+#[path = "cli/checkercontrol.rs"]
+mod checkercontrol;
 #[path = "cli/control.rs"]
 mod control;
 #[path = "cli/dnscontrol.rs"]

@@ -1,21 +1,75 @@
-//! `meridian checker -c checker.yaml`: the stateless health prober of one region; it probes
-//! the global config's `dns.health` checks and reports to every director (docs/dns.md).
+//! `meridian checker`: the stateless health prober of one region; it probes the global
+//! config's `dns.health` checks and reports to every director (docs/dns.md).
+//!
+//! The global config comes from a file (`-c checker.yaml`, whose `config` names it) or from the
+//! control plane (`--control`, as the director takes its own): the checker opens the node stream
+//! with role `checker`, asking only for `config`; it waits up to `--initial-wait` for a config,
+//! else it probes by its last-known-good snapshot and says it is stale. Every later version is
+//! judged (same deployment, no lower version), changes the probe plan at once, is persisted and
+//! acked — or nacked while the running plan goes on.
 
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use meridian_director::meridian_health::{CheckerConfig, run_checker};
+use anyhow::Context;
+use meridian_director::meridian_health::{
+    CheckerConfig, CheckerNode, director_addr, run_checker, run_probes,
+};
+use meridian_model::ValidConfig;
+use meridian_sync::follow::{First, Follower, Running, Verdict, first_config, parse_config};
+use meridian_sync::protocol::{Kind, Snapshot};
+use meridian_sync::{ClientConfig, Event, Lkg, NodeInfo, SyncClient};
+use tokio::sync::{mpsc, watch};
 
 #[derive(clap::Args)]
 pub struct Args {
     /// The checker file: `node` (id, region, source_address), `config` (the global config
     /// file) and `directors` (their `--http` addresses).
     #[arg(short = 'c', long)]
-    config: PathBuf,
+    config: Option<PathBuf>,
+    /// Take the config from the control plane instead of a checker file: its URLs,
+    /// comma-separated, tried in order, e.g. `http://127.0.0.1:9800,http://10.0.2.5:9800`.
+    #[arg(long, value_delimiter = ',')]
+    control: Vec<String>,
+    /// With `--control`: the file holding this checker's node token.
+    #[arg(long)]
+    token_file: Option<PathBuf>,
+    /// With `--control`: this checker's node id, one vantage point (its token is bound to it).
+    #[arg(long)]
+    node_id: Option<String>,
+    /// With `--control`: the region it probes from (its token is bound to it).
+    #[arg(long)]
+    region: Option<String>,
+    /// With `--control`: prefix of the last-known-good file (`PATH.config`); the checker
+    /// probes by it when no control instance answers.
+    #[arg(long)]
+    snapshot: Option<PathBuf>,
+    /// With `--control`: a director's `--http` address (`ip:port` or `http://ip:port`);
+    /// repeat or comma-separate for several.
+    #[arg(long = "director", value_delimiter = ',')]
+    directors: Vec<String>,
+    /// With `--control`: local address probes and reports are sent from. Default: the
+    /// system's choice.
+    #[arg(long)]
+    source_address: Option<IpAddr>,
+    /// With `--control`: how long to wait at start for a config from the control plane before
+    /// probing by the last-known-good snapshot, e.g. `10s`.
+    #[arg(long, default_value = "10s", value_parser = meridian_core::parse_duration)]
+    initial_wait: Duration,
 }
 
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
-    let c = CheckerConfig::load(&a.config)?;
+    anyhow::ensure!(
+        a.control.is_empty() || a.config.is_none(),
+        "give either -c FILE or --control URL, not both"
+    );
+    if !a.control.is_empty() {
+        return run_control(a);
+    }
+    let file = a.config.context("give the checker file with -c FILE (or --control URL)")?;
+    let c = CheckerConfig::load(&file)?;
     // Probes are small and few: one thread is plenty.
     super::runtime(Some(1))?.block_on(async move {
         println!(
@@ -25,12 +79,197 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             c.directors.len(),
             c.config.display()
         );
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        tokio::select! {
-            _ = run_checker(c) => {}
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
-        Ok(ExitCode::SUCCESS)
+        until_stopped(run_checker(c)).await
     })
+}
+
+async fn until_stopped(work: impl std::future::Future<Output = ()>) -> anyhow::Result<ExitCode> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = work => {}
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_control(a: Args) -> anyhow::Result<ExitCode> {
+    let (Some(token_file), Some(id), Some(region), Some(snapshot)) =
+        (a.token_file, a.node_id, a.region, a.snapshot)
+    else {
+        anyhow::bail!("--control needs --token-file, --node-id, --region and --snapshot");
+    };
+    anyhow::ensure!(!a.directors.is_empty(), "--control needs at least one --director ADDR");
+    let directors = a
+        .directors
+        .iter()
+        .map(|d| director_addr(d).map_err(anyhow::Error::msg))
+        .collect::<anyhow::Result<Vec<SocketAddr>>>()?;
+    let token = std::fs::read_to_string(&token_file)
+        .with_context(|| format!("cannot read the token file {}", token_file.display()))?
+        .trim()
+        .to_string();
+    anyhow::ensure!(!token.is_empty(), "the token file {} is empty", token_file.display());
+    let node = CheckerNode { id, region, source_address: a.source_address };
+    super::runtime(Some(1))?.block_on(async move {
+        let urls = a.control.join(", ");
+        let boot = connect(a.control, token, &node, Lkg::new(snapshot), a.initial_wait).await?;
+        let stale = if boot.stale { " (stale: from the last-known-good snapshot)" } else { "" };
+        println!(
+            "checker {} in {} reporting to {} director(s), config version {} from control {urls}{stale}",
+            node.id,
+            node.region,
+            directors.len(),
+            boot.version
+        );
+        let (tx, rx) = watch::channel(Some(boot.config));
+        let follow = follow(boot.follow, boot.events, boot.initial, boot.pending, boot.stale, tx);
+        until_stopped(async move {
+            tokio::join!(run_probes(node, directors, rx), follow);
+        })
+        .await
+    })
+}
+
+/// A checker connected to the control plane, before it probes.
+struct Boot {
+    config: ValidConfig,
+    version: u64,
+    /// Probing by the last-known-good snapshot, not by a version pushed since start.
+    stale: bool,
+    follow: Follower,
+    events: mpsc::Receiver<Event>,
+    /// The pushed snapshot the first plan came from: persisted and acked once probing.
+    initial: Option<Snapshot>,
+    /// Snapshots that arrived while booting, handled once probing.
+    pending: Vec<Snapshot>,
+}
+
+/// Opens the stream and takes the first config from it, or from the last-known-good snapshot
+/// when no instance gives a usable one in time.
+async fn connect(
+    urls: Vec<String>,
+    token: String,
+    node: &CheckerNode,
+    lkg: Lkg,
+    wait: Duration,
+) -> anyhow::Result<Boot> {
+    let mut running = Running::default();
+    // The saved version is the floor: a control plane restored from an old backup cannot roll
+    // this checker back, even across a restart.
+    let saved = match lkg.load(Kind::Config) {
+        Ok(Some(s)) => match parse_config(&s.snapshot) {
+            Ok(c) => {
+                running.record(&s.snapshot);
+                Ok(Some((s, c)))
+            }
+            Err(e) => Err(format!(
+                "the last-known-good snapshot {} is unusable: {e}",
+                lkg.path(Kind::Config).display()
+            )),
+        },
+        Ok(None) => Ok(None),
+        Err(e) => Err(e.to_string()),
+    };
+    let info = NodeInfo {
+        id: node.id.clone(),
+        region: node.region.clone(),
+        role: "checker".into(),
+        binary_version: env!("CARGO_PKG_VERSION").into(),
+        // Only the config: drains and routing controls do not change what a checker probes.
+        features: vec![Kind::Config.as_str().into()],
+    };
+    let (client, mut events) = SyncClient::start(ClientConfig::new(urls, token, info.clone()))?;
+    let First { from_control, pending, why } = first_config(&mut events, &running, wait, parse_config).await;
+    let (initial, config, version, stale) = match (from_control, saved) {
+        (Some((s, c)), _) => {
+            let v = s.version;
+            (Some(s), c, v, false)
+        }
+        (None, Ok(Some((s, c)))) => {
+            tracing::warn!(reason = %why, version = s.snapshot.version,
+                saved_at_unix_ms = s.saved_at.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64,
+                "no usable config from the control plane; probing by the last-known-good snapshot (stale)");
+            (None, c, s.snapshot.version, true)
+        }
+        (None, Ok(None)) => anyhow::bail!(
+            "no usable config from the control plane ({why}) and no last-known-good snapshot at {}",
+            lkg.path(Kind::Config).display()
+        ),
+        (None, Err(e)) => anyhow::bail!("no usable config from the control plane ({why}), and {e}"),
+    };
+    Ok(Boot {
+        config,
+        version,
+        stale,
+        follow: Follower { running, lkg, client, node: info },
+        events,
+        initial,
+        pending,
+    })
+}
+
+/// Follows the stream while the checker probes: each applied version goes to the probe loop.
+async fn follow(
+    mut follow: Follower,
+    mut events: mpsc::Receiver<Event>,
+    initial: Option<Snapshot>,
+    pending: Vec<Snapshot>,
+    mut stale: bool,
+    tx: watch::Sender<Option<ValidConfig>>,
+) {
+    if let Some(s) = initial {
+        follow.accepted(&s);
+    }
+    for s in pending {
+        handle(&mut follow, &tx, s);
+    }
+    let mut lost_at = None;
+    while let Some(ev) = events.recv().await {
+        match ev {
+            Event::Connected { url } => {
+                lost_at = None;
+                if stale {
+                    tracing::info!(%url, "control plane reachable again");
+                    stale = false;
+                }
+            }
+            Event::Disconnected { .. } => {
+                lost_at.get_or_insert_with(SystemTime::now);
+            }
+            Event::AllUnreachable => {
+                let since = *lost_at.get_or_insert_with(SystemTime::now);
+                if !stale {
+                    stale = true;
+                    let since_unix_ms =
+                        since.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64;
+                    tracing::warn!(
+                        since_unix_ms,
+                        "no control instance reachable; probing by the running version (stale)"
+                    );
+                }
+            }
+            Event::Snapshot(s) => handle(&mut follow, &tx, s),
+        }
+    }
+}
+
+/// Applies one snapshot: a new probe plan, persisted and acked; or nacked, the plan unchanged.
+fn handle(follow: &mut Follower, tx: &watch::Sender<Option<ValidConfig>>, s: Snapshot) {
+    if s.kind != Kind::Config {
+        // Not asked for (see `features`): neither applied nor nacked.
+        return;
+    }
+    match follow.running.judge(&s) {
+        Verdict::Refuse(why) => return follow.refused(&s, why),
+        Verdict::Same => {}
+        Verdict::Newer => match parse_config(&s) {
+            Ok(c) => {
+                tracing::info!(version = s.version, hash = %c.hash(), "config applied from the control plane");
+                tx.send_replace(Some(c));
+            }
+            Err(e) => return follow.refused(&s, e),
+        },
+    }
+    follow.accepted(&s);
 }
