@@ -11,9 +11,8 @@
 //! DIR/gateways/gw-<region>-1.yaml     bootstraps
 //! DIR/certs/ca.crt.pem                the lab CA
 //! DIR/certs/gw-<region>-1.{crt,key}.pem
-//! DIR/snapshots/gw-<region>-1.json    last-known-good snapshots
+//! DIR/snapshots/                     last-known-good snapshots of gateways, director, checkers
 //! DIR/control/                        the control plane's files (see `plane`)
-//! DIR/checkers/chk-<region>-1.yaml    health checkers (see `dns`)
 //! DIR/logs/<process>.log              output of every child process
 //! DIR/state.json                      written by the running supervisor
 //! ```
@@ -37,7 +36,7 @@ pub struct Generated {
     pub logs: PathBuf,
     /// The control plane's files.
     pub plane: PlaneFiles,
-    /// `(region, checker id, checker file)` per region.
+    /// `(region, checker id, last-known-good snapshot prefix)` per region (see `dns`).
     pub checkers: Vec<(String, String, PathBuf)>,
 }
 
@@ -77,7 +76,7 @@ pub fn generate(lab: &LabConfig, dir: &Path) -> Result<Generated, LabError> {
         write(&path, &text)?;
         gateways.push((r.name.clone(), id, path));
     }
-    let checkers = crate::dns::generate_checkers(lab, &dir, &global)?;
+    let checkers = crate::dns::generate_checkers(lab, &dir)?;
     let logs = dir.join("logs");
     Ok(Generated { dir, global, gateways, logs, plane, checkers })
 }

@@ -7,7 +7,8 @@
 //! control.yaml        the control instance's bootstrap (listen 127.0.0.1:9700, deployment lab)
 //! control.redb        its store; kept across restarts of the lab, so versions keep growing
 //! admin.token         the admin token (created once, kept): `export MERIDIAN_TOKEN=$(cat …)`
-//! nodes/<id>.token    each gateway's node token, created through the admin API at start
+//! nodes/<id>.token    each node's token (gateways, director, checkers), created through the
+//!                     admin API at start
 //! ```
 //!
 //! At start the supervisor runs the control instance first, then [`provision`]s it: node tokens
@@ -49,7 +50,7 @@ impl PlaneFiles {
         }
     }
 
-    /// The node token file of a gateway.
+    /// The node token file of a gateway, the director or a checker.
     pub fn node_token(&self, id: &str) -> PathBuf {
         self.dir.join(format!("nodes/{id}.token"))
     }
@@ -88,7 +89,8 @@ pub fn generate(lab: &LabConfig, run_dir: &Path) -> Result<PlaneFiles, LabError>
     y.push_str("expected_nodes:\n");
     for (i, r) in lab.regions.iter().enumerate() {
         let director = if i == 0 { format!(", {}", crate::dns::DIRECTOR_ID) } else { String::new() };
-        y.push_str(&format!("  {}: [{}{director}]\n", r.name, r.gateway_id()));
+        let checker = crate::dns::checker_id(r);
+        y.push_str(&format!("  {}: [{}{director}, {checker}]\n", r.name, r.gateway_id()));
     }
     std::fs::write(&f.config, y).map_err(|e| LabError::io(format!("writing {}", f.config.display()), e))?;
     Ok(f)
@@ -131,7 +133,7 @@ fn check(what: &str, r: &crate::http1::Response) -> Result<(), LabError> {
     )))
 }
 
-/// Creates every gateway's and the director's node token (replacing an older one of the same name) and applies the
+/// Creates every gateway's, the director's and every checker's node token (replacing an older one of the same name) and applies the
 /// global config. Returns the config version the gateways will receive.
 pub async fn provision(lab: &LabConfig, f: &PlaneFiles, global_yaml: &str) -> Result<u64, LabError> {
     let admin = f.read_admin_token()?;
@@ -140,6 +142,7 @@ pub async fn provision(lab: &LabConfig, f: &PlaneFiles, global_yaml: &str) -> Re
     if let Some(first) = lab.regions.first() {
         nodes.push((crate::dns::DIRECTOR_ID.to_string(), first.name.clone()));
     }
+    nodes.extend(lab.regions.iter().map(|r| (crate::dns::checker_id(r), r.name.clone())));
     for (id, region) in &nodes {
         let id = id.as_str();
         let path = format!("/v1/tokens/{id}");

@@ -275,9 +275,27 @@ fn plan(lab: &LabConfig, g: &Generated, workers: usize) -> Vec<Proc> {
         child: None,
         intent: Intent::Killed,
     });
-    for (region, id, file) in &g.checkers {
+    for (region, id, snapshot) in &g.checkers {
+        let Some(r) = lab.region(region) else { continue };
+        let args = [
+            "checker",
+            "--control",
+            &format!("http://{}", crate::plane::ADDRESS),
+            "--token-file",
+            &g.plane.node_token(id).display().to_string(),
+            "--node-id",
+            id,
+            "--region",
+            region,
+            "--snapshot",
+            &snapshot.display().to_string(),
+            "--director",
+            &crate::dns::DIRECTOR_HTTP.to_string(),
+            "--source-address",
+            &crate::dns::checker_source(r).to_string(),
+        ];
         procs.push(Proc {
-            args: vec!["checker".into(), "-c".into(), file.display().to_string()],
+            args: args.map(String::from).to_vec(),
             log: log(id),
             name: id.clone(),
             role: Role::Checker { region: region.clone() },
