@@ -146,7 +146,7 @@ const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// `admission`: another slot the response body holds until it ends (a peer request's slot).
 pub async fn forward(
     cx: &ForwardCtx<'_>,
-    parts: http::request::Parts,
+    mut parts: http::request::Parts,
     body: GwBody,
     admission: Option<ServiceSlot>,
 ) -> Result<(Response<GwBody>, Option<SocketAddr>), ProxyError> {
@@ -313,7 +313,14 @@ pub async fn forward(
             }
         };
         let Some(req_body) = body.take() else { break };
-        let mut req = upstream_request(&parts, req_body, matches!(conn.sender, Sender::H2(_)));
+        let h2 = matches!(conn.sender, Sender::H2(_));
+        // A written request is gone, headers and all. Copy the headers only when a later try
+        // could follow one that was written: an idempotent retry, HTTP/2's refused streams and
+        // graceful GOAWAYs, a peer's "region unavailable". Otherwise a later try only follows
+        // one that was never written, and hyper hands that request back (`pool::send`).
+        let keep_headers = may_repeat || h2 || peer.is_some();
+        let headers = if keep_headers { parts.headers.clone() } else { std::mem::take(&mut parts.headers) };
+        let mut req = upstream_request(&parts, headers, req_body, h2);
         if let Some((p, _)) = peer {
             add_hop_headers(req.headers_mut(), cx.region, &service.name, cx.client_ip, p);
         }
@@ -383,9 +390,18 @@ pub async fn forward(
                 }
                 return Ok((resp, sa));
             }
-            Ok(Err(e)) => e,
+            Ok(Err((e, unsent))) => {
+                if let Some(h) = unsent
+                    && !keep_headers
+                {
+                    parts.headers = h;
+                }
+                e
+            }
             Err(_) => timeout_error("per-try", Some(per_try)),
         };
+        // Moved into a request that was written: no later try can be sent.
+        let headers_left = keep_headers || !parts.headers.is_empty();
         tracing::debug!(endpoint = %ep.addr.configured, error = %err, "try failed");
         if err.source == Source::Upstream {
             record(Outcome::GatewayFailure);
@@ -396,6 +412,7 @@ pub async fn forward(
             tracing::warn!(region = %p.region, error = %err, "peer region failed; backing off");
         }
         let retry_ok = replayable
+            && headers_left
             && match err.retry {
                 Retry::Safe => true,
                 Retry::IfIdempotent => may_repeat,
@@ -472,22 +489,29 @@ fn timeout_error(which: &str, d: Option<Duration>) -> ProxyError {
 
 /// The request as an endpoint receives it: origin-form with Host for HTTP/1.1, absolute URI
 /// (`:authority`) for HTTP/2.
-fn upstream_request(parts: &http::request::Parts, body: GwBody, h2: bool) -> Request<GwBody> {
+fn upstream_request(
+    parts: &http::request::Parts,
+    headers: http::HeaderMap,
+    body: GwBody,
+    h2: bool,
+) -> Request<GwBody> {
     let mut req = Request::new(body);
     *req.method_mut() = parts.method.clone();
-    *req.headers_mut() = parts.headers.clone();
-    let pq = parts.uri.path_and_query().cloned();
     // Parsed only when needed: HTTP/2, or an HTTP/1.1 request without Host.
-    let authority = || {
-        parts.uri.authority().cloned().or_else(|| {
-            parts.headers.get(header::HOST).and_then(|h| h.to_str().ok()).and_then(|h| h.parse().ok())
-        })
-    };
+    let authority =
+        |headers: &http::HeaderMap| {
+            parts.uri.authority().cloned().or_else(|| {
+                headers.get(header::HOST).and_then(|h| h.to_str().ok()).and_then(|h| h.parse().ok())
+            })
+        };
+    *req.headers_mut() = headers;
+    let pq = parts.uri.path_and_query().cloned();
     if h2 {
         *req.version_mut() = Version::HTTP_2;
         let mut up = http::uri::Parts::default();
         up.scheme = Some(http::uri::Scheme::HTTP);
-        up.authority = authority().or_else(|| Some(http::uri::Authority::from_static("upstream")));
+        up.authority =
+            authority(req.headers()).or_else(|| Some(http::uri::Authority::from_static("upstream")));
         up.path_and_query = pq.or_else(|| Some(http::uri::PathAndQuery::from_static("/")));
         *req.uri_mut() = Uri::from_parts(up).unwrap_or_default();
         req.headers_mut().remove(header::HOST);
@@ -497,7 +521,7 @@ fn upstream_request(parts: &http::request::Parts, body: GwBody, h2: bool) -> Req
             *req.uri_mut() = Uri::from(pq);
         }
         if !req.headers().contains_key(header::HOST)
-            && let Some(a) = authority()
+            && let Some(a) = authority(req.headers())
             && let Ok(v) = HeaderValue::from_str(a.as_str())
         {
             req.headers_mut().insert(header::HOST, v);
@@ -509,7 +533,7 @@ fn upstream_request(parts: &http::request::Parts, body: GwBody, h2: bool) -> Req
 /// WebSocket and other HTTP/1.1 upgrades: a fresh connection, no retries, then bytes both ways.
 pub async fn forward_upgrade(
     cx: &ForwardCtx<'_>,
-    parts: http::request::Parts,
+    mut parts: http::request::Parts,
     body: GwBody,
     client: hyper::upgrade::OnUpgrade,
 ) -> Result<(Response<GwBody>, Option<SocketAddr>), ProxyError> {
@@ -531,7 +555,8 @@ pub async fn forward_upgrade(
     let ep = &service.endpoints[idx];
     let in_flight = InFlight::new(Arc::clone(ep));
     let mut sender = ep.connect_for_upgrade(tries.connect_timeout).await?;
-    let req = upstream_request(&parts, body, false);
+    let headers = std::mem::take(&mut parts.headers);
+    let req = upstream_request(&parts, headers, body, false);
     let per_try = tries.per_try_timeout.unwrap_or(Duration::from_secs(24 * 3600));
     let mut resp = match tokio::time::timeout(per_try, sender.send_request(req)).await {
         Ok(Ok(r)) => r,

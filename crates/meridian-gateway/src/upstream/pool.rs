@@ -343,26 +343,31 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// Sends one request on a checked-out connection and classifies failures for retry decisions.
+/// A failed HTTP/1.1 request that was never written gives its headers back (for the next try).
 pub async fn send(
     conn: &mut Conn,
     req: http::Request<GwBody>,
-) -> Result<http::Response<hyper::body::Incoming>, ProxyError> {
+) -> Result<http::Response<hyper::body::Incoming>, (ProxyError, Option<http::HeaderMap>)> {
     let reused = conn.reused;
-    let r = match &mut conn.sender {
+    match &mut conn.sender {
         Sender::H1(s) => {
             if s.ready().await.is_err() {
-                return Err(ProxyError::new(
+                let e = ProxyError::new(
                     ErrorCode::BadGateway,
                     Source::Upstream,
                     Retry::Safe,
                     "pooled connection closed before use",
-                ));
+                );
+                return Err((e, Some(req.into_parts().0.headers)));
             }
-            s.send_request(req).await
+            // hyper returns a request it never started writing (every "canceled" error).
+            s.try_send_request(req).await.map_err(|mut e| {
+                let unsent = e.take_message().map(|r| r.into_parts().0.headers);
+                (classify(e.into_error(), reused), unsent)
+            })
         }
-        Sender::H2(s) => s.send_request(req).await,
-    };
-    r.map_err(|e| classify(e, reused))
+        Sender::H2(s) => s.send_request(req).await.map_err(|e| (classify(e, reused), None)),
+    }
 }
 
 /// Maps a hyper client error to a proxy error with a retry verdict.

@@ -86,3 +86,60 @@ async fn no_endpoints_in_the_region_is_503() {
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["code"], "ServiceUnavailable");
 }
+
+/// An upstream that answers each request on a connection with keep-alive, then closes the
+/// connection once the answer is written, as a server with a short keep-alive timeout does
+/// between two requests. Reports each close on `closed`.
+async fn closing_upstream() -> (std::net::SocketAddr, tokio::sync::mpsc::UnboundedReceiver<()>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            let mut head = Vec::new();
+            let mut buf = [0u8; 4096];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                match s.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => head.extend_from_slice(&buf[..n]),
+                }
+            }
+            let text = String::from_utf8_lossy(&head).to_lowercase();
+            let body_len: usize = text
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0);
+            let start = head.windows(4).position(|w| w == b"\r\n\r\n").map_or(head.len(), |p| p + 4);
+            let mut have = head.len() - start;
+            while have < body_len {
+                match s.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => have += n,
+                }
+            }
+            let _ = s
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: keep-alive\r\n\r\nok")
+                .await;
+            drop(s);
+            let _ = tx.send(());
+        }
+    });
+    (addr, rx)
+}
+
+#[tokio::test]
+async fn a_pooled_connection_the_upstream_closed_while_idle_is_not_used() {
+    let (addr, mut closed) = closing_upstream().await;
+    let gw = Gw::start(&global(&[addr], "", CATCH_ALL)).await;
+    let c = client();
+    for i in 0..5 {
+        // A POST is never retried once written, so it only succeeds if the gateway noticed
+        // that the pooled connection from the previous request was closed, and opened another.
+        let r = c.post(gw.url("/x")).body("payload").send().await.unwrap();
+        assert_eq!(r.status(), 200, "request {i}");
+        assert_eq!(r.text().await.unwrap(), "ok");
+        closed.recv().await.unwrap();
+    }
+}
