@@ -17,6 +17,8 @@ set -euo pipefail
 
 # shellcheck source=bench/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+# shellcheck source=bench/dns-config.sh
+source "$(dirname "${BASH_SOURCE[0]}")/dns-config.sh"
 
 ROUNDS=3
 DURATION=10
@@ -86,61 +88,9 @@ EOF
 
 # ---------------------------------------------------------------------------------------------
 # The director: the same names with routing policies, and health from three checkers.
-cat >"$WORKDIR/global.yaml" <<EOF
-deployment: bench
-regions:
-  - { name: r1, public_addresses: [127.0.0.1], location: { lat: 38.9, lon: -77.4 } }
-  - { name: r2, public_addresses: [127.0.0.1], location: { lat: 53.3, lon: -6.3 } }
-  - { name: r3, public_addresses: [127.0.0.1], location: { lat: -33.9, lon: 151.2 } }
-dns:
-  zones:
-    - name: api.example.com.
-      ttl: 60s
-      soa: { rname: hostmaster.example.com., minimum: 30s }
-      ns: [ { name: ns1.api.example.com., address: 127.0.0.1 } ]
-  record_sets:
-    - { name: api.example.com., type: A, policy: { kind: simple, region: r1 } }
-    - { name: api.example.com., type: TXT, policy: { kind: simple, values: ["v=meridian1"] } }
-    - { name: latency.api.example.com., type: A, policy: { kind: latency, regions: [r1, r2, r3] } }
-    - name: weighted.api.example.com.
-      type: A
-      policy: { kind: weighted, members: [ { region: r1, weight: 3 }, { region: r2, weight: 1 } ] }
-    - { name: failover.api.example.com., type: A, policy: { kind: failover, primary: r1, secondary: r2 } }
-    - name: multi.api.example.com.
-      type: A
-      policy: { kind: multivalue, members: [ { region: r1 }, { region: r2 }, { region: r3 } ] }
-  latency:
-    - { cidr: 127.0.0.0/8, region_ms: { r1: 80, r2: 12, r3: 290 } }
-  # Response rate limiting stays on (its bookkeeping is part of every answer), with a limit
-  # that one benchmark client network never reaches.
-  rate_limit: { responses_per_second: 100000000, burst: 100000000 }
-  health:
-    interval: 500ms
-    timeout: 400ms
-    failure_threshold: 3
-    checks:
-      - { name: r1, region: r1, port: $DIRECTOR_HTTP, path: /v1/health }
-      - { name: r2, region: r2, port: $DIRECTOR_HTTP, path: /v1/health }
-      - { name: r3, region: r3, port: $DIRECTOR_HTTP, path: /v1/health }
-EOF
-for r in r1 r2 r3; do
-    cat >"$WORKDIR/checker-$r.yaml" <<EOF
-node: { id: chk-$r, region: $r, source_address: "127.0.0.1" }
-config: global.yaml
-directors: ["$HOST:$DIRECTOR_HTTP"]
-EOF
-done
-
-# The query mix.
-{
-    echo "api.example.com A"
-    echo "latency.api.example.com A"
-    echo "weighted.api.example.com A"
-    echo "failover.api.example.com A"
-    echo "multi.api.example.com A"
-    echo "api.example.com TXT"
-    echo "nothing.api.example.com A"
-} >"$WORKDIR/queries.txt"
+dns_director_config "$WORKDIR/global.yaml" "$DIRECTOR_HTTP" 500ms 400ms
+dns_checker_configs "$WORKDIR" "$HOST:$DIRECTOR_HTTP"
+dns_queries "$WORKDIR/queries.txt"
 
 SERVER_PID=""
 start_knot() {
