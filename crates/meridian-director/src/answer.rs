@@ -9,7 +9,7 @@ use ipnet::IpNet;
 
 use crate::health::HealthView;
 use crate::policy::{self, Ctx};
-use crate::view::{View, ZoneView};
+use crate::view::View;
 
 /// Who asks: the resolver's address, the EDNS Client Subnet it sent (RFC 7871; the network
 /// with its source prefix length), and a uniform random number for weighted and multivalue
@@ -74,7 +74,7 @@ pub struct Answer {
     pub why: Why,
 }
 
-/// Answers `qname`/`qtype` for `client`.
+/// Answers `qname`/`qtype` for `client`, with the reasons written out in [`Answer::why`].
 pub fn answer(
     view: &View,
     qname: &Name,
@@ -82,74 +82,130 @@ pub fn answer(
     client: &ClientInfo,
     health: &dyn HealthView,
 ) -> Answer {
-    let lower = LowerName::from(qname);
-    let mut why = Why { client: client.deciding_addr(), ..Why::default() };
-    let Some(zone) = view.zones.iter().find(|z| z.name.zone_of(&lower)) else {
-        why.note = "outside every zone".into();
-        return Answer { rcode: Rcode::Refused, authoritative: false, ..empty(client, why) };
+    let r = reply(view, &LowerName::from(qname), qtype, client, health, true);
+    Answer {
+        rcode: r.rcode,
+        authoritative: r.authoritative,
+        answers: r.answers.into_iter().cloned().collect(),
+        authority: r.authority.into_iter().cloned().collect(),
+        additional: r.additional.to_vec(),
+        ecs_scope: r.ecs_scope,
+        why: r.why,
+    }
+}
+
+/// An [`Answer`] whose records are borrowed from the view: what the server encodes, with
+/// nothing copied per query but the list of answer records.
+pub(crate) struct Reply<'v> {
+    pub rcode: Rcode,
+    pub authoritative: bool,
+    pub answers: Vec<&'v Record>,
+    /// The SOA of a negative answer (NXDOMAIN, NODATA).
+    pub authority: Option<&'v Record>,
+    pub additional: &'v [Record],
+    pub ecs_scope: Option<u8>,
+    /// Filled in only when `explain` was asked; the decision does not depend on it.
+    pub why: Why,
+}
+
+/// The one answer logic, for the wire (`explain` false: no text is built) and for
+/// [`answer`]/`explain` (`explain` true: [`Why`] in words).
+pub(crate) fn reply<'v>(
+    view: &'v View,
+    qname: &LowerName,
+    qtype: RecordType,
+    client: &ClientInfo,
+    health: &dyn HealthView,
+    explain: bool,
+) -> Reply<'v> {
+    let mut a = Reply {
+        rcode: Rcode::NoError,
+        authoritative: false,
+        answers: Vec::new(),
+        authority: None,
+        additional: &[],
+        ecs_scope: client.ecs.map(|_| 0),
+        why: Why { client: client.deciding_addr(), ..Why::default() },
     };
-    why.zone = Some(zone.name.to_string());
-    let apex = zone.name == lower;
-    let mut a = Answer { rcode: Rcode::NoError, authoritative: true, ..empty(client, why) };
+    let note = |a: &mut Reply<'_>, text: &str| {
+        if explain {
+            a.why.note = text.to_string();
+        }
+    };
+    let Some(zone) = view.zones.iter().find(|z| z.name.zone_of(qname)) else {
+        note(&mut a, "outside every zone");
+        a.rcode = Rcode::Refused;
+        return a;
+    };
+    if explain {
+        a.why.zone = Some(zone.name.to_string());
+    }
+    a.authoritative = true;
+    let apex = zone.name == *qname;
     if apex && qtype == RecordType::SOA {
-        a.answers.push(zone.soa.clone());
-        a.why.note = "zone apex SOA".into();
+        a.answers.push(&zone.soa);
+        note(&mut a, "zone apex SOA");
         return a;
     }
     if apex && qtype == RecordType::NS {
-        a.answers.extend(zone.ns.iter().cloned());
-        a.additional.extend(zone.glue.iter().cloned());
-        a.why.note = "zone apex NS".into();
+        a.answers.extend(&zone.ns);
+        a.additional = &zone.glue;
+        note(&mut a, "zone apex NS");
         return a;
     }
-    let set = view.sets.get(&(lower.clone(), qtype)).map(|s| (s, qtype)).or_else(|| {
+    let set = view.sets.get(&(qname.clone(), qtype)).map(|s| (s, qtype)).or_else(|| {
         // A CNAME answers every type at its name (validation keeps other types off it).
-        view.sets.get(&(lower.clone(), RecordType::CNAME)).map(|s| (s, RecordType::CNAME))
+        view.sets.get(&(qname.clone(), RecordType::CNAME)).map(|s| (s, RecordType::CNAME))
     });
     if let Some((set, found)) = set {
-        let cx =
-            Ctx { view, record_set: &set.label, client: client.deciding_addr(), health, roll: client.roll };
+        let cx = Ctx {
+            view,
+            record_set: &set.label,
+            client: client.deciding_addr(),
+            health,
+            roll: client.roll,
+            explain,
+        };
         let (choice, fail_open) = policy::choose(&set.policy, &cx);
-        a.why.record_set = Some(set.label.clone());
+        if explain {
+            a.why.record_set = Some(set.label.clone());
+            a.why.member = Some(choice.member.clone());
+            a.why.switched_off = choice.switched_off.clone();
+        }
         a.why.policy = Some(choice.policy);
-        a.why.member = Some(choice.member.clone());
         a.why.row = choice.row;
         a.why.fail_open = fail_open;
-        a.why.switched_off = choice.switched_off.clone();
         a.why.controls_ignored = choice.controls_ignored;
         if let Some(ecs) = client.ecs {
             a.ecs_scope = Some(scope(&choice, ecs));
         }
-        a.answers =
-            choice.rdata.into_iter().map(|d| Record::from_rdata(set.name.clone(), set.ttl, d)).collect();
+        a.answers = choice.records;
         if found == RecordType::CNAME && qtype != RecordType::CNAME {
-            chase(view, &mut a, qtype, client, health);
+            chase(view, &mut a, qtype, client, health, explain);
         }
         if a.answers.is_empty() {
-            a.authority.push(negative_soa(zone));
+            a.authority = Some(&zone.negative_soa);
         }
         return a;
     }
-    let glue: Vec<Record> =
-        zone.glue.iter().filter(|r| r.name == *qname && r.record_type() == qtype).cloned().collect();
-    if !glue.is_empty() {
-        a.answers = glue;
-        a.why.note = "name server address".into();
+    a.answers.extend(zone.glue.iter().filter(|r| r.name == **qname && r.record_type() == qtype));
+    if !a.answers.is_empty() {
+        note(&mut a, "name server address");
         return a;
     }
-    a.authority.push(negative_soa(zone));
-    if apex || view.names.contains(&lower) {
-        a.why.note = "no data of this type (NODATA)".into();
+    a.authority = Some(&zone.negative_soa);
+    if apex || view.names.contains(qname) {
+        note(&mut a, "no data of this type (NODATA)");
     } else {
         a.rcode = Rcode::NxDomain;
-        a.why.note = "no such name (NXDOMAIN)".into();
+        note(&mut a, "no such name (NXDOMAIN)");
     }
     a
 }
 
 /// The ECS scope an answer holds for: the matched row's network, or, without one, what the
 /// resolver told us; an answer that ignores the client holds for everyone (0).
-fn scope(choice: &policy::Choice, ecs: IpNet) -> u8 {
+fn scope(choice: &policy::Choice<'_>, ecs: IpNet) -> u8 {
     match (choice.by_client, choice.row) {
         (false, _) => 0,
         (true, Some(row)) => row.prefix_len(),
@@ -160,7 +216,14 @@ fn scope(choice: &policy::Choice, ecs: IpNet) -> u8 {
 /// RFC 1034 §4.3.2: a CNAME whose target is in one of our zones is followed, adding the
 /// target's records (up to 8 links, which also ends loops). The ECS scope is the most
 /// specific along the chain.
-fn chase(view: &View, a: &mut Answer, qtype: RecordType, client: &ClientInfo, health: &dyn HealthView) {
+fn chase<'v>(
+    view: &'v View,
+    a: &mut Reply<'v>,
+    qtype: RecordType,
+    client: &ClientInfo,
+    health: &dyn HealthView,
+    explain: bool,
+) {
     for _ in 0..8 {
         let Some(RData::CNAME(target)) = a.answers.last().map(|r| &r.data) else { return };
         let t = LowerName::from(&target.0);
@@ -171,37 +234,23 @@ fn chase(view: &View, a: &mut Answer, qtype: RecordType, client: &ClientInfo, he
         else {
             return;
         };
-        let cx =
-            Ctx { view, record_set: &set.label, client: client.deciding_addr(), health, roll: client.roll };
+        let cx = Ctx {
+            view,
+            record_set: &set.label,
+            client: client.deciding_addr(),
+            health,
+            roll: client.roll,
+            explain,
+        };
         let (choice, _) = policy::choose(&set.policy, &cx);
         if let (Some(s), Some(ecs)) = (a.ecs_scope, client.ecs) {
             a.ecs_scope = Some(s.max(scope(&choice, ecs)));
         }
-        a.why.note = format!("followed the CNAME to {}", set.label);
-        a.answers.extend(choice.rdata.into_iter().map(|d| Record::from_rdata(set.name.clone(), set.ttl, d)));
+        if explain {
+            a.why.note = format!("followed the CNAME to {}", set.label);
+        }
+        a.answers.extend(choice.records);
     }
-}
-
-fn empty(client: &ClientInfo, why: Why) -> Answer {
-    Answer {
-        rcode: Rcode::NoError,
-        authoritative: false,
-        answers: vec![],
-        authority: vec![],
-        additional: vec![],
-        ecs_scope: client.ecs.map(|_| 0),
-        why,
-    }
-}
-
-/// The SOA for negative answers, with the negative-caching TTL of RFC 2308 §3: the smaller of
-/// the SOA's TTL and its MINIMUM field.
-fn negative_soa(zone: &ZoneView) -> Record {
-    let mut soa = zone.soa.clone();
-    if let RData::SOA(s) = &soa.data {
-        soa.ttl = zone.ttl.min(s.minimum);
-    }
-    soa
 }
 
 impl fmt::Display for Why {

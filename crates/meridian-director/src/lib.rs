@@ -1,8 +1,9 @@
 //! Layer 3: the director, an authoritative DNS server for the API's zones.
 //!
-//! A query flows: `server` (hickory-server UDP/TCP, EDNS, response rate limiting) → the current
-//! [`View`] (the config compiled once per version, swapped atomically) → [`answer`] (a pure
-//! function: zone, name, type, routing policy, client network, health) → records.
+//! A query flows: `transport` (our UDP loop and TCP connections, hickory-proto's wire format,
+//! EDNS, response rate limiting) → the current [`View`] (the config compiled once per version,
+//! swapped atomically) → [`answer`] (a pure function: zone, name, type, routing policy, client
+//! network, health) → records borrowed from the view, encoded by hickory-proto.
 //!
 //! Config comes from a file or the control plane ([`Source`]); routing controls (from the
 //! control plane) are applied over health.
@@ -17,6 +18,7 @@
 mod answer;
 mod controls;
 mod explain;
+mod fxhash;
 mod geo;
 mod health;
 mod http;
@@ -25,6 +27,7 @@ mod rrl;
 mod server;
 mod source;
 mod table;
+mod transport;
 mod view;
 
 pub use answer::{Answer, ClientInfo, Rcode, Why, answer};

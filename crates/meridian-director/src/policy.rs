@@ -11,7 +11,7 @@
 
 use std::net::IpAddr;
 
-use hickory_proto::rr::RData;
+use hickory_proto::rr::Record;
 use ipnet::IpNet;
 
 use crate::health::{HealthTarget, HealthView};
@@ -21,11 +21,12 @@ use crate::view::View;
 /// Most values a multivalue answer carries (as Route 53).
 pub const MULTIVALUE_MAX: usize = 8;
 
-/// A compiled member: a region's addresses of the record's family, or literal values.
+/// A compiled member: a region's addresses of the record's family, or literal values, as
+/// records of its record set (name and TTL), built once per config version.
 #[derive(Debug)]
 pub(crate) struct Member {
     pub region: Option<String>,
-    pub rdata: Vec<RData>,
+    pub records: Vec<Record>,
     /// The health check that decides it, when configured (else its region's, or healthy).
     pub check: Option<String>,
 }
@@ -42,16 +43,18 @@ pub(crate) enum Policy {
 }
 
 /// What decided the answer.
-pub(crate) struct Choice {
-    pub rdata: Vec<RData>,
+pub(crate) struct Choice<'v> {
+    /// The answer's records, borrowed from the view.
+    pub records: Vec<&'v Record>,
     pub policy: &'static str,
-    /// Which member(s), in words: `primary us-east-1`, `members[2]`.
+    /// Which member(s), in words: `primary us-east-1`, `members[2]`; written only when the
+    /// answer is explained ([`Ctx::explain`]), empty otherwise.
     pub member: String,
     /// The table row that matched the client, if the policy reads one.
     pub row: Option<IpNet>,
     /// Whether the answer depends on the client's network (ECS scope is then meaningful).
     pub by_client: bool,
-    /// The routing controls (off) that left members out of this answer.
+    /// The routing controls (off) that left members out of this answer (explained answers).
     pub switched_off: Vec<String>,
     /// Every member was switched off, so the controls were ignored.
     pub controls_ignored: bool,
@@ -63,6 +66,9 @@ pub(crate) struct Ctx<'a> {
     pub client: Option<IpAddr>,
     pub health: &'a dyn HealthView,
     pub roll: u64,
+    /// Whether to write the choice out in words (`meridian director explain`). Answers on the
+    /// wire leave it off: the decision is the same, only the text is not built.
+    pub explain: bool,
 }
 
 impl Ctx<'_> {
@@ -78,7 +84,7 @@ impl Ctx<'_> {
 }
 
 /// Evaluates `policy`; the flag says whether fail-open was applied.
-pub(crate) fn choose(policy: &Policy, cx: &Ctx<'_>) -> (Choice, bool) {
+pub(crate) fn choose<'v>(policy: &'v Policy, cx: &Ctx<'_>) -> (Choice<'v>, bool) {
     if cx.health.controls_active() {
         return choose_controlled(policy, cx);
     }
@@ -89,25 +95,28 @@ pub(crate) fn choose(policy: &Policy, cx: &Ctx<'_>) -> (Choice, bool) {
     let all = |_: usize, _: &Member| true;
     // Even with every member counted healthy a policy may have nothing to give (e.g. members
     // whose regions have no address of the asked family): an empty answer, never a panic.
-    let c = eval(policy, cx, &all).unwrap_or_else(|| {
-        choice(policy_name(policy), "no member has an address to answer with".into(), vec![])
-    });
+    let c = eval(policy, cx, &all).unwrap_or_else(|| nothing(policy, cx));
     (c, true)
+}
+
+fn nothing<'v>(policy: &Policy, cx: &Ctx<'_>) -> Choice<'v> {
+    choice(cx, policy_name(policy), || "no member has an address to answer with".into(), vec![])
 }
 
 /// As [`choose`] while some routing control is off: members switched off are left out, then
 /// health with fail-open among the others; every member off: controls ignored.
-fn choose_controlled(policy: &Policy, cx: &Ctx<'_>) -> (Choice, bool) {
+fn choose_controlled<'v>(policy: &'v Policy, cx: &Ctx<'_>) -> (Choice<'v>, bool) {
     let off: Vec<Option<String>> = policy
         .members()
         .iter()
         .map(|m| m.region.as_deref().and_then(|r| cx.health.switched_off(cx.record_set, r)))
         .collect();
-    let mut names: Vec<String> = off.iter().flatten().cloned().collect();
+    let mut names: Vec<String> = if cx.explain { off.iter().flatten().cloned().collect() } else { vec![] };
     names.dedup();
+    let any_off = off.iter().any(Option::is_some);
     let all_off = off.iter().all(Option::is_some);
     let on = |i: usize| !all_off && off.get(i).is_none_or(Option::is_none);
-    let with = |mut c: Choice, ignored: bool| {
+    let with = |mut c: Choice<'v>, ignored: bool| {
         c.switched_off = names.clone();
         c.controls_ignored = ignored;
         c
@@ -124,12 +133,9 @@ fn choose_controlled(policy: &Policy, cx: &Ctx<'_>) -> (Choice, bool) {
     }
     let (c, fail_open) = {
         let all = |_: usize, _: &Member| true;
-        let c = eval(policy, cx, &all).unwrap_or_else(|| {
-            choice(policy_name(policy), "no member has an address to answer with".into(), vec![])
-        });
-        (c, true)
+        (eval(policy, cx, &all).unwrap_or_else(|| nothing(policy, cx)), true)
     };
-    (with(c, !names.is_empty()), fail_open)
+    (with(c, any_off), fail_open)
 }
 
 fn policy_name(p: &Policy) -> &'static str {
@@ -148,11 +154,17 @@ fn name(i: usize, m: &Member) -> String {
     m.region.clone().unwrap_or_else(|| format!("members[{i}]"))
 }
 
-fn choice(policy: &'static str, member: String, rdata: Vec<RData>) -> Choice {
+/// A choice; `member` (the words for it) is called only when the answer is explained.
+fn choice<'v>(
+    cx: &Ctx<'_>,
+    policy: &'static str,
+    member: impl FnOnce() -> String,
+    records: Vec<&'v Record>,
+) -> Choice<'v> {
     Choice {
-        rdata,
+        records,
         policy,
-        member,
+        member: if cx.explain { member() } else { String::new() },
         row: None,
         by_client: false,
         switched_off: vec![],
@@ -161,28 +173,29 @@ fn choice(policy: &'static str, member: String, rdata: Vec<RData>) -> Choice {
 }
 
 /// `None` when no member is healthy.
-fn eval(policy: &Policy, cx: &Ctx<'_>, ok: &dyn Fn(usize, &Member) -> bool) -> Option<Choice> {
+fn eval<'v>(policy: &'v Policy, cx: &Ctx<'_>, ok: &dyn Fn(usize, &Member) -> bool) -> Option<Choice<'v>> {
+    let all = |m: &'v Member| m.records.iter().collect::<Vec<_>>();
     match policy {
-        Policy::Simple(m) => Some(choice("simple", name(0, m), m.rdata.clone())),
+        Policy::Simple(m) => Some(choice(cx, "simple", || name(0, m), all(m))),
         Policy::Failover(primary, secondary) => {
             if ok(0, primary) {
-                Some(choice("failover", format!("primary {}", name(0, primary)), primary.rdata.clone()))
+                Some(choice(cx, "failover", || format!("primary {}", name(0, primary)), all(primary)))
             } else if ok(1, secondary) {
-                Some(choice("failover", format!("secondary {}", name(1, secondary)), secondary.rdata.clone()))
+                Some(choice(cx, "failover", || format!("secondary {}", name(1, secondary)), all(secondary)))
             } else {
                 None
             }
         }
         Policy::Weighted(members) => {
-            let live: Vec<usize> = (0..members.len()).filter(|&i| ok(i, &members[i].0)).collect();
-            let weighted: Vec<usize> = live.iter().copied().filter(|&i| members[i].1 > 0).collect();
-            let i = if !weighted.is_empty() {
-                let total: u64 = weighted.iter().map(|&i| u64::from(members[i].1)).sum();
+            let live = Live::new(members.len(), |i| ok(i, &members[i].0));
+            let weighted = || (0..members.len()).filter(|&i| live.has(i) && members[i].1 > 0);
+            let total: u64 = weighted().map(|i| u64::from(members[i].1)).sum();
+            let i = if total > 0 {
                 let mut r = cx.roll % total;
                 // `r` is below the total, so some member's range holds it; the last one
                 // otherwise (never reached).
-                let mut pick = weighted[weighted.len() - 1];
-                for &i in &weighted {
+                let mut pick = weighted().next_back()?;
+                for i in weighted() {
                     let w = u64::from(members[i].1);
                     if r < w {
                         pick = i;
@@ -191,16 +204,18 @@ fn eval(policy: &Policy, cx: &Ctx<'_>, ok: &dyn Fn(usize, &Member) -> bool) -> O
                     r -= w;
                 }
                 pick
-            } else if !live.is_empty() {
-                live[(cx.roll % live.len() as u64) as usize]
+            } else if live.count() > 0 {
+                let n = live.count() as u64;
+                (0..members.len()).filter(|&i| live.has(i)).nth((cx.roll % n) as usize)?
             } else {
                 return None;
             };
             let standby = if members[i].1 == 0 { " (standby)" } else { "" };
             Some(choice(
+                cx,
                 "weighted",
-                format!("{}{standby}", name(i, &members[i].0)),
-                members[i].0.rdata.clone(),
+                || format!("{}{standby}", name(i, &members[i].0)),
+                all(&members[i].0),
             ))
         }
         Policy::Latency(members) => {
@@ -213,11 +228,11 @@ fn eval(policy: &Policy, cx: &Ctx<'_>, ok: &dyn Fn(usize, &Member) -> bool) -> O
             // min_by_key keeps the first of equals: list order breaks ties and decides
             // without a row.
             let i = live.min_by_key(ms)?;
-            let member = match row {
+            let member = || match row {
                 Some(_) if ms(&i) < u32::MAX => format!("{} ({} ms)", name(i, &members[i]), ms(&i)),
                 _ => format!("{} (first listed; no latency known)", name(i, &members[i])),
             };
-            let mut c = choice("latency", member, members[i].rdata.clone());
+            let mut c = choice(cx, "latency", member, all(&members[i]));
             (c.row, c.by_client) = (row.map(|(n, _)| n), true);
             Some(c)
         }
@@ -233,13 +248,13 @@ fn eval(policy: &Policy, cx: &Ctx<'_>, ok: &dyn Fn(usize, &Member) -> bool) -> O
                 pick(&|co, ct| co.is_none() && ct.is_some() && ct == continent),
                 pick(&|co, ct| co.is_none() && ct.is_none()),
             ];
-            let matching: Vec<_> = specific.into_iter().flatten().collect();
-            let mut c = if matching.is_empty() {
-                choice("geolocation", "no rule matches and no default rule".into(), vec![])
+            let mut matching = specific.into_iter().flatten().peekable();
+            let mut c = if matching.peek().is_none() {
+                choice(cx, "geolocation", || "no rule matches and no default rule".into(), vec![])
             } else {
-                let (i, (co, ct, m)) = matching.into_iter().find(|(i, (_, _, m))| ok(*i, m))?;
+                let (i, (co, ct, m)) = matching.find(|(i, (_, _, m))| ok(*i, m))?;
                 let rule = co.as_deref().or(ct.as_deref()).unwrap_or("default");
-                choice("geolocation", format!("rules[{i}] {rule} → {}", name(i, m)), m.rdata.clone())
+                choice(cx, "geolocation", || format!("rules[{i}] {rule} → {}", name(i, m)), all(m))
             };
             (c.row, c.by_client) = (row.map(|(n, _, _)| n), true);
             Some(c)
@@ -257,27 +272,62 @@ fn eval(policy: &Policy, cx: &Ctx<'_>, ok: &dyn Fn(usize, &Member) -> bool) -> O
                 }
             };
             let i = live.min_by(|a, b| biased(a).total_cmp(&biased(b)))?;
-            let member = if from.is_some() {
-                format!("{} ({:.0} km biased)", name(i, &members[i].0), biased(&i))
-            } else {
-                format!("{} (first listed; no client location)", name(i, &members[i].0))
+            let member = || {
+                if from.is_some() {
+                    format!("{} ({:.0} km biased)", name(i, &members[i].0), biased(&i))
+                } else {
+                    format!("{} (first listed; no client location)", name(i, &members[i].0))
+                }
             };
-            let mut c = choice("geoproximity", member, members[i].0.rdata.clone());
+            let mut c = choice(cx, "geoproximity", member, all(&members[i].0));
             (c.row, c.by_client) = (row.map(|(n, _, _)| n), true);
             Some(c)
         }
         Policy::Multivalue(members) => {
-            let live: Vec<usize> = (0..members.len()).filter(|&i| ok(i, &members[i])).collect();
-            let values: Vec<&RData> = live.iter().flat_map(|&i| &members[i].rdata).collect();
-            if values.is_empty() {
+            let live = Live::new(members.len(), |i| ok(i, &members[i]));
+            let values = || (0..members.len()).filter(|&i| live.has(i)).flat_map(|i| &members[i].records);
+            let n = values().count();
+            if n == 0 {
                 return None;
             }
-            let start = (cx.roll % values.len() as u64) as usize;
-            let rdata = values.iter().cycle().skip(start).take(values.len().min(MULTIVALUE_MAX));
-            let rdata: Vec<RData> = rdata.map(|r| (*r).clone()).collect();
-            let names: Vec<String> = live.iter().map(|&i| name(i, &members[i])).collect();
-            Some(choice("multivalue", format!("{} of healthy {}", rdata.len(), names.join(", ")), rdata))
+            let start = (cx.roll % n as u64) as usize;
+            let records: Vec<&Record> = values().cycle().skip(start).take(n.min(MULTIVALUE_MAX)).collect();
+            let member = || {
+                let names: Vec<String> =
+                    (0..members.len()).filter(|&i| live.has(i)).map(|i| name(i, &members[i])).collect();
+                format!("{} of healthy {}", n.min(MULTIVALUE_MAX), names.join(", "))
+            };
+            Some(choice(cx, "multivalue", member, records))
         }
+    }
+}
+
+/// The members a policy may answer with, health asked once each: a bit set, with a heap part
+/// only past 128 members (per query, so no allocation in the common case).
+struct Live {
+    bits: u128,
+    more: Vec<bool>,
+}
+
+impl Live {
+    fn new(n: usize, ok: impl Fn(usize) -> bool) -> Live {
+        let mut live = Live { bits: 0, more: Vec::new() };
+        for i in 0..n {
+            match (i < 128, ok(i)) {
+                (true, true) => live.bits |= 1 << i,
+                (true, false) => {}
+                (false, v) => live.more.push(v),
+            }
+        }
+        live
+    }
+
+    fn has(&self, i: usize) -> bool {
+        if i < 128 { self.bits & (1 << i) != 0 } else { self.more.get(i - 128).copied().unwrap_or(false) }
+    }
+
+    fn count(&self) -> usize {
+        self.bits.count_ones() as usize + self.more.iter().filter(|&&v| v).count()
     }
 }
 

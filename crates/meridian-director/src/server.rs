@@ -1,39 +1,29 @@
-//! The DNS server: hickory-server on UDP and TCP with our `RequestHandler`, and the config
-//! reloader (the global config file, polled; an invalid version is logged and the last good one
-//! kept) or the control plane's stream ([`crate::source`]).
+//! The DNS server: UDP and TCP ([`crate::transport`], hickory-proto's wire format), and the
+//! config reloader (the global config file, polled; an invalid version is logged and the last
+//! good one kept) or the control plane's stream ([`crate::source`]).
 //!
 //! SOA serial: from a file, the director's first version is served with the Unix time (seconds)
 //! at start, and every config version applied after it adds 1, so the serial grows with each
 //! version and across restarts (unless more than one version per second was applied before a
 //! restart). From the control plane, the serial is the config version number.
 
-use std::collections::hash_map::DefaultHasher;
-use std::hash::{Hash, Hasher};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
-use hickory_proto::op::{Edns, MessageType, Metadata, OpCode, ResponseCode};
-use hickory_proto::rr::rdata::opt::{EdnsCode, EdnsOption};
-use hickory_server::net::runtime::Time;
-use hickory_server::net::xfer::Protocol;
-use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
-use hickory_server::zone_handler::MessageResponseBuilder;
-use ipnet::IpNet;
 use meridian_model::ConfigErrors;
 use tokio::net::{TcpListener, UdpSocket};
 use tokio_util::sync::CancellationToken;
 
-use crate::answer::{ClientInfo, Rcode, answer};
 use meridian_core::{Clock, SystemClock};
 use meridian_health::{Quorum, QuorumConfig};
 
 use crate::controls::Controlled;
 use crate::geo::GeoDatabase;
 use crate::health::{HealthView, QuorumHealth};
-use crate::rrl::{RateLimiter, RrlDecision};
+use crate::rrl::RateLimiter;
 use crate::source::{ControlBoot, Source, SourceStatus};
 use crate::view::{View, ViewError};
 
@@ -85,6 +75,11 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// The response rate limiter of the view in service.
+    pub(crate) fn rrl(&self) -> arc_swap::Guard<Arc<RateLimiter>> {
+        self.rrl.load()
+    }
+
     /// Puts a new version's view in service (rate limiter and quorum follow it).
     pub(crate) fn swap(&self, c: &meridian_model::ValidConfig, view: View) {
         if view.rate_limit != self.view.load().rate_limit {
@@ -219,10 +214,9 @@ impl Director {
             tokio::spawn(evaluate_loop(q.clone(), shutdown.clone()));
         }
         let addr = udp.local_addr().map_err(|source| DirectorError::Bind { addr: opts.listen, source })?;
-        let mut server = hickory_server::Server::new(Handler { state: state.clone() });
-        server.register_socket(udp);
-        server.register_listener(tcp, opts.tcp_timeout, 64);
-        let server_stop = server.shutdown_token().clone();
+        let udp = tokio::spawn(crate::transport::serve_udp(udp, state.clone(), shutdown.clone()));
+        let tcp =
+            tokio::spawn(crate::transport::serve_tcp(tcp, opts.tcp_timeout, state.clone(), shutdown.clone()));
         match follow {
             Follow::File { path, poll_interval, text } => {
                 tokio::spawn(reload_loop(path, poll_interval, text, state.clone(), shutdown.clone()));
@@ -232,13 +226,8 @@ impl Director {
             }
         }
         let done = tokio::spawn(async move {
-            tokio::spawn(async move {
-                shutdown.cancelled().await;
-                server_stop.cancel();
-            });
-            if let Err(e) = server.block_until_done().await {
-                tracing::warn!(error = %e, "dns server stopped with an error");
-            }
+            let _ = udp.await;
+            let _ = tcp.await;
         });
         tracing::info!(%addr, serial, "director serving (udp, tcp)");
         Ok(Director { state, addr, http, done })
@@ -341,113 +330,6 @@ async fn reload_loop(
                     state.swap(&c, view);
                 }
             },
-        }
-    }
-}
-
-struct Handler {
-    state: Arc<Shared>,
-}
-
-#[async_trait::async_trait]
-impl RequestHandler for Handler {
-    async fn handle_request<R: ResponseHandler, T: Time>(
-        &self,
-        request: &Request,
-        mut rh: R,
-    ) -> ResponseInfo {
-        let mut meta = Metadata::response_from_request(&request.metadata);
-        let view = self.state.view.load();
-        let req_edns = request.edns.as_ref();
-        let mut edns = req_edns.map(|e| {
-            let mut r = Edns::new();
-            r.set_max_payload(e.max_payload().clamp(512, view.max_udp_payload));
-            r
-        });
-        let builder = MessageResponseBuilder::new(&request.queries, edns.as_ref());
-        let info = match request.request_info() {
-            Ok(i) if request.metadata.message_type == MessageType::Query => i,
-            _ => return send(&mut rh, builder.error_msg(&request.metadata, ResponseCode::FormErr)).await,
-        };
-        if request.metadata.op_code != OpCode::Query {
-            return send(&mut rh, builder.error_msg(&request.metadata, ResponseCode::NotImp)).await;
-        }
-        if req_edns.is_some_and(|e| e.version() > 0) {
-            // RFC 6891 §6.1.3: we speak EDNS version 0 only. The high bits of the extended
-            // response code travel in the OPT record, which the encoder fills from the header.
-            return send(&mut rh, builder.error_msg(&request.metadata, ResponseCode::BADVERS)).await;
-        }
-        let ecs = match req_edns.and_then(|e| e.option(EdnsCode::Subnet)) {
-            Some(EdnsOption::Subnet(s)) => match IpNet::new(s.addr(), s.source_prefix()) {
-                Ok(n) => Some((n, *s)),
-                // RFC 7871 §7.1.1: a source prefix longer than the address is a FORMERR.
-                Err(_) => {
-                    return send(&mut rh, builder.error_msg(&request.metadata, ResponseCode::FormErr)).await;
-                }
-            },
-            _ => None,
-        };
-        let client = ClientInfo { addr: request.src().ip(), ecs: ecs.map(|(n, _)| n), roll: rand::random() };
-        let qname = info.query.original().name();
-        let a = answer(&view, qname, info.query.query_type(), &client, self.state.health.as_ref());
-        meta.authoritative = a.authoritative;
-        meta.response_code = match a.rcode {
-            Rcode::NoError => ResponseCode::NoError,
-            Rcode::NxDomain => ResponseCode::NXDomain,
-            Rcode::Refused => ResponseCode::Refused,
-        };
-        if let (Some(e), Some((_, mut subnet)), Some(scope)) = (edns.as_mut(), ecs, a.ecs_scope) {
-            subnet.set_scope_prefix(scope);
-            e.options_mut().insert(EdnsOption::Subnet(subnet));
-        }
-        let builder = MessageResponseBuilder::new(&request.queries, edns.as_ref());
-        if info.protocol == Protocol::Udp {
-            let mut h = DefaultHasher::new();
-            (info.query.name(), info.query.query_type(), a.rcode as u8).hash(&mut h);
-            match self.state.rrl.load().check(client.addr, h.finish(), Instant::now()) {
-                RrlDecision::Send => {}
-                RrlDecision::Drop => {
-                    return ResponseInfo::from(hickory_proto::op::Header {
-                        metadata: meta,
-                        counts: Default::default(),
-                    });
-                }
-                RrlDecision::Slip => {
-                    meta.truncation = true;
-                    return send(&mut rh, builder.build_no_records(meta)).await;
-                }
-            }
-        }
-        let response = builder.build(
-            meta,
-            a.answers.iter(),
-            a.authority.iter(),
-            std::iter::empty(),
-            a.additional.iter(),
-        );
-        send(&mut rh, response).await
-    }
-}
-
-async fn send<'a, R: ResponseHandler>(
-    rh: &mut R,
-    response: hickory_server::zone_handler::MessageResponse<
-        '_,
-        'a,
-        impl Iterator<Item = &'a hickory_proto::rr::Record> + Send + 'a,
-        impl Iterator<Item = &'a hickory_proto::rr::Record> + Send + 'a,
-        impl Iterator<Item = &'a hickory_proto::rr::Record> + Send + 'a,
-        impl Iterator<Item = &'a hickory_proto::rr::Record> + Send + 'a,
-    >,
-) -> ResponseInfo {
-    let meta = *response.metadata();
-    match rh.send_response(response).await {
-        Ok(info) => info,
-        Err(e) => {
-            tracing::debug!(error = %e, "sending a dns response failed");
-            let mut meta = meta;
-            meta.response_code = ResponseCode::ServFail;
-            ResponseInfo::from(hickory_proto::op::Header { metadata: meta, counts: Default::default() })
         }
     }
 }

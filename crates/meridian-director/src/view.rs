@@ -12,6 +12,7 @@ use meridian_model::ValidConfig;
 use meridian_model::dns::{self, RateLimit, RoutingPolicy};
 use meridian_model::{Location, Region};
 
+use crate::fxhash::FxBuild;
 use crate::geo::{GeoDatabase, GeoTable};
 use crate::policy::{Member, Policy};
 
@@ -29,15 +30,17 @@ pub(crate) struct ZoneView {
     pub name: LowerName,
     pub ttl: u32,
     pub soa: Record,
+    /// The SOA for negative answers, with the negative-caching TTL of RFC 2308 §3: the smaller
+    /// of the SOA's TTL and its MINIMUM field.
+    pub negative_soa: Record,
     pub ns: Vec<Record>,
     /// A/AAAA of name servers inside the zone.
     pub glue: Vec<Record>,
 }
 
 pub(crate) struct SetView {
-    pub name: Name,
+    /// The record set's name as configured, lowercase (explanations, routing controls).
     pub label: String,
-    pub ttl: u32,
     pub policy: Policy,
 }
 
@@ -50,10 +53,10 @@ pub struct View {
     pub max_udp_payload: u16,
     pub rate_limit: RateLimit,
     pub(crate) zones: Vec<ZoneView>,
-    pub(crate) sets: HashMap<(LowerName, RecordType), SetView>,
+    pub(crate) sets: HashMap<(LowerName, RecordType), SetView, FxBuild>,
     /// Every name with data, and every ancestor of one inside its zone (empty non-terminals).
-    pub(crate) names: HashSet<LowerName>,
-    pub(crate) latency: Vec<(IpNet, HashMap<String, u32>)>,
+    pub(crate) names: HashSet<LowerName, FxBuild>,
+    pub(crate) latency: Vec<(IpNet, HashMap<String, u32, FxBuild>)>,
     pub(crate) geo: GeoTable,
     pub(crate) locations: HashMap<String, Location>,
 }
@@ -76,7 +79,7 @@ impl View {
         let c = config.config();
         let d = c.dns.as_ref().ok_or(ViewError::NoDns)?;
         let regions: HashMap<&str, &Region> = c.regions.iter().map(|r| (r.name.as_str(), r)).collect();
-        let mut names = HashSet::new();
+        let mut names = HashSet::default();
         let mut zones = Vec::new();
         for (i, z) in d.zones.iter().enumerate() {
             let p = format!("dns.zones[{i}]");
@@ -99,7 +102,10 @@ impl View {
                 secs(z.soa.expire) as i32,
                 secs(z.soa.minimum),
             );
+            let negative_ttl = ttl.min(soa.minimum);
             let soa = Record::from_rdata(zname.clone(), ttl, RData::SOA(soa));
+            let mut negative_soa = soa.clone();
+            negative_soa.ttl = negative_ttl;
             let mut ns = Vec::new();
             let mut glue = Vec::new();
             for n in &z.ns {
@@ -114,11 +120,11 @@ impl View {
                 }
             }
             names.insert(LowerName::from(&zname));
-            zones.push(ZoneView { name: LowerName::from(&zname), ttl, soa, ns, glue });
+            zones.push(ZoneView { name: LowerName::from(&zname), ttl, soa, negative_soa, ns, glue });
         }
         // Most specific zone first, so a delegated-in child zone wins over its parent.
         zones.sort_by_key(|z| std::cmp::Reverse(z.name.num_labels()));
-        let mut sets = HashMap::new();
+        let mut sets = HashMap::default();
         for (i, rs) in d.record_sets.iter().enumerate() {
             let p = format!("dns.record_sets[{i}]");
             let n = name(&p, &rs.name)?;
@@ -130,11 +136,11 @@ impl View {
             let zone_name = Name::from(&zone.name);
             add_name(&mut names, &n, &zone_name);
             let rtype = record_type(rs.record_type);
-            let policy = compile(&p, rs, rtype, &regions)?;
+            let policy = compile(&p, rs, (&n, rtype, ttl), &regions)?;
             let label = rs.name.to_ascii_lowercase();
-            sets.insert((LowerName::from(&n), rtype), SetView { name: n, label, ttl, policy });
+            sets.insert((LowerName::from(&n), rtype), SetView { label, policy });
         }
-        let mut latency: Vec<(IpNet, HashMap<String, u32>)> = Vec::new();
+        let mut latency: Vec<(IpNet, HashMap<String, u32, FxBuild>)> = Vec::new();
         for (i, row) in d.latency.iter().enumerate() {
             let net: IpNet = row.cidr.parse().map_err(|e| err(format!("dns.latency[{i}]"), e))?;
             latency.push((net.trunc(), row.region_ms.iter().map(|(k, v)| (k.clone(), *v)).collect()));
@@ -171,7 +177,7 @@ impl View {
 }
 
 /// Inserts `n` and its ancestors up to (not including) the zone apex.
-fn add_name(names: &mut HashSet<LowerName>, n: &Name, zone: &Name) {
+fn add_name(names: &mut HashSet<LowerName, FxBuild>, n: &Name, zone: &Name) {
     let mut cur = n.clone();
     while cur.num_labels() > zone.num_labels() {
         names.insert(LowerName::from(&cur));
@@ -195,12 +201,15 @@ pub(crate) fn ip_rdata(ip: IpAddr) -> RData {
     }
 }
 
+/// A record set's owner name, type and TTL.
+type Owner<'a> = (&'a Name, RecordType, u32);
+
 fn member(
     p: &str,
     region: Option<&str>,
     values: &[String],
     check: Option<String>,
-    rtype: RecordType,
+    (owner, rtype, ttl): Owner<'_>,
     regions: &HashMap<&str, &Region>,
 ) -> Result<Member, ViewError> {
     let mut rdata = Vec::new();
@@ -220,7 +229,8 @@ fn member(
             _ => ip_rdata(v.parse().map_err(|e| err(p, e))?),
         });
     }
-    Ok(Member { region: region.map(str::to_string), rdata, check })
+    let records = rdata.into_iter().map(|d| Record::from_rdata(owner.clone(), ttl, d)).collect();
+    Ok(Member { region: region.map(str::to_string), records, check })
 }
 
 /// Compiles a record set's policy. Each member's health check is resolved here, once: the
@@ -229,7 +239,7 @@ fn member(
 fn compile(
     p: &str,
     rs: &dns::RecordSet,
-    t: RecordType,
+    t: Owner<'_>,
     regions: &HashMap<&str, &Region>,
 ) -> Result<Policy, ViewError> {
     let m = |region: Option<&str>, values: &[String], own: &Option<String>| {

@@ -301,3 +301,6 @@ mod control;
 
 #[path = "director/geoip.rs"]
 mod geoip;
+
+#[path = "director/wire.rs"]
+mod wire;
