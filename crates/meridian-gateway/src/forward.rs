@@ -156,6 +156,9 @@ pub async fn forward(
     let may_repeat =
         tries.retry.attempts > 0 && (tries.retry.allow_non_idempotent || is_idempotent(&parts.method));
 
+    // One clock read serves the decisions of the first try: the request's start, unless the
+    // body was waited for.
+    let mut now = cx.start;
     // Buffer a small body for replay first (bounded in time), so a slow client holds no slot.
     let mut body = if http_body::Body::is_end_stream(&body) {
         ReqBody::Replayable(None)
@@ -163,7 +166,9 @@ pub async fn forward(
         && content_length(&parts.headers).is_some_and(|n| n <= tries.retry.max_replay_body_bytes)
     {
         let wait = remaining(deadline).unwrap_or_default().min(BODY_READ_TIMEOUT);
-        match tokio::time::timeout(wait, body.collect()).await {
+        let collected = tokio::time::timeout(wait, body.collect()).await;
+        now = Instant::now();
+        match collected {
             Ok(Ok(c)) => ReqBody::Replayable(Some(c.to_bytes())),
             Ok(Err(e)) => {
                 return Err(ProxyError::downstream(
@@ -182,7 +187,6 @@ pub async fn forward(
         ReqBody::Stream(Some(body))
     };
 
-    let now = Instant::now();
     let candidate = local_candidate(service, cx.region, cx.drains);
     // Counted once per request: every decision below reads the same view.
     let health = if candidate { service.health.available(now) } else { (0, 0) };
@@ -226,7 +230,9 @@ pub async fn forward(
     let mut last_err: Option<ProxyError> = None;
 
     loop {
-        let now = Instant::now();
+        if !first {
+            now = Instant::now();
+        }
         // Local endpoints not yet tried, then the next usable peer region, then local
         // endpoints again (a single-endpoint region still gets its retries), then — with
         // nothing else left — every local endpoint whatever its health (panic mode).
@@ -296,7 +302,7 @@ pub async fn forward(
             }
         };
         let in_flight = InFlight::new(Arc::clone(ep));
-        let mut conn = match ep.checkout(tries.connect_timeout.min(remaining)).await {
+        let mut conn = match ep.checkout(tries.connect_timeout.min(remaining), now).await {
             Ok(c) => c,
             Err(e) => {
                 tracing::debug!(endpoint = %ep.addr.configured, error = %e, "connect failed");

@@ -132,11 +132,12 @@ impl EndpointPool {
         self.protocol
     }
 
-    /// A connection from the pool, or a new one within `connect_timeout`.
-    pub async fn checkout(&self, connect_timeout: Duration) -> Result<Conn, ProxyError> {
+    /// A connection from the pool, or a new one within `connect_timeout`. `now`: the caller's
+    /// clock reading, for the idle timeout of pooled connections.
+    pub async fn checkout(&self, connect_timeout: Duration, now: Instant) -> Result<Conn, ProxyError> {
         match self.protocol {
             UpstreamProtocol::Http1 => {
-                if let Some(s) = self.pop_idle() {
+                if let Some(s) = self.pop_idle(now) {
                     return Ok(Conn { sender: Sender::H1(s), reused: true });
                 }
                 let s = self.connect_h1(connect_timeout, false).await?;
@@ -182,12 +183,12 @@ impl EndpointPool {
         lock(&self.idle).len()
     }
 
-    fn pop_idle(&self) -> Option<http1::SendRequest<GwBody>> {
+    fn pop_idle(&self, now: Instant) -> Option<http1::SendRequest<GwBody>> {
         let mut idle = lock(&self.idle);
         while let Some((s, since)) = idle.pop() {
             // `send` waits for readiness; a connection whose previous response just ended may
             // not have signalled it yet and is still good.
-            if !s.is_closed() && since.elapsed() < self.idle_timeout {
+            if !s.is_closed() && now.saturating_duration_since(since) < self.idle_timeout {
                 return Some(s);
             }
         }
