@@ -102,14 +102,22 @@ pub async fn serve(l: Listener, proxy: Proxy, shutdown: Shutdown, tracker: TaskT
     tracing::info!(listener = %l.name, "listener closed");
 }
 
+/// hyper's HTTP/1.1 header count limit when none is set (`proto::h1::role::DEFAULT_MAX_HEADERS`).
+const HYPER_MAX_HEADERS: usize = 100;
+
 fn http_builder(limits: &ListenerLimits) -> auto::Builder<TokioExecutor> {
     let mut b = auto::Builder::new(TokioExecutor::new());
     b.http1()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout.get())
-        .max_headers(limits.max_header_count)
         .max_buf_size(limits.max_header_bytes.max(8192))
         .keep_alive(true);
+    // hyper's own limit is 100 headers, parsed into a fixed array on the stack. Any explicit
+    // limit, even 100, makes it fill a vector of that many slots per request instead
+    // (≈ 1,700 instructions per request, docs/benchmarks.md): set it only when it differs.
+    if limits.max_header_count != HYPER_MAX_HEADERS {
+        b.http1().max_headers(limits.max_header_count);
+    }
     b.http2()
         .timer(TokioTimer::new())
         .max_concurrent_streams(limits.max_concurrent_streams)

@@ -52,6 +52,28 @@ async fn too_many_or_too_large_headers_get_431() {
 }
 
 #[tokio::test]
+async fn the_default_header_count_limit_is_100() {
+    let up = TestUpstream::start("a").await;
+    let gw = Gw::start(&global(&[up.addr()], "", CATCH_ALL)).await;
+    let request = |headers: usize| {
+        // Host, Connection and `headers - 2` more.
+        let mut req = String::from("GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n");
+        for i in 0..headers - 2 {
+            req.push_str(&format!("x-h{i}: v\r\n"));
+        }
+        req.push_str("\r\n");
+        req
+    };
+    // 100 are proxied (`Via`): the test upstream, with the forwarding headers added, refuses
+    // them itself, which is its business. 101 are refused by the gateway's HTTP/1.1 parser.
+    let (resp, _) = raw(gw.addr(), request(100).as_bytes(), Duration::from_secs(5)).await;
+    assert!(resp.contains("via: 1.1 meridian"), "{resp}");
+    let (resp, _) = raw(gw.addr(), request(101).as_bytes(), Duration::from_secs(5)).await;
+    assert!(resp.starts_with("HTTP/1.1 431") && !resp.contains("via:"), "{resp}");
+    assert_eq!(up.requests(), 0);
+}
+
+#[tokio::test]
 async fn conflicting_content_length_and_transfer_encoding_cannot_smuggle() {
     let up = TestUpstream::start("a").await;
     let gw = Gw::start(&global(&[up.addr()], "", CATCH_ALL)).await;
