@@ -1,6 +1,8 @@
 //! The director's HTTP listener (`--http`): checkers' reports in, health and explanations out.
 //!
-//! - `POST /v1/observations`: a checker's [`Report`] (JSON); 204, or 400 naming the problem.
+//! - `POST /v1/observations`: a checker's [`Report`] (JSON); 204, or 400 naming the problem;
+//!   with report tokens configured, 401 without `Authorization: Bearer` and one of them
+//!   ([`crate::report_auth`]).
 //! - `GET /v1/health`: per check, the verdict, why, and each vantage point's observation
 //!   (fresh or stale, counted or not), whether the director is partitioned, and under
 //!   `config` the [`SourceStatus`](crate::SourceStatus).
@@ -11,14 +13,14 @@
 //! - `GET /metrics`: Prometheus text: `meridian_director_health_partitioned`,
 //!   `meridian_director_vantage_points{state="known"|"fresh"}`,
 //!   `meridian_director_check_healthy{check}`, `meridian_director_config_serial`,
-//!   `meridian_director_config_stale`.
+//!   `meridian_director_config_stale`, `meridian_director_reports_refused_total{reason}`.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use meridian_health::Report;
@@ -51,7 +53,13 @@ fn no_quorum() -> Response {
     problem(StatusCode::NOT_FOUND, "NotFound", "this director answers from a fixed health view, not checkers")
 }
 
-async fn observations(State(s): State<Arc<Shared>>, body: axum::body::Bytes) -> Response {
+async fn observations(State(s): State<Arc<Shared>>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+    // Authentication first: a refused report is not even parsed.
+    if let Err(refusal) = s.reports.check(&headers) {
+        let mut r = problem(StatusCode::UNAUTHORIZED, "Unauthorized", refusal);
+        r.headers_mut().insert(axum::http::header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        return r;
+    }
     let Some(q) = &s.quorum else { return no_quorum() };
     let report: Report = match serde_json::from_slice(&body) {
         Ok(r) => r,
@@ -156,6 +164,13 @@ async fn metrics(State(s): State<Arc<Shared>>) -> Response {
         "# HELP meridian_director_config_stale 1 while no control instance is reachable and the director answers on the versions it has.\n\
          # TYPE meridian_director_config_stale gauge\nmeridian_director_config_stale {}",
         u8::from(source(&s).stale)
+    );
+    let _ = writeln!(
+        out,
+        "# HELP meridian_director_reports_refused_total Checkers' reports refused; unauthorized: no or a wrong bearer token.\n\
+         # TYPE meridian_director_reports_refused_total counter\n\
+         meridian_director_reports_refused_total{{reason=\"unauthorized\"}} {}",
+        s.reports.refused_unauthorized()
     );
     ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }

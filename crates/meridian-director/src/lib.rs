@@ -23,6 +23,7 @@ mod geo;
 mod health;
 mod http;
 mod policy;
+pub mod report_auth;
 mod rrl;
 mod server;
 mod source;

@@ -57,6 +57,9 @@ pub struct Options {
     /// A MaxMind-format database consulted after the config's `dns.geo` rows, for
     /// geolocation and geoproximity answers. None: the config's rows only.
     pub geo_database: Option<Arc<GeoDatabase>>,
+    /// The tokens a checker's report must carry (`Authorization: Bearer`, one of them) on
+    /// `POST /v1/observations`. None: reports are not authenticated.
+    pub report_tokens: Option<crate::report_auth::ReportTokens>,
 }
 
 /// What the DNS handler and the HTTP listener share.
@@ -72,6 +75,8 @@ pub(crate) struct Shared {
     pub source: Mutex<SourceStatus>,
     /// Given to every view put in service.
     geo_database: Option<Arc<GeoDatabase>>,
+    /// Who may report to the HTTP listener, and the refusals.
+    pub reports: crate::report_auth::ReportAuth,
 }
 
 impl Shared {
@@ -197,6 +202,7 @@ impl Director {
             quorum,
             source: Mutex::new(status),
             geo_database: opts.geo_database.clone(),
+            reports: crate::report_auth::ReportAuth::new(opts.report_tokens.clone()),
         });
         let (udp, tcp) = bind(opts.listen).await?;
         let http = match opts.http {

@@ -65,6 +65,7 @@ async fn start_opts(
         tcp_timeout: Duration::from_secs(5),
         http: None,
         geo_database,
+        report_tokens: None,
     };
     let director = Director::start_with_health(opts, health, stop.clone()).await.unwrap();
     Running { director, stop, file, _dir: dir }
@@ -304,3 +305,6 @@ mod geoip;
 
 #[path = "director/wire.rs"]
 mod wire;
+
+#[path = "director/report_auth.rs"]
+mod report_auth;

@@ -6,7 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
-use http::header::{CONNECTION, CONTENT_TYPE, HOST, USER_AGENT};
+use http::header::{AUTHORIZATION, CONNECTION, CONTENT_TYPE, HOST, USER_AGENT};
 use http::{Method, Request};
 use http_body_util::Full;
 use hyper_util::rt::TokioIo;
@@ -35,25 +35,34 @@ pub(crate) async fn probe(addr: SocketAddr, source: Option<IpAddr>, kind: &Probe
             .connect(name, stream)
             .await
             .map_err(|e| format!("TLS with {addr}: {e}"))?;
-        request(tls, Method::GET, path, host, Bytes::new()).await?
+        request(tls, Method::GET, path, host, None, Bytes::new()).await?
     } else {
-        request(stream, Method::GET, path, host, Bytes::new()).await?
+        request(stream, Method::GET, path, host, None, Bytes::new()).await?
     };
     if (200..400).contains(&status) { Ok(()) } else { Err(format!("status {status}")) }
 }
 
-/// `POST path` with a JSON body to a director; the answer's status.
+/// `POST path` with a JSON body to a director, with `Authorization: Bearer` when a report
+/// token is given; the answer's status.
 pub(crate) async fn post_json(
     addr: SocketAddr,
     source: Option<IpAddr>,
     path: &str,
+    bearer: Option<&str>,
     body: Bytes,
 ) -> Result<u16, String> {
     let stream = connect(addr, source).await.map_err(|e| format!("connect to {addr}: {e}"))?;
-    request(stream, Method::POST, path, &addr.to_string(), body).await
+    request(stream, Method::POST, path, &addr.to_string(), bearer, body).await
 }
 
-async fn request<S>(stream: S, method: Method, path: &str, host: &str, body: Bytes) -> Result<u16, String>
+async fn request<S>(
+    stream: S,
+    method: Method,
+    path: &str,
+    host: &str,
+    bearer: Option<&str>,
+    body: Bytes,
+) -> Result<u16, String>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -65,6 +74,9 @@ where
         .header(CONNECTION, "close");
     if !body.is_empty() {
         req = req.header(CONTENT_TYPE, "application/json");
+    }
+    if let Some(token) = bearer {
+        req = req.header(AUTHORIZATION, format!("Bearer {token}"));
     }
     let req = req.body(Full::new(body)).map_err(|e| e.to_string())?;
     let (mut sender, conn) =

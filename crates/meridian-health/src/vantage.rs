@@ -3,8 +3,10 @@
 //! or TCP, from its source address, each bounded by the check's timeout), applies the check's
 //! failure threshold (Route 53's FailureThreshold: that many results in a row change its
 //! verdict, which starts healthy), and POSTs a [`Report`] of the checks probed that round to
-//! every director. A push still running is not repeated: its director gets what it missed with
-//! the next round's report, so a slow director never holds back the others or the probes.
+//! every director, with `Authorization: Bearer` and the report token when it has one (a
+//! director that refuses it answers 401, logged; the other directors still get their reports).
+//! A push still running is not repeated: its director gets what it missed with the next
+//! round's report, so a slow director never holds back the others or the probes.
 //!
 //! The global config comes as versions on a [`ConfigFeed`]: from a file ([`run_checker`]) or
 //! from the control plane (the binary's `meridian checker --control`); a new version changes
@@ -15,7 +17,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use meridian_model::ValidConfig;
 use serde::Deserialize;
@@ -40,6 +42,11 @@ pub struct CheckerConfig {
     /// The directors' HTTP addresses (`--http` of `meridian director`), as `ip:port` or
     /// `http://ip:port`.
     pub directors: Vec<String>,
+    /// The file of the token sent with every report (its first token; see `meridian director
+    /// --report-token-file`); relative paths are from the checker file's directory. Default:
+    /// none, reports go without a token.
+    #[serde(default)]
+    pub report_token_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -75,8 +82,14 @@ impl CheckerConfig {
         for (i, d) in c.directors.iter().enumerate() {
             director_addr(d).map_err(|m| bad(format!("directors[{i}]: {m}")))?;
         }
+        let dir = path.parent().unwrap_or(Path::new("."));
         if c.config.is_relative() {
-            c.config = path.parent().unwrap_or(Path::new(".")).join(&c.config);
+            c.config = dir.join(&c.config);
+        }
+        if let Some(t) = &mut c.report_token_file
+            && t.is_relative()
+        {
+            *t = dir.join(&*t);
         }
         Ok(c)
     }
@@ -120,24 +133,37 @@ struct Director {
     addr: SocketAddr,
     busy: Arc<AtomicBool>,
     missed: Arc<Mutex<BTreeMap<String, Observation>>>,
+    /// While the director refuses the report token: when that was last logged.
+    refused: Arc<Mutex<Option<Instant>>>,
 }
 
-/// Runs the checker of a checker file until the future is dropped. An invalid or unreadable
-/// global config file is logged and the last good one kept; at start, the checker waits for a
-/// valid one.
-pub async fn run_checker(c: CheckerConfig) {
+/// While a director refuses the report token, at most one log line per this long.
+const REFUSED_LOG_EVERY: Duration = Duration::from_secs(60);
+
+/// Runs the checker of a checker file until the future is dropped, sending `report_token`
+/// (read by the caller from `report_token_file` or its own setting) with every report. An
+/// invalid or unreadable global config file is logged and the last good one kept; at start,
+/// the checker waits for a valid one.
+pub async fn run_checker(c: CheckerConfig, report_token: Option<String>) {
     let (tx, rx) = watch::channel(None);
     let directors = c.directors.iter().filter_map(|d| director_addr(d).ok()).collect();
-    tokio::join!(poll_file(c.config.clone(), tx), run_probes(c.node, directors, rx));
+    tokio::join!(poll_file(c.config.clone(), tx), run_probes(c.node, directors, report_token, rx));
 }
 
-/// Probes by the config versions of `configs` and reports to `directors`, until dropped. When
-/// the feed closes, the last version goes on being probed.
-pub async fn run_probes(node: CheckerNode, directors: Vec<SocketAddr>, mut configs: ConfigFeed) {
+/// Probes by the config versions of `configs` and reports to `directors` (with
+/// `Authorization: Bearer` and `report_token`, if given), until dropped. When the feed closes,
+/// the last version goes on being probed.
+pub async fn run_probes(
+    node: CheckerNode,
+    directors: Vec<SocketAddr>,
+    report_token: Option<String>,
+    mut configs: ConfigFeed,
+) {
     let directors: Vec<Director> = directors
         .into_iter()
-        .map(|addr| Director { addr, busy: Arc::default(), missed: Arc::default() })
+        .map(|addr| Director { addr, busy: Arc::default(), missed: Arc::default(), refused: Arc::default() })
         .collect();
+    let report_token: Option<Arc<str>> = report_token.map(Arc::from);
     let source = node.source_address;
     let mut schedule = Schedule::default();
     let mut streaks: HashMap<String, Streak> = HashMap::new();
@@ -196,14 +222,20 @@ pub async fn run_probes(node: CheckerNode, directors: Vec<SocketAddr>, mut confi
             continue;
         }
         for d in &directors {
-            push(d, &node, source, &observations);
+            push(d, &node, source, report_token.clone(), &observations);
         }
     }
 }
 
 /// Sends `observations` (and those that missed earlier rounds) to one director, unless its
 /// previous push is still out: then they wait for the next round.
-fn push(d: &Director, node: &CheckerNode, source: Option<IpAddr>, observations: &[Observation]) {
+fn push(
+    d: &Director,
+    node: &CheckerNode,
+    source: Option<IpAddr>,
+    token: Option<Arc<str>>,
+    observations: &[Observation],
+) {
     let mut missed = d.missed.lock().unwrap_or_else(|e| e.into_inner());
     for o in observations {
         missed.insert(o.check.clone(), o.clone());
@@ -215,21 +247,43 @@ fn push(d: &Director, node: &CheckerNode, source: Option<IpAddr>, observations: 
     drop(missed);
     let report = Report { checker: node.id.clone(), region: node.region.clone(), observations };
     let body = bytes::Bytes::from(serde_json::to_vec(&report).unwrap_or_default());
-    let (addr, busy) = (d.addr, d.busy.clone());
+    let (addr, busy, refused) = (d.addr, d.busy.clone(), d.refused.clone());
     tokio::spawn(async move {
         let r = tokio::time::timeout(
             Duration::from_secs(2),
-            probe::post_json(addr, source, "/v1/observations", body),
+            probe::post_json(addr, source, "/v1/observations", token.as_deref(), body),
         )
         .await;
         match r {
-            Ok(Ok(s)) if (200..300).contains(&s) => {}
+            Ok(Ok(401)) => refused_unauthorized(&refused, addr, token.is_some()),
+            Ok(Ok(s)) if (200..300).contains(&s) => {
+                if refused.lock().unwrap_or_else(|e| e.into_inner()).take().is_some() {
+                    tracing::info!(director = %addr, "director accepts the reports again");
+                }
+            }
             Ok(Ok(s)) => tracing::warn!(director = %addr, status = s, "director refused the report"),
             Ok(Err(e)) => tracing::debug!(director = %addr, error = %e, "report not delivered; next round"),
             Err(_) => tracing::debug!(director = %addr, "report timed out; next round"),
         }
         busy.store(false, Ordering::Release);
     });
+}
+
+/// A director answered 401: logged as an error at once, then at most once per
+/// [`REFUSED_LOG_EVERY`] while it goes on; the other directors are not affected.
+fn refused_unauthorized(refused: &Mutex<Option<Instant>>, addr: SocketAddr, sent_token: bool) {
+    let now = Instant::now();
+    let mut last = refused.lock().unwrap_or_else(|e| e.into_inner());
+    if last.is_some_and(|t| now.duration_since(t) < REFUSED_LOG_EVERY) {
+        return;
+    }
+    *last = Some(now);
+    let hint = if sent_token {
+        "this checker's report token is not in the director's --report-token-file"
+    } else {
+        "the director wants a report token: give the checker --report-token-file"
+    };
+    tracing::error!(director = %addr, hint, "report to director {addr} refused: unauthorized");
 }
 
 /// Feeds the file's valid versions, checking it every second.
@@ -303,6 +357,14 @@ mod tests {
         let c = CheckerConfig::load(&file).unwrap();
         assert_eq!(c.config, dir.join("g.yaml"));
         assert_eq!(c.node.source_address, Some("127.0.20.1".parse().unwrap()));
+        assert_eq!(c.report_token_file, None);
+        write(
+            "node: { id: c1, region: us }\nconfig: g.yaml\ndirectors: []\nreport_token_file: secrets/report.token\n",
+        );
+        assert_eq!(
+            CheckerConfig::load(&file).unwrap().report_token_file,
+            Some(dir.join("secrets/report.token"))
+        );
         write("node: { id: c1, region: us }\nconfig: g.yaml\ndirectors: [\"director:8053\"]\n");
         let e = CheckerConfig::load(&file).unwrap_err().to_string();
         assert!(

@@ -82,6 +82,7 @@ async fn start(spec: ControlSpec) -> Node {
         tcp_timeout: Duration::from_secs(5),
         http: None,
         geo_database: None,
+        report_tokens: None,
     };
     let director = Director::start_with_health(opts, Arc::new(AllHealthy), stop.clone()).await.unwrap();
     Node { director, stop }
@@ -206,6 +207,7 @@ async fn director_without_control_or_snapshot_does_not_start() {
         tcp_timeout: Duration::from_secs(5),
         http: None,
         geo_database: None,
+        report_tokens: None,
     };
     let e = match Director::start_with_health(opts, Arc::new(AllHealthy), CancellationToken::new()).await {
         Ok(_) => panic!("started without any config"),

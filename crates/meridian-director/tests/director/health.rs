@@ -81,6 +81,7 @@ impl Lab {
             tcp_timeout: Duration::from_secs(5),
             http: Some("127.0.20.53:0".parse().unwrap()),
             geo_database: None,
+            report_tokens: None,
         };
         let director = Director::start(opts, stop.clone()).await.unwrap();
         let http_addr = director.http_addr().unwrap();
@@ -102,8 +103,9 @@ impl Lab {
                     },
                     config: file,
                     directors: vec![format!("http://{hanging_addr}"), format!("http://{http_addr}")],
+                    report_token_file: None,
                 };
-                tokio::spawn(run_checker(c))
+                tokio::spawn(run_checker(c, None))
             })
             .collect();
         Lab { director, stop, checkers, http: reqwest::Client::new(), _dir: dir, _hanging: hanging }

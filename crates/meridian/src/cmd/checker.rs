@@ -17,6 +17,7 @@ use anyhow::Context;
 use meridian_director::meridian_health::{
     CheckerConfig, CheckerNode, director_addr, run_checker, run_probes,
 };
+use meridian_director::report_auth::ReportTokens;
 use meridian_model::ValidConfig;
 use meridian_sync::follow::{First, Follower, Running, Verdict, first_config, parse_config};
 use meridian_sync::protocol::{Kind, Snapshot};
@@ -58,6 +59,17 @@ pub struct Args {
     /// probing by the last-known-good snapshot, e.g. `10s`.
     #[arg(long, default_value = "10s", value_parser = meridian_core::parse_duration)]
     initial_wait: Duration,
+    /// The report token file: its first token goes with every report (`Authorization:
+    /// Bearer`), as the directors' `--report-token-file` expects. With `-c`, overrides the
+    /// checker file's `report_token_file`. Default: reports without a token.
+    #[arg(long)]
+    report_token_file: Option<PathBuf>,
+}
+
+/// The token sent with every report: the first of the file.
+fn report_token(file: Option<&PathBuf>) -> anyhow::Result<Option<String>> {
+    let Some(path) = file else { return Ok(None) };
+    Ok(Some(ReportTokens::load(path)?.first().to_string()))
 }
 
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
@@ -70,6 +82,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     }
     let file = a.config.context("give the checker file with -c FILE (or --control URL)")?;
     let c = CheckerConfig::load(&file)?;
+    let token = report_token(a.report_token_file.as_ref().or(c.report_token_file.as_ref()))?;
     // Probes are small and few: one thread is plenty.
     super::runtime(Some(1))?.block_on(async move {
         println!(
@@ -79,7 +92,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             c.directors.len(),
             c.config.display()
         );
-        until_stopped(run_checker(c)).await
+        until_stopped(run_checker(c, token)).await
     })
 }
 
@@ -110,6 +123,7 @@ fn run_control(a: Args) -> anyhow::Result<ExitCode> {
         .trim()
         .to_string();
     anyhow::ensure!(!token.is_empty(), "the token file {} is empty", token_file.display());
+    let report_token = report_token(a.report_token_file.as_ref())?;
     let node = CheckerNode { id, region, source_address: a.source_address };
     super::runtime(Some(1))?.block_on(async move {
         let urls = a.control.join(", ");
@@ -125,7 +139,7 @@ fn run_control(a: Args) -> anyhow::Result<ExitCode> {
         let (tx, rx) = watch::channel(Some(boot.config));
         let follow = follow(boot.follow, boot.events, boot.initial, boot.pending, boot.stale, tx);
         until_stopped(async move {
-            tokio::join!(run_probes(node, directors, rx), follow);
+            tokio::join!(run_probes(node, directors, report_token, rx), follow);
         })
         .await
     })

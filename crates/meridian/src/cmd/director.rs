@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
+use meridian_director::report_auth::ReportTokens;
 use tokio_util::sync::CancellationToken;
 
 #[derive(clap::Args)]
@@ -44,6 +45,11 @@ pub struct Args {
     /// `GET /v1/explain`, e.g. `127.0.0.1:8053`. Default: none (health stays all healthy).
     #[arg(long)]
     http: Option<SocketAddr>,
+    /// The tokens a checker's report must carry (`Authorization: Bearer`), one per line (blank
+    /// lines and `#` comments ignored; several while a token is rotated). Read once at start.
+    /// Default: none, reports are not authenticated (a warning at start).
+    #[arg(long)]
+    report_token_file: Option<PathBuf>,
     /// A MaxMind-format database (GeoIP2/GeoLite2 Country or City `.mmdb`) for geolocation
     /// and geoproximity answers, consulted for client networks the config's `dns.geo` rows do
     /// not cover. Read once at start.
@@ -134,6 +140,26 @@ fn geo_database(a: &Args) -> anyhow::Result<Option<std::sync::Arc<meridian_direc
     Ok(Some(std::sync::Arc::new(db)))
 }
 
+/// The accepted report tokens; without them, a warning when reports can arrive.
+fn report_tokens(a: &Args) -> anyhow::Result<Option<ReportTokens>> {
+    match &a.report_token_file {
+        Some(path) => {
+            let tokens = ReportTokens::load(path)?;
+            tracing::info!(path = %path.display(), tokens = tokens.len(), "checkers' reports need a report token");
+            Ok(Some(tokens))
+        }
+        None => {
+            if a.http.is_some() {
+                tracing::warn!(
+                    "checkers' reports are not authenticated: anyone who reaches --http can report; \
+                     give --report-token-file"
+                );
+            }
+            Ok(None)
+        }
+    }
+}
+
 fn serve(a: &Args, source: meridian_director::Source) -> anyhow::Result<ExitCode> {
     let opts = meridian_director::Options {
         listen: a.listen,
@@ -141,6 +167,7 @@ fn serve(a: &Args, source: meridian_director::Source) -> anyhow::Result<ExitCode
         tcp_timeout: Duration::from_secs(10),
         http: a.http,
         geo_database: geo_database(a)?,
+        report_tokens: report_tokens(a)?,
     };
     super::runtime(a.workers)?.block_on(async move {
         let stop = CancellationToken::new();
