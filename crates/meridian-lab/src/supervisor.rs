@@ -81,6 +81,7 @@ impl Supervisor {
     ) -> Result<Arc<Supervisor>, LabError> {
         state::take_over(&opts.dir, progress)?;
         let generated = generate(&lab, &opts.dir)?;
+        crate::dns::write_report_token(&generated.dir)?;
         progress(&format!("generated configs and certificates in {}", generated.dir.display()));
         if let Err(e) = nft::reset() {
             progress(&format!("warning: {e} (blackhole faults will not work)"));
@@ -263,6 +264,8 @@ fn plan(lab: &LabConfig, g: &Generated, workers: usize) -> Vec<Proc> {
             &crate::dns::DIRECTOR_DNS.to_string(),
             "--http",
             &crate::dns::DIRECTOR_HTTP.to_string(),
+            "--report-token-file",
+            &crate::dns::report_token_file(&g.dir).display().to_string(),
             "--workers",
             "1",
         ]
@@ -293,6 +296,8 @@ fn plan(lab: &LabConfig, g: &Generated, workers: usize) -> Vec<Proc> {
             &crate::dns::DIRECTOR_HTTP.to_string(),
             "--source-address",
             &crate::dns::checker_source(r).to_string(),
+            "--report-token-file",
+            &crate::dns::report_token_file(&g.dir).display().to_string(),
         ];
         procs.push(Proc {
             args: args.map(String::from).to_vec(),
