@@ -38,8 +38,9 @@ impl std::fmt::Debug for ReportTokens {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReportTokenError {
-    #[error("cannot read the report token file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    /// Not a `source`: the message already says it, and error chains would say it twice.
+    #[error("cannot read the report token file {path}: {error}")]
+    Read { path: PathBuf, error: std::io::Error },
     #[error(
         "the report token file {path} holds no token (one per line; blank lines and # comments are ignored)"
     )]
@@ -53,7 +54,7 @@ impl ReportTokens {
     /// a token is an error naming the file.
     pub fn load(path: &Path) -> Result<ReportTokens, ReportTokenError> {
         let text = std::fs::read_to_string(path)
-            .map_err(|source| ReportTokenError::Read { path: path.into(), source })?;
+            .map_err(|error| ReportTokenError::Read { path: path.into(), error })?;
         match Self::parse(&text) {
             Ok(Some(t)) => Ok(t),
             Ok(None) => Err(ReportTokenError::Empty { path: path.into() }),
