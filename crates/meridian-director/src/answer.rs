@@ -9,7 +9,7 @@ use ipnet::IpNet;
 
 use crate::health::HealthView;
 use crate::policy::{self, Ctx};
-use crate::view::View;
+use crate::view::{Rr, View};
 
 /// Who asks: the resolver's address, the EDNS Client Subnet it sent (RFC 7871; the network
 /// with its source prefix length), and a uniform random number for weighted and multivalue
@@ -86,9 +86,9 @@ pub fn answer(
     Answer {
         rcode: r.rcode,
         authoritative: r.authoritative,
-        answers: r.answers.into_iter().cloned().collect(),
+        answers: r.answers.into_iter().map(|r| r.record.clone()).collect(),
         authority: r.authority.into_iter().cloned().collect(),
-        additional: r.additional.to_vec(),
+        additional: r.additional.iter().map(|r| r.record.clone()).collect(),
         ecs_scope: r.ecs_scope,
         why: r.why,
     }
@@ -99,10 +99,12 @@ pub fn answer(
 pub(crate) struct Reply<'v> {
     pub rcode: Rcode,
     pub authoritative: bool,
-    pub answers: Vec<&'v Record>,
+    pub answers: Vec<&'v Rr>,
     /// The SOA of a negative answer (NXDOMAIN, NODATA).
     pub authority: Option<&'v Record>,
-    pub additional: &'v [Record],
+    pub additional: &'v [Rr],
+    /// Whether a CNAME was followed: answers then have other owners than the question's name.
+    pub chased: bool,
     pub ecs_scope: Option<u8>,
     /// Filled in only when `explain` was asked; the decision does not depend on it.
     pub why: Why,
@@ -124,6 +126,7 @@ pub(crate) fn reply<'v>(
         answers: Vec::new(),
         authority: None,
         additional: &[],
+        chased: false,
         ecs_scope: client.ecs.map(|_| 0),
         why: Why { client: client.deciding_addr(), ..Why::default() },
     };
@@ -249,6 +252,7 @@ fn chase<'v>(
         if explain {
             a.why.note = format!("followed the CNAME to {}", set.label);
         }
+        a.chased = true;
         a.answers.extend(choice.records);
     }
 }

@@ -11,12 +11,11 @@
 
 use std::net::IpAddr;
 
-use hickory_proto::rr::Record;
 use ipnet::IpNet;
 
 use crate::health::{HealthTarget, HealthView};
 use crate::table;
-use crate::view::View;
+use crate::view::{Rr, View};
 
 /// Most values a multivalue answer carries (as Route 53).
 pub const MULTIVALUE_MAX: usize = 8;
@@ -26,7 +25,7 @@ pub const MULTIVALUE_MAX: usize = 8;
 #[derive(Debug)]
 pub(crate) struct Member {
     pub region: Option<String>,
-    pub records: Vec<Record>,
+    pub records: Vec<Rr>,
     /// The health check that decides it, when configured (else its region's, or healthy).
     pub check: Option<String>,
 }
@@ -45,7 +44,7 @@ pub(crate) enum Policy {
 /// What decided the answer.
 pub(crate) struct Choice<'v> {
     /// The answer's records, borrowed from the view.
-    pub records: Vec<&'v Record>,
+    pub records: Vec<&'v Rr>,
     pub policy: &'static str,
     /// Which member(s), in words: `primary us-east-1`, `members[2]`; written only when the
     /// answer is explained ([`Ctx::explain`]), empty otherwise.
@@ -159,7 +158,7 @@ fn choice<'v>(
     cx: &Ctx<'_>,
     policy: &'static str,
     member: impl FnOnce() -> String,
-    records: Vec<&'v Record>,
+    records: Vec<&'v Rr>,
 ) -> Choice<'v> {
     Choice {
         records,
@@ -291,7 +290,7 @@ fn eval<'v>(policy: &'v Policy, cx: &Ctx<'_>, ok: &dyn Fn(usize, &Member) -> boo
                 return None;
             }
             let start = (cx.roll % n as u64) as usize;
-            let records: Vec<&Record> = values().cycle().skip(start).take(n.min(MULTIVALUE_MAX)).collect();
+            let records: Vec<&Rr> = values().cycle().skip(start).take(n.min(MULTIVALUE_MAX)).collect();
             let member = || {
                 let names: Vec<String> =
                     (0..members.len()).filter(|&i| live.has(i)).map(|i| name(i, &members[i])).collect();

@@ -2,6 +2,13 @@
 //! [`respond`]: decode with hickory-proto, [`reply`], encode with hickory-proto's encoder
 //! (`emit_message_parts`) into a buffer reused from one query to the next.
 //!
+//! Answers whose records all belong to the question's name (no CNAME followed, no authority or
+//! additional section) are put together from pieces hickory-proto encoded: the header
+//! (`Header::emit`), the question as received, each record's bytes encoded when the config
+//! version was compiled ([`Rr`](crate::view::Rr)), and the OPT record (`Record::emit`). Nothing
+//! is patched. Anything else, and any answer that would not fit the client's size, goes through
+//! `emit_message_parts`, which also truncates.
+//!
 //! UDP is served by one receive loop per runtime worker, sharing the socket: no task, channel
 //! or buffer per query (hickory-server spawns a task per request, which cost about half of the
 //! director's instructions per query; docs/benchmarks.md). TCP: one task per connection, RFC
@@ -25,10 +32,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio_util::sync::CancellationToken;
 
-use crate::answer::{ClientInfo, Rcode, reply};
+use crate::answer::{ClientInfo, Rcode, Reply, reply};
 use crate::fxhash::FxBuild;
 use crate::rrl::RrlDecision;
 use crate::server::Shared;
+use crate::view::Rr;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Transport {
@@ -266,9 +274,62 @@ pub(crate) fn respond(
             }
         }
     }
-    let records = Records { answers: &a.answers, authority: a.authority, additional: a.additional };
-    encode(out, &meta, question, records, edns.as_ref(), max);
+    if !(copyable(&a, question.bytes, &qname)
+        && encode_copied(out, &meta, question, &a.answers, edns.as_ref(), max))
+    {
+        let records = Records { answers: &a.answers, authority: a.authority, additional: a.additional };
+        encode(out, &meta, question, records, edns.as_ref(), max);
+    }
     true
+}
+
+/// Whether the answer can be put together from its records' pre-encoded bytes: only answers
+/// owned by the question's name, and a question encoded plainly (its labels where a plain
+/// encoding of the name puts them, which the pre-encoded compression pointers assume).
+fn copyable(a: &Reply<'_>, question: &[u8], qname: &LowerName) -> bool {
+    let plain = qname.iter().map(|l| l.len() + 1).sum::<usize>() + 1 + 4;
+    !a.chased && a.authority.is_none() && a.additional.is_empty() && question.len() == plain
+}
+
+/// The response from pre-encoded pieces (see the module documentation). False when a record
+/// has no pre-encoded bytes or the response would exceed `max`: then nothing is decided yet
+/// and [`encode`] must be used.
+fn encode_copied(
+    out: &mut Vec<u8>,
+    meta: &Metadata,
+    q: Question<'_>,
+    answers: &[&Rr],
+    edns: Option<&Edns>,
+    max: u16,
+) -> bool {
+    let Ok(count) = u16::try_from(answers.len()) else { return false };
+    out.clear();
+    let mut encoder = BinEncoder::new(out);
+    encoder.set_max_size(max);
+    let counts = HeaderCounts {
+        queries: q.count,
+        answers: count,
+        authorities: 0,
+        additionals: u16::from(edns.is_some()),
+    };
+    let done = (|| {
+        Header { metadata: *meta, counts }.emit(&mut encoder)?;
+        encoder.emit_vec(q.bytes)?;
+        for r in answers {
+            if r.wire.is_empty() {
+                return Err(ProtoError::from("no pre-encoded record"));
+            }
+            encoder.emit_vec(&r.wire)?;
+        }
+        if let Some(e) = edns {
+            // As emit_message_parts: the high bits of the response code travel in the OPT.
+            let mut e = e.clone();
+            e.set_rcode_high(meta.response_code.high());
+            Record::from(&e).emit(&mut encoder)?;
+        }
+        Ok::<_, ProtoError>(())
+    })();
+    done.is_ok()
 }
 
 /// The question section as received, emitted as is (as hickory-server does).
@@ -285,7 +346,10 @@ impl EmitAndCount for Question<'_> {
         let start = encoder.offset();
         encoder.emit_vec(self.bytes)?;
         if self.first && matches!(encoder.name_encoding(), NameEncoding::Compressed) {
-            encoder.store_label_pointer(start, start + self.bytes.len());
+            // The name only (not the type and class after it), so that the answers' names
+            // compress against it (hickory-server offers the whole question, which no name
+            // ever matches).
+            encoder.store_label_pointer(start, start + self.bytes.len().saturating_sub(4));
         }
         Ok(usize::from(self.count))
     }
@@ -293,9 +357,9 @@ impl EmitAndCount for Question<'_> {
 
 #[derive(Default)]
 struct Records<'a> {
-    answers: &'a [&'a Record],
+    answers: &'a [&'a Rr],
     authority: Option<&'a Record>,
-    additional: &'a [Record],
+    additional: &'a [Rr],
 }
 
 /// Encodes a response into `out` with hickory-proto, at most `max` bytes: records that do not
@@ -315,9 +379,9 @@ fn encode(
     let done = emit_message_parts(
         meta,
         &mut q,
-        &mut r.answers.iter().copied(),
+        &mut r.answers.iter().map(|r| &r.record),
         &mut r.authority.into_iter(),
-        &mut r.additional.iter(),
+        &mut r.additional.iter().map(|r| &r.record),
         edns,
         None,
         &mut encoder,
@@ -329,5 +393,70 @@ fn encode(
         metadata.response_code = ResponseCode::ServFail;
         let header = Header { metadata, counts: HeaderCounts::default() };
         let _ = header.emit(&mut BinEncoder::new(out));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::str::FromStr;
+
+    use hickory_proto::rr::{Name, RecordType};
+
+    use super::*;
+    use crate::AllHealthy;
+    use crate::view::View;
+
+    const EXAMPLE: &str = include_str!("../../../examples/dns.yaml");
+
+    #[test]
+    fn answers_from_pre_encoded_records_are_the_message_the_encoder_writes() {
+        let view = View::build(&meridian_model::parse_global(EXAMPLE).unwrap(), 7).unwrap();
+        let mut edns = Edns::new();
+        edns.set_max_payload(1232);
+        let asked = [
+            ("api.example.com.", RecordType::A),
+            ("API.Example.COM.", RecordType::TXT),
+            ("www.api.example.com.", RecordType::CNAME),
+            ("multi.api.example.com.", RecordType::A),
+            ("latency.api.example.com.", RecordType::AAAA),
+            ("api.example.com.", RecordType::SOA),
+            ("elsewhere.example.", RecordType::A),
+        ];
+        for (name, t) in asked {
+            for edns in [None, Some(&edns)] {
+                let query = Query::query(Name::from_ascii(name).unwrap(), t);
+                let mut bytes = Vec::new();
+                query.emit(&mut BinEncoder::new(&mut bytes)).unwrap();
+                let qname = LowerName::from(query.name());
+                let client = ClientInfo { addr: "192.0.2.1".parse().unwrap(), ecs: None, roll: 3 };
+                let a = reply(&view, &qname, t, &client, &AllHealthy, false);
+                assert!(copyable(&a, &bytes, &qname), "{name} {t}");
+                let mut meta =
+                    Metadata::response_from_request(&Metadata::new(7, MessageType::Query, OpCode::Query));
+                meta.authoritative = a.authoritative;
+                let q = Question { bytes: &bytes, count: 1, first: true };
+                let (mut copied, mut encoded) = (Vec::new(), Vec::new());
+                assert!(encode_copied(&mut copied, &meta, q, &a.answers, edns, 1232), "{name} {t}");
+                let records = Records { answers: &a.answers, authority: None, additional: &[] };
+                encode(&mut encoded, &meta, q, records, edns, 1232);
+                // The same message; the pre-encoded one compresses at least as well (its names
+                // point to every suffix of the question).
+                let (x, y) = (Message::from_vec(&copied).unwrap(), Message::from_vec(&encoded).unwrap());
+                assert_eq!(x, y, "{name} {t} edns {}", edns.is_some());
+                assert_eq!(x.queries[0].name().to_string(), name, "the question as asked");
+                assert!(copied.len() <= encoded.len(), "{name} {t}");
+                // Too big for the client: left to the encoder, which truncates.
+                assert!(a.answers.is_empty() || !encode_copied(&mut copied, &meta, q, &a.answers, edns, 40));
+            }
+        }
+        let chased = reply(
+            &view,
+            &LowerName::from(Name::from_str("www.api.example.com.").unwrap()),
+            RecordType::A,
+            &ClientInfo { addr: "192.0.2.1".parse().unwrap(), ecs: None, roll: 0 },
+            &AllHealthy,
+            false,
+        );
+        assert!(chased.chased && chased.answers.len() > 1, "a followed CNAME is encoded as usual");
     }
 }

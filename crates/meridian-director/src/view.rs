@@ -2,11 +2,14 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
+use std::ops::Deref;
 use std::str::FromStr;
 use std::sync::Arc;
 
+use hickory_proto::op::Query;
 use hickory_proto::rr::rdata::{A, AAAA, CNAME, NS, SOA, TXT};
 use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
+use hickory_proto::serialize::binary::{BinEncodable, BinEncoder};
 use ipnet::IpNet;
 use meridian_model::ValidConfig;
 use meridian_model::dns::{self, RateLimit, RoutingPolicy};
@@ -29,13 +32,55 @@ pub enum ViewError {
 pub(crate) struct ZoneView {
     pub name: LowerName,
     pub ttl: u32,
-    pub soa: Record,
+    pub soa: Rr,
     /// The SOA for negative answers, with the negative-caching TTL of RFC 2308 §3: the smaller
     /// of the SOA's TTL and its MINIMUM field.
     pub negative_soa: Record,
-    pub ns: Vec<Record>,
+    pub ns: Vec<Rr>,
     /// A/AAAA of name servers inside the zone.
-    pub glue: Vec<Record>,
+    pub glue: Vec<Rr>,
+}
+
+/// A record and hickory-proto's encoding of it as an answer to a question for its own name,
+/// made once per config version. In that encoding the owner name is a compression pointer to
+/// the question (offset 12) and other names are compressed against the question's labels only,
+/// so the bytes hold in any response whose question is that name, in any letter case, at any
+/// place in the answer section: the transport copies them instead of encoding the record per
+/// query (`crate::transport`). Empty when the encoder refused the record (never seen; the
+/// transport then encodes the response as usual).
+#[derive(Debug)]
+pub(crate) struct Rr {
+    pub record: Record,
+    pub wire: Box<[u8]>,
+}
+
+impl Rr {
+    pub(crate) fn new(record: Record) -> Rr {
+        let mut buf = Vec::new();
+        let mut encoder = BinEncoder::new(&mut buf);
+        let question = Query::query(record.name.clone(), record.record_type());
+        // The header's 12 bytes, then the question, whose labels the record's names point to.
+        let start = (|| {
+            encoder.emit_vec(&[0; 12])?;
+            question.emit(&mut encoder)?;
+            let start = encoder.offset();
+            record.emit(&mut encoder)?;
+            Ok::<_, hickory_proto::ProtoError>(start)
+        })();
+        let wire = match start {
+            Ok(start) => buf[start..].into(),
+            Err(_) => Box::default(),
+        };
+        Rr { record, wire }
+    }
+}
+
+impl Deref for Rr {
+    type Target = Record;
+
+    fn deref(&self) -> &Record {
+        &self.record
+    }
 }
 
 pub(crate) struct SetView {
@@ -106,16 +151,17 @@ impl View {
             let soa = Record::from_rdata(zname.clone(), ttl, RData::SOA(soa));
             let mut negative_soa = soa.clone();
             negative_soa.ttl = negative_ttl;
+            let soa = Rr::new(soa);
             let mut ns = Vec::new();
             let mut glue = Vec::new();
             for n in &z.ns {
                 let nsname = name(&p, &n.name)?;
-                ns.push(Record::from_rdata(zname.clone(), ttl, RData::NS(NS(nsname.clone()))));
+                ns.push(Rr::new(Record::from_rdata(zname.clone(), ttl, RData::NS(NS(nsname.clone())))));
                 if let Some(a) = &n.address
                     && zname.zone_of(&nsname)
                 {
                     let ip: IpAddr = a.parse().map_err(|e| err(&p, e))?;
-                    glue.push(Record::from_rdata(nsname.clone(), ttl, ip_rdata(ip)));
+                    glue.push(Rr::new(Record::from_rdata(nsname.clone(), ttl, ip_rdata(ip))));
                     add_name(&mut names, &nsname, &zname);
                 }
             }
@@ -229,7 +275,7 @@ fn member(
             _ => ip_rdata(v.parse().map_err(|e| err(p, e))?),
         });
     }
-    let records = rdata.into_iter().map(|d| Record::from_rdata(owner.clone(), ttl, d)).collect();
+    let records = rdata.into_iter().map(|d| Rr::new(Record::from_rdata(owner.clone(), ttl, d))).collect();
     Ok(Member { region: region.map(str::to_string), records, check })
 }
 
