@@ -58,6 +58,41 @@ fn run_in(dir: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> (i32, S
     )
 }
 
+/// The admin token of the control planes these tests start.
+const ADMIN_TOKEN: &str = "cli-admin-token";
+
+/// Runs a client command in `dir` against the control plane at `server`, as its admin.
+fn admin_client(dir: &Path, server: &str, args: &[&str]) -> (i32, String, String) {
+    run_in(dir, args, &[("MERIDIAN_SERVER", server), ("MERIDIAN_TOKEN", ADMIN_TOKEN)])
+}
+
+/// A port free for both TCP and UDP on `ip`.
+fn free_tcp_udp(ip: &str) -> std::net::SocketAddr {
+    loop {
+        let t = std::net::TcpListener::bind(format!("{ip}:0")).unwrap();
+        let a = t.local_addr().unwrap();
+        if std::net::UdpSocket::bind(a).is_ok() {
+            return a;
+        }
+    }
+}
+
+/// Writes `admin.token` and a `control.yaml` (deployment `lab`, embedded store) in `dir`,
+/// starts `meridian control` there on a free port of `ip` and waits until it listens; returns
+/// the process and its URL.
+async fn start_control(dir: &Path, ip: &str) -> (ChildGuard, String) {
+    let addr = free_tcp_udp(ip);
+    std::fs::write(dir.join("admin.token"), format!("{ADMIN_TOKEN}\n")).unwrap();
+    let yaml = format!("listen: {addr}\ndeployment: lab\nadmin_token_file: admin.token\n");
+    std::fs::write(dir.join("control.yaml"), yaml).unwrap();
+    let control = ChildGuard::spawn(
+        Command::new(bin()).args(["control", "-c", "control.yaml"]).current_dir(dir).stdout(Stdio::null()),
+    )
+    .unwrap();
+    wait_for_tcp(addr, Duration::from_secs(20)).await.unwrap();
+    (control, format!("http://{addr}"))
+}
+
 #[test]
 fn version_and_help_on_every_subcommand() {
     let (code, out, _) = run(&["--version"]);

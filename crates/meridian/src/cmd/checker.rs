@@ -30,23 +30,8 @@ pub struct Args {
     /// file) and `directors` (their `--http` addresses).
     #[arg(short = 'c', long)]
     config: Option<PathBuf>,
-    /// Take the config from the control plane instead of a checker file: its URLs,
-    /// comma-separated, tried in order, e.g. `http://127.0.0.1:9800,http://10.0.2.5:9800`.
-    #[arg(long, value_delimiter = ',')]
-    control: Vec<String>,
-    /// With `--control`: the file holding this checker's node token.
-    #[arg(long)]
-    token_file: Option<PathBuf>,
-    /// With `--control`: this checker's node id, one vantage point (its token is bound to it).
-    #[arg(long)]
-    node_id: Option<String>,
-    /// With `--control`: the region it probes from (its token is bound to it).
-    #[arg(long)]
-    region: Option<String>,
-    /// With `--control`: prefix of the last-known-good file (`PATH.config`); the checker
-    /// probes by it when no control instance answers.
-    #[arg(long)]
-    snapshot: Option<PathBuf>,
+    #[command(flatten)]
+    control: super::control_flags::ControlArgs,
     /// With `--control`: a director's `--http` address (`ip:port` or `http://ip:port`);
     /// repeat or comma-separate for several.
     #[arg(long = "director", value_delimiter = ',')]
@@ -55,10 +40,6 @@ pub struct Args {
     /// system's choice.
     #[arg(long)]
     source_address: Option<IpAddr>,
-    /// With `--control`: how long to wait at start for a config from the control plane before
-    /// probing by the last-known-good snapshot, e.g. `10s`.
-    #[arg(long, default_value = "10s", value_parser = meridian_core::parse_duration)]
-    initial_wait: Duration,
     /// The report token file: its first token goes with every report (`Authorization:
     /// Bearer`), as the directors' `--report-token-file` expects. With `-c`, overrides the
     /// checker file's `report_token_file`. Default: reports without a token.
@@ -74,10 +55,10 @@ fn report_token(file: Option<&PathBuf>) -> anyhow::Result<Option<String>> {
 
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(
-        a.control.is_empty() || a.config.is_none(),
+        !a.control.given() || a.config.is_none(),
         "give either -c FILE or --control URL, not both"
     );
-    if !a.control.is_empty() {
+    if a.control.given() {
         return run_control(a);
     }
     let file = a.config.context("give the checker file with -c FILE (or --control URL)")?;
@@ -107,27 +88,23 @@ async fn until_stopped(work: impl std::future::Future<Output = ()>) -> anyhow::R
 }
 
 fn run_control(a: Args) -> anyhow::Result<ExitCode> {
-    let (Some(token_file), Some(id), Some(region), Some(snapshot)) =
-        (a.token_file, a.node_id, a.region, a.snapshot)
-    else {
-        anyhow::bail!("--control needs --token-file, --node-id, --region and --snapshot");
-    };
+    let c = a.control.required()?;
     anyhow::ensure!(!a.directors.is_empty(), "--control needs at least one --director ADDR");
     let directors = a
         .directors
         .iter()
         .map(|d| director_addr(d).map_err(anyhow::Error::msg))
         .collect::<anyhow::Result<Vec<SocketAddr>>>()?;
-    let token = std::fs::read_to_string(&token_file)
-        .with_context(|| format!("cannot read the token file {}", token_file.display()))?
+    let token = std::fs::read_to_string(&c.token_file)
+        .with_context(|| format!("cannot read the token file {}", c.token_file.display()))?
         .trim()
         .to_string();
-    anyhow::ensure!(!token.is_empty(), "the token file {} is empty", token_file.display());
+    anyhow::ensure!(!token.is_empty(), "the token file {} is empty", c.token_file.display());
     let report_token = report_token(a.report_token_file.as_ref())?;
-    let node = CheckerNode { id, region, source_address: a.source_address };
+    let node = CheckerNode { id: c.node_id, region: c.region, source_address: a.source_address };
     super::runtime(Some(1))?.block_on(async move {
-        let urls = a.control.join(", ");
-        let boot = connect(a.control, token, &node, Lkg::new(snapshot), a.initial_wait).await?;
+        let urls = c.urls.join(", ");
+        let boot = connect(c.urls, token, &node, Lkg::new(c.snapshot), c.initial_wait).await?;
         let stale = if boot.stale { " (stale: from the last-known-good snapshot)" } else { "" };
         println!(
             "checker {} in {} reporting to {} director(s), config version {} from control {urls}{stale}",

@@ -17,27 +17,8 @@ pub struct Args {
     /// The global config file (with a `dns` section); re-read when it changes.
     #[arg(short = 'f', long, global = true)]
     file: Option<PathBuf>,
-    /// Take the config from the control plane instead of a file: its URLs, comma-separated,
-    /// tried in order, e.g. `http://127.0.0.1:9800,http://10.0.2.5:9800`.
-    #[arg(long, value_delimiter = ',')]
-    control: Vec<String>,
-    /// With `--control`: the file holding this director's node token.
-    #[arg(long)]
-    token_file: Option<PathBuf>,
-    /// With `--control`: this director's node id (its token is bound to it).
-    #[arg(long)]
-    node_id: Option<String>,
-    /// With `--control`: this director's region (its token is bound to it).
-    #[arg(long)]
-    region: Option<String>,
-    /// With `--control`: prefix of the last-known-good files (`PATH.config`, `PATH.controls`);
-    /// the director boots from them when no control instance answers.
-    #[arg(long)]
-    snapshot: Option<PathBuf>,
-    /// With `--control`: how long to wait at start for a config from the control plane before
-    /// answering from the last-known-good snapshot, e.g. `10s`.
-    #[arg(long, default_value = "10s", value_parser = meridian_core::parse_duration)]
-    initial_wait: Duration,
+    #[command(flatten)]
+    control: super::control_flags::ControlArgs,
     /// UDP and TCP address to answer on.
     #[arg(long, default_value = "127.0.0.1:5353")]
     listen: SocketAddr,
@@ -100,19 +81,12 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         return explain_remote(director, e);
     }
     // Checked here, not with clap's conflicts_with: `-f` is global and `explain` has no `--control`.
-    anyhow::ensure!(
-        a.control.is_empty() || a.file.is_none(),
-        "give either -f FILE or --control URL, not both"
-    );
-    if !a.control.is_empty() && a.command.is_none() {
-        let (Some(token_file), Some(node_id), Some(region), Some(snapshot)) =
-            (a.token_file.clone(), a.node_id.clone(), a.region.clone(), a.snapshot.clone())
-        else {
-            anyhow::bail!("--control needs --token-file, --node-id, --region and --snapshot");
-        };
+    anyhow::ensure!(!a.control.given() || a.file.is_none(), "give either -f FILE or --control URL, not both");
+    if a.control.given() && a.command.is_none() {
+        let c = a.control.required()?;
         let mut spec =
-            meridian_director::ControlSpec::new(a.control.clone(), token_file, node_id, region, snapshot);
-        spec.initial_wait = a.initial_wait;
+            meridian_director::ControlSpec::new(c.urls, c.token_file, c.node_id, c.region, c.snapshot);
+        spec.initial_wait = c.initial_wait;
         return serve(&a, meridian_director::Source::Control(spec));
     }
     let file = a.file.clone().context("give the global config file with -f FILE (or --control URL)")?;

@@ -2,6 +2,7 @@ pub mod checker;
 pub mod client;
 pub mod config_cli;
 pub mod control;
+pub mod control_flags;
 pub mod director;
 pub mod drill;
 pub mod fleet_cli;

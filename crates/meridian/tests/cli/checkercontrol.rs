@@ -6,7 +6,7 @@
 //! gone, a restarted checker probes by its last-known-good snapshot, says it is stale and keeps
 //! reporting. Polls with generous deadlines.
 
-use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -17,19 +17,7 @@ use serde_json::Value;
 
 use crate::{SERIAL, bin};
 
-const TOKEN: &str = "checker-admin-token";
 const DEADLINE: Duration = Duration::from_secs(30);
-
-/// A port free for TCP and UDP on `ip`.
-fn free(ip: &str) -> SocketAddr {
-    loop {
-        let t = TcpListener::bind(format!("{ip}:0")).unwrap();
-        let a = t.local_addr().unwrap();
-        if UdpSocket::bind(a).is_ok() {
-            return a;
-        }
-    }
-}
 
 /// The global config: one check of us-east-1 (the test upstream standing in for its gateways)
 /// at `path`, with `extra` fields on the check.
@@ -44,10 +32,6 @@ fn global(gateway: SocketAddr, path: &str, extra: &str) -> String {
          health:\n    interval: 200ms\n    timeout: 200ms\n    failure_threshold: 2\n    checks:\n      \
          - {{ name: us-east-1, region: us-east-1, address: \"{gateway}\", path: {path}{extra} }}\n"
     )
-}
-
-fn client(dir: &Path, server: &str, args: &[&str]) -> (i32, String, String) {
-    crate::run_in(dir, args, &[("MERIDIAN_SERVER", server), ("MERIDIAN_TOKEN", TOKEN)])
 }
 
 fn checker(dir: &Path, server: &str, director: SocketAddr, out: &str) -> ChildGuard {
@@ -108,20 +92,8 @@ async fn checker_follows_the_control_plane_and_probes_by_its_snapshot_without_it
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let gateway = TestUpstream::start("us-gateway").await;
-    let addr = free("127.0.33.1");
-    std::fs::write(dir.join("admin.token"), format!("{TOKEN}\n")).unwrap();
-    std::fs::write(
-        dir.join("control.yaml"),
-        format!("listen: {addr}\ndeployment: lab\nadmin_token_file: admin.token\n"),
-    )
-    .unwrap();
-    let control = ChildGuard::spawn(
-        Command::new(bin()).args(["control", "-c", "control.yaml"]).current_dir(dir).stdout(Stdio::null()),
-    )
-    .unwrap();
-    wait_for_tcp(addr, Duration::from_secs(20)).await.unwrap();
-    let server = format!("http://{addr}");
-    let run = |args: &[&str]| client(dir, &server, args);
+    let (control, server) = crate::start_control(dir, "127.0.33.1").await;
+    let run = |args: &[&str]| crate::admin_client(dir, &server, args);
     std::fs::write(dir.join("global.yaml"), global(gateway.addr(), "/-/ready", "")).unwrap();
     let (code, out, err) = run(&["apply", "-f", "global.yaml"]);
     assert_eq!(code, 0, "{out}{err}");
@@ -131,7 +103,7 @@ async fn checker_follows_the_control_plane_and_probes_by_its_snapshot_without_it
         std::fs::write(dir.join(file), token.trim()).unwrap();
     }
 
-    let (dns, http) = (free("127.0.33.53"), free("127.0.33.53"));
+    let (dns, http) = (crate::free_tcp_udp("127.0.33.53"), crate::free_tcp_udp("127.0.33.53"));
     let _director = ChildGuard::spawn(
         Command::new(bin())
             .args(["director", "--control", &server, "--token-file", "dir.token", "--node-id", "dir-1"])

@@ -9,8 +9,6 @@ use meridian_testkit::proc::{ChildGuard, free_addr, wait_for_tcp};
 
 use crate::{SERIAL, bin};
 
-const TOKEN: &str = "cli-admin-token";
-
 fn config(port: u16) -> String {
     format!(
         "deployment: cli\nregions:\n  - name: r1\nservices:\n  - name: orders\n    endpoints:\n      \
@@ -18,16 +16,11 @@ fn config(port: u16) -> String {
     )
 }
 
-/// Runs a client command against the control plane at `server`.
-fn client(dir: &Path, server: &str, args: &[&str]) -> (i32, String, String) {
-    crate::run_in(dir, args, &[("MERIDIAN_SERVER", server), ("MERIDIAN_TOKEN", TOKEN)])
-}
-
 /// Writes `admin.token` and a `control.yaml` on a free address with these expected nodes (YAML
 /// lines); returns the address.
 fn control_files(dir: &Path, expected: &str) -> std::net::SocketAddr {
     let addr = free_addr();
-    std::fs::write(dir.join("admin.token"), format!("{TOKEN}\n")).unwrap();
+    std::fs::write(dir.join("admin.token"), format!("{}\n", crate::ADMIN_TOKEN)).unwrap();
     let yaml = format!(
         "listen: {addr}\ndeployment: cli\nadmin_token_file: admin.token\nexpected_nodes:\n{expected}"
     );
@@ -67,7 +60,7 @@ async fn control_role_and_config_commands_end_to_end() {
     let mut control = start(dir);
     wait_for_tcp(addr, Duration::from_secs(20)).await.unwrap();
     let server = format!("http://{addr}");
-    let run = |args: &[&str]| client(dir, &server, args);
+    let run = |args: &[&str]| crate::admin_client(dir, &server, args);
 
     let (code, out, err) = run(&["diff", "-f", "v1.yaml"]);
     assert_eq!(code, 0, "{out}{err}");
@@ -155,7 +148,7 @@ async fn a_gateway_serves_what_apply_wait_reports_as_acked() {
     let _control = start(dir);
     wait_for_tcp(addr, Duration::from_secs(20)).await.unwrap();
     let server = format!("http://{addr}");
-    let run = |args: &[&str]| client(dir, &server, args);
+    let run = |args: &[&str]| crate::admin_client(dir, &server, args);
     let route = |name: &str, prefix: &str| {
         format!("  - name: {name}\n    match: {{ path: {{ prefix: {prefix} }} }}\n    service: orders\n")
     };
@@ -247,7 +240,7 @@ async fn staged_rollout_with_apply_regions_rollout_status_and_promote() {
     let _control = start(dir);
     wait_for_tcp(addr, Duration::from_secs(20)).await.unwrap();
     let server = format!("http://{addr}");
-    let run = |args: &[&str]| client(dir, &server, args);
+    let run = |args: &[&str]| crate::admin_client(dir, &server, args);
 
     assert_eq!(run(&["apply", "-f", "v1.yaml"]).0, 0);
     let (code, out, err) = run(&["apply", "-f", "v2.yaml", "--regions", "r1"]);

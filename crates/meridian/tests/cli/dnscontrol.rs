@@ -4,7 +4,7 @@
 //! audited; with the control plane killed the director keeps the last config and controls;
 //! restarted, it boots from its last-known-good snapshot.
 
-use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -12,23 +12,6 @@ use std::time::Duration;
 use meridian_testkit::proc::{ChildGuard, wait_for_tcp};
 
 use crate::{SERIAL, bin, repo};
-
-const TOKEN: &str = "dns-admin-token";
-
-/// A port free for TCP and UDP on `ip`.
-fn free(ip: &str) -> SocketAddr {
-    loop {
-        let t = TcpListener::bind(format!("{ip}:0")).unwrap();
-        let a = t.local_addr().unwrap();
-        if UdpSocket::bind(a).is_ok() {
-            return a;
-        }
-    }
-}
-
-fn client(dir: &Path, server: &str, args: &[&str]) -> (i32, String, String) {
-    crate::run_in(dir, args, &[("MERIDIAN_SERVER", server), ("MERIDIAN_TOKEN", TOKEN)])
-}
 
 /// `(A records, SOA serial)` of `name` from the director at `dns`.
 fn dig(dns: SocketAddr, name: &str, rtype: &str) -> Vec<String> {
@@ -85,20 +68,8 @@ async fn director_follows_control_and_obeys_routing_controls_through_its_loss() 
     let _serial = SERIAL.lock().await;
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let addr = free("127.0.30.1");
-    std::fs::write(dir.join("admin.token"), format!("{TOKEN}\n")).unwrap();
-    std::fs::write(
-        dir.join("control.yaml"),
-        format!("listen: {addr}\ndeployment: lab\nadmin_token_file: admin.token\n"),
-    )
-    .unwrap();
-    let control = ChildGuard::spawn(
-        Command::new(bin()).args(["control", "-c", "control.yaml"]).current_dir(dir).stdout(Stdio::null()),
-    )
-    .unwrap();
-    wait_for_tcp(addr, Duration::from_secs(20)).await.unwrap();
-    let server = format!("http://{addr}");
-    let run = |args: &[&str]| client(dir, &server, args);
+    let (control, server) = crate::start_control(dir, "127.0.30.1").await;
+    let run = |args: &[&str]| crate::admin_client(dir, &server, args);
     let example = repo().join("examples/dns.yaml");
     let (code, out, err) = run(&["apply", "-f", example.to_str().unwrap()]);
     assert_eq!(code, 0, "{out}{err}");
@@ -106,7 +77,7 @@ async fn director_follows_control_and_obeys_routing_controls_through_its_loss() 
     assert_eq!(code, 0, "{err}");
     std::fs::write(dir.join("node.token"), token.trim()).unwrap();
 
-    let (dns, http) = (free("127.0.30.2"), free("127.0.30.2"));
+    let (dns, http) = (crate::free_tcp_udp("127.0.30.2"), crate::free_tcp_udp("127.0.30.2"));
     let d = director(dir, &server, dns, http);
     wait_for_tcp(dns, Duration::from_secs(20)).await.unwrap();
     // The SOA serial is the config version.
@@ -162,7 +133,7 @@ async fn director_follows_control_and_obeys_routing_controls_through_its_loss() 
         .build()
         .unwrap()
         .get(format!("{server}/v1/audit"))
-        .bearer_auth(TOKEN)
+        .bearer_auth(crate::ADMIN_TOKEN)
         .send()
         .await
         .unwrap()
