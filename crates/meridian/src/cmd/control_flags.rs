@@ -31,30 +31,23 @@ pub struct ControlArgs {
     pub initial_wait: Duration,
 }
 
-/// `--control` and its companions, all given.
-pub struct Control {
-    pub urls: Vec<String>,
-    pub token_file: PathBuf,
-    pub node_id: String,
-    pub region: String,
-    pub snapshot: PathBuf,
-    pub initial_wait: Duration,
-}
-
 impl ControlArgs {
     /// Whether `--control` was given.
     pub fn given(&self) -> bool {
         !self.control.is_empty()
     }
 
-    /// The settings, when `--control` is given with every flag it needs.
-    pub fn required(&self) -> anyhow::Result<Control> {
+    /// The settings, when `--control` is given with every flag it needs (the director's
+    /// [`ControlSpec`](meridian_director::ControlSpec), which the checker reads too).
+    pub fn required(&self) -> anyhow::Result<meridian_director::ControlSpec> {
         let (Some(token_file), Some(node_id), Some(region), Some(snapshot)) =
             (self.token_file.clone(), self.node_id.clone(), self.region.clone(), self.snapshot.clone())
         else {
             anyhow::bail!("--control needs --token-file, --node-id, --region and --snapshot");
         };
-        let urls = self.control.clone();
-        Ok(Control { urls, token_file, node_id, region, snapshot, initial_wait: self.initial_wait })
+        let mut spec =
+            meridian_director::ControlSpec::new(self.control.clone(), token_file, node_id, region, snapshot);
+        spec.initial_wait = self.initial_wait;
+        Ok(spec)
     }
 }

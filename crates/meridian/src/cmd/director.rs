@@ -83,11 +83,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     // Checked here, not with clap's conflicts_with: `-f` is global and `explain` has no `--control`.
     anyhow::ensure!(!a.control.given() || a.file.is_none(), "give either -f FILE or --control URL, not both");
     if a.control.given() && a.command.is_none() {
-        let c = a.control.required()?;
-        let mut spec =
-            meridian_director::ControlSpec::new(c.urls, c.token_file, c.node_id, c.region, c.snapshot);
-        spec.initial_wait = c.initial_wait;
-        return serve(&a, meridian_director::Source::Control(spec));
+        return serve(&a, meridian_director::Source::Control(a.control.required()?));
     }
     let file = a.file.clone().context("give the global config file with -f FILE (or --control URL)")?;
     if let Some(Sub::Explain(e)) = &a.command {
