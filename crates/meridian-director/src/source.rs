@@ -18,7 +18,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use meridian_model::ValidConfig;
 use meridian_sync::controls::ControlsContent;
-use meridian_sync::follow::{Follower, Running, Verdict, parse_config};
+use meridian_sync::follow::{Follower, Running, Start, Verdict, load_saved, parse_config, start_from};
 use meridian_sync::protocol::{self, Kind, Snapshot};
 use meridian_sync::{ClientConfig, Event, Lkg, NodeInfo, SyncClient};
 use serde::Serialize;
@@ -137,22 +137,8 @@ pub(crate) async fn connect(spec: &ControlSpec) -> Result<(ControlBoot, View), D
     }
     let lkg = Lkg::new(spec.snapshot.clone());
     let mut running = Running::default();
-    // The saved version is the floor: a control plane restored from an old backup cannot roll
-    // this director back, even across a restart.
-    let saved = match lkg.load(Kind::Config) {
-        Ok(Some(s)) => match parse_config(&s.snapshot).and_then(|c| build(&c, &s.snapshot).map(|v| (c, v))) {
-            Ok((c, v)) => {
-                running.record(&s.snapshot);
-                Ok(Some((s, c, v)))
-            }
-            Err(e) => Err(format!(
-                "the last-known-good snapshot {} is unusable: {e}",
-                lkg.path(Kind::Config).display()
-            )),
-        },
-        Ok(None) => Ok(None),
-        Err(e) => Err(e.to_string()),
-    };
+    let saved =
+        load_saved(&lkg, &mut running, |s| parse_config(s).and_then(|c| build(&c, s).map(|v| (c, v))));
     let controls = match lkg.load(Kind::Controls) {
         Ok(Some(s)) if !matches!(running.judge(&s.snapshot), Verdict::Refuse(_)) => {
             match serde_json::from_value::<ControlsContent>(s.snapshot.content.clone()) {
@@ -191,29 +177,17 @@ pub(crate) async fn connect(spec: &ControlSpec) -> Result<(ControlBoot, View), D
             parse_config(s).and_then(|c| build(&c, s).map(|v| (c, v)))
         })
         .await;
-    let from_control = from_control.map(|(s, (c, v))| (s, c, v));
     let mut status =
         SourceStatus { source: format!("control {}", spec.urls.join(", ")), ..Default::default() };
-    let (initial, config, view) = match (from_control, saved) {
-        (Some((s, c, v)), _) => (Some(s), c, v),
-        (None, Ok(Some((s, c, v)))) => {
-            tracing::warn!(reason = %why, version = s.snapshot.version,
-                saved_at_unix_ms = s.saved_at.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64,
-                "no usable config from the control plane; answering from the last-known-good snapshot (stale)");
-            status.from_snapshot = true;
-            status.set_stale(Some(s.saved_at));
-            (None, c, v)
-        }
-        (None, Ok(None)) => {
-            return Err(err(format!(
-                "no usable config from the control plane ({why}) and no last-known-good snapshot at {}",
-                lkg.path(Kind::Config).display()
-            )));
-        }
-        (None, Err(e)) => {
-            return Err(err(format!("no usable config from the control plane ({why}), and {e}")));
-        }
-    };
+    let (initial, (config, view)) =
+        match start_from(from_control, saved, &why, &lkg, "answering from").map_err(err)? {
+            Start::Control(s, built) => (Some(s), built),
+            Start::Saved(s, built) => {
+                status.from_snapshot = true;
+                status.set_stale(Some(s.saved_at));
+                (None, built)
+            }
+        };
     status.deployment = Some(config.config().deployment.clone());
     status.versions = running.versions();
     if let Some(s) = &initial {

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use meridian_model::ValidConfig;
 
-use crate::lkg::Lkg;
+use crate::lkg::{Lkg, Saved};
 use crate::protocol::{Ack, Kind, Snapshot};
 use crate::{NodeInfo, SyncClient};
 
@@ -192,6 +192,58 @@ pub async fn first_config<T>(
         }
     }
     First { from_control, pending, why }
+}
+
+/// Reads the last-known-good config and builds what the node runs from it with `usable`; a
+/// usable one is recorded in `running` as the floor, so a control plane restored from an old
+/// backup cannot roll the node back, even across a restart.
+pub fn load_saved<T>(
+    lkg: &Lkg,
+    running: &mut Running,
+    usable: impl FnOnce(&Snapshot) -> Result<T, String>,
+) -> Result<Option<(Saved, T)>, String> {
+    let Some(s) = lkg.load(Kind::Config).map_err(|e| e.to_string())? else { return Ok(None) };
+    let t = usable(&s.snapshot).map_err(|e| {
+        format!("the last-known-good snapshot {} is unusable: {e}", lkg.path(Kind::Config).display())
+    })?;
+    running.record(&s.snapshot);
+    Ok(Some((s, t)))
+}
+
+/// Where a node starts.
+pub enum Start<T> {
+    /// The control plane's config.
+    Control(Snapshot, T),
+    /// The last-known-good snapshot, because the control plane gave nothing usable: stale.
+    Saved(Saved, T),
+}
+
+/// Chooses where a node starts: the control plane's config (`first`, from [`first_config`]),
+/// else the last-known-good one (`saved`, from [`load_saved`]), logged as stale with `why`;
+/// with neither, the error says both reasons. `doing` completes the log line, e.g.
+/// `"answering from"`.
+pub fn start_from<T>(
+    first: Option<(Snapshot, T)>,
+    saved: Result<Option<(Saved, T)>, String>,
+    why: &str,
+    lkg: &Lkg,
+    doing: &str,
+) -> Result<Start<T>, String> {
+    match (first, saved) {
+        (Some((s, t)), _) => Ok(Start::Control(s, t)),
+        (None, Ok(Some((s, t)))) => {
+            let saved_at_unix_ms =
+                s.saved_at.duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis() as u64;
+            tracing::warn!(reason = %why, version = s.snapshot.version, saved_at_unix_ms,
+                "no usable config from the control plane; {doing} the last-known-good snapshot (stale)");
+            Ok(Start::Saved(s, t))
+        }
+        (None, Ok(None)) => Err(format!(
+            "no usable config from the control plane ({why}) and no last-known-good snapshot at {}",
+            lkg.path(Kind::Config).display()
+        )),
+        (None, Err(e)) => Err(format!("no usable config from the control plane ({why}), and {e}")),
+    }
 }
 
 #[cfg(test)]

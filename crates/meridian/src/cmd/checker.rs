@@ -19,7 +19,9 @@ use meridian_director::meridian_health::{
 };
 use meridian_director::report_auth::ReportTokens;
 use meridian_model::ValidConfig;
-use meridian_sync::follow::{First, Follower, Running, Verdict, first_config, parse_config};
+use meridian_sync::follow::{
+    First, Follower, Running, Start, Verdict, first_config, load_saved, parse_config, start_from,
+};
 use meridian_sync::protocol::{Kind, Snapshot};
 use meridian_sync::{ClientConfig, Event, Lkg, NodeInfo, SyncClient};
 use tokio::sync::{mpsc, watch};
@@ -146,22 +148,7 @@ async fn connect(
     wait: Duration,
 ) -> anyhow::Result<Boot> {
     let mut running = Running::default();
-    // The saved version is the floor: a control plane restored from an old backup cannot roll
-    // this checker back, even across a restart.
-    let saved = match lkg.load(Kind::Config) {
-        Ok(Some(s)) => match parse_config(&s.snapshot) {
-            Ok(c) => {
-                running.record(&s.snapshot);
-                Ok(Some((s, c)))
-            }
-            Err(e) => Err(format!(
-                "the last-known-good snapshot {} is unusable: {e}",
-                lkg.path(Kind::Config).display()
-            )),
-        },
-        Ok(None) => Ok(None),
-        Err(e) => Err(e.to_string()),
-    };
+    let saved = load_saved(&lkg, &mut running, parse_config);
     let info = NodeInfo {
         id: node.id.clone(),
         region: node.region.clone(),
@@ -172,23 +159,14 @@ async fn connect(
     };
     let (client, mut events) = SyncClient::start(ClientConfig::new(urls, token, info.clone()))?;
     let First { from_control, pending, why } = first_config(&mut events, &running, wait, parse_config).await;
-    let (initial, config, version, stale) = match (from_control, saved) {
-        (Some((s, c)), _) => {
-            let v = s.version;
-            (Some(s), c, v, false)
-        }
-        (None, Ok(Some((s, c)))) => {
-            tracing::warn!(reason = %why, version = s.snapshot.version,
-                saved_at_unix_ms = s.saved_at.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64,
-                "no usable config from the control plane; probing by the last-known-good snapshot (stale)");
-            (None, c, s.snapshot.version, true)
-        }
-        (None, Ok(None)) => anyhow::bail!(
-            "no usable config from the control plane ({why}) and no last-known-good snapshot at {}",
-            lkg.path(Kind::Config).display()
-        ),
-        (None, Err(e)) => anyhow::bail!("no usable config from the control plane ({why}), and {e}"),
-    };
+    let (initial, config, version, stale) =
+        match start_from(from_control, saved, &why, &lkg, "probing by").map_err(anyhow::Error::msg)? {
+            Start::Control(s, c) => {
+                let v = s.version;
+                (Some(s), c, v, false)
+            }
+            Start::Saved(s, c) => (None, c, s.snapshot.version, true),
+        };
     Ok(Boot {
         config,
         version,
