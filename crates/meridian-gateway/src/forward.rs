@@ -331,7 +331,7 @@ pub async fn forward(
             add_hop_headers(req.headers_mut(), cx.region, &service.name, cx.client_ip, p);
         }
         let per_try = tries.per_try_timeout.map_or(remaining, |t| t.min(remaining));
-        let sent = tokio::time::timeout(per_try, pool::send(&mut conn, req)).await;
+        let sent = tokio::time::timeout(per_try, pool::send(&mut conn, req, !keep_headers)).await;
         let replayable = !matches!(body, ReqBody::Stream(None));
         let err = match sent {
             Ok(Ok(mut resp)) => {

@@ -344,10 +344,12 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// Sends one request on a checked-out connection and classifies failures for retry decisions.
-/// A failed HTTP/1.1 request that was never written gives its headers back (for the next try).
+/// With `headers_back`, a failed HTTP/1.1 request that was never written gives its headers
+/// back (for the next try); hyper's sending path that can do so costs a little more.
 pub async fn send(
     conn: &mut Conn,
     req: http::Request<GwBody>,
+    headers_back: bool,
 ) -> Result<http::Response<hyper::body::Incoming>, (ProxyError, Option<http::HeaderMap>)> {
     let reused = conn.reused;
     match &mut conn.sender {
@@ -360,6 +362,9 @@ pub async fn send(
                     "pooled connection closed before use",
                 );
                 return Err((e, Some(req.into_parts().0.headers)));
+            }
+            if !headers_back {
+                return s.send_request(req).await.map_err(|e| (classify(e, reused), None));
             }
             // hyper returns a request it never started writing (every "canceled" error).
             s.try_send_request(req).await.map_err(|mut e| {
