@@ -18,7 +18,6 @@
 mod answer;
 mod controls;
 mod explain;
-mod fxhash;
 mod geo;
 mod health;
 mod http;

@@ -28,12 +28,12 @@ use hickory_proto::rr::rdata::opt::{EdnsCode, EdnsOption};
 use hickory_proto::rr::{LowerName, Record};
 use hickory_proto::serialize::binary::{BinDecodable, BinDecoder, BinEncodable, BinEncoder, NameEncoding};
 use ipnet::IpNet;
+use rustc_hash::FxBuildHasher;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio_util::sync::CancellationToken;
 
 use crate::answer::{ClientInfo, Rcode, Reply, reply};
-use crate::fxhash::FxBuild;
 use crate::rrl::RrlDecision;
 use crate::server::Shared;
 use crate::view::Rr;
@@ -263,7 +263,7 @@ pub(crate) fn respond(
     }
     if transport == Transport::Udp {
         // Which response this is, for the limiter's buckets (keyed by the standard hasher).
-        let response = FxBuild::default().hash_one((&qname, qtype, a.rcode as u8));
+        let response = FxBuildHasher.hash_one((&qname, qtype, a.rcode as u8));
         match state.rrl().check(client.addr, response, Instant::now()) {
             RrlDecision::Send => {}
             RrlDecision::Drop => return false,

@@ -14,8 +14,8 @@ use ipnet::IpNet;
 use meridian_model::ValidConfig;
 use meridian_model::dns::{self, RateLimit, RoutingPolicy};
 use meridian_model::{Location, Region};
+use rustc_hash::FxBuildHasher;
 
-use crate::fxhash::FxBuild;
 use crate::geo::{GeoDatabase, GeoTable};
 use crate::policy::{Member, Policy};
 
@@ -98,10 +98,13 @@ pub struct View {
     pub max_udp_payload: u16,
     pub rate_limit: RateLimit,
     pub(crate) zones: Vec<ZoneView>,
-    pub(crate) sets: HashMap<(LowerName, RecordType), SetView, FxBuild>,
+    /// Keyed by config data, read per query: the unkeyed Fx hash (rustc-hash), since keyed
+    /// SipHash's flooding defence buys nothing for maps clients cannot fill, and it cost about
+    /// 2,000 instructions per query.
+    pub(crate) sets: HashMap<(LowerName, RecordType), SetView, FxBuildHasher>,
     /// Every name with data, and every ancestor of one inside its zone (empty non-terminals).
-    pub(crate) names: HashSet<LowerName, FxBuild>,
-    pub(crate) latency: Vec<(IpNet, HashMap<String, u32, FxBuild>)>,
+    pub(crate) names: HashSet<LowerName, FxBuildHasher>,
+    pub(crate) latency: Vec<(IpNet, HashMap<String, u32, FxBuildHasher>)>,
     pub(crate) geo: GeoTable,
     pub(crate) locations: HashMap<String, Location>,
 }
@@ -186,7 +189,7 @@ impl View {
             let label = rs.name.to_ascii_lowercase();
             sets.insert((LowerName::from(&n), rtype), SetView { label, policy });
         }
-        let mut latency: Vec<(IpNet, HashMap<String, u32, FxBuild>)> = Vec::new();
+        let mut latency: Vec<(IpNet, HashMap<String, u32, FxBuildHasher>)> = Vec::new();
         for (i, row) in d.latency.iter().enumerate() {
             let net: IpNet = row.cidr.parse().map_err(|e| err(format!("dns.latency[{i}]"), e))?;
             latency.push((net.trunc(), row.region_ms.iter().map(|(k, v)| (k.clone(), *v)).collect()));
@@ -223,7 +226,7 @@ impl View {
 }
 
 /// Inserts `n` and its ancestors up to (not including) the zone apex.
-fn add_name(names: &mut HashSet<LowerName, FxBuild>, n: &Name, zone: &Name) {
+fn add_name(names: &mut HashSet<LowerName, FxBuildHasher>, n: &Name, zone: &Name) {
     let mut cur = n.clone();
     while cur.num_labels() > zone.num_labels() {
         names.insert(LowerName::from(&cur));
