@@ -14,8 +14,7 @@ pub fn init(format: Format) {
         .ok()
         .or_else(|| std::env::var("RUST_LOG").ok())
         .and_then(|f| EnvFilter::try_new(f).ok())
-        // hickory-server logs every query at info: keep that out of the default.
-        .unwrap_or_else(|| EnvFilter::new("info,hickory_server=warn"));
+        .unwrap_or_else(|| EnvFilter::new("info"));
     let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match format {
         Format::Text => b.init(),
