@@ -1,7 +1,6 @@
 //! The answer to one question: a pure function of the view, the question, the client and
 //! health, so every case is unit-testable without sockets.
 
-use std::fmt;
 use std::net::IpAddr;
 
 use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
@@ -254,43 +253,5 @@ fn chase<'v>(
         }
         a.chased = true;
         a.answers.extend(choice.records);
-    }
-}
-
-impl fmt::Display for Why {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let client = self.client.map_or("unknown (ECS /0)".to_string(), |c| c.to_string());
-        writeln!(f, "client:     {client}")?;
-        writeln!(f, "zone:       {}", self.zone.as_deref().unwrap_or("none"))?;
-        if let Some(rs) = &self.record_set {
-            writeln!(f, "record set: {rs}")?;
-        }
-        if let Some(p) = self.policy {
-            writeln!(f, "policy:     {p}")?;
-        }
-        if let Some(m) = &self.member {
-            writeln!(f, "member:     {m}")?;
-        }
-        if self.policy.is_some() {
-            let row = self.row.map_or("none matched".to_string(), |r| r.to_string());
-            writeln!(f, "table row:  {row}")?;
-            writeln!(
-                f,
-                "health:     {}",
-                if self.fail_open { "no member healthy: fail open (all members)" } else { "ok" }
-            )?;
-            if !self.switched_off.is_empty() {
-                let what = if self.controls_ignored {
-                    "every member off: controls ignored (never an empty answer)"
-                } else {
-                    "members left out"
-                };
-                writeln!(f, "controls:   {} off: {what}", self.switched_off.join(", "))?;
-            }
-        }
-        if !self.note.is_empty() {
-            writeln!(f, "note:       {}", self.note)?;
-        }
-        Ok(())
     }
 }
