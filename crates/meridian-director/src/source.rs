@@ -128,13 +128,7 @@ pub(crate) struct ControlBoot {
 /// when no instance gives a usable one in time.
 pub(crate) async fn connect(spec: &ControlSpec) -> Result<(ControlBoot, View), DirectorError> {
     let err = |m: String| DirectorError::Control(m);
-    let token = std::fs::read_to_string(&spec.token_file)
-        .map_err(|e| err(format!("cannot read the token file {}: {e}", spec.token_file.display())))?
-        .trim()
-        .to_string();
-    if token.is_empty() {
-        return Err(err(format!("the token file {} is empty", spec.token_file.display())));
-    }
+    let token = meridian_sync::read_token(&spec.token_file).map_err(err)?;
     let lkg = Lkg::new(spec.snapshot.clone());
     let mut running = Running::default();
     let saved =

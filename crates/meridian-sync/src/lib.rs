@@ -22,6 +22,19 @@ pub use client::{ClientConfig, Event, NodeInfo, SyncClient};
 pub use follow::{Follower, Running, Verdict};
 pub use lkg::{Lkg, LkgError, Saved};
 
+/// Reads a node's token file: the token, trimmed; an unreadable or empty file is an error
+/// naming it.
+pub fn read_token(path: &std::path::Path) -> Result<String, String> {
+    let token = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read the token file {}: {e}", path.display()))?
+        .trim()
+        .to_string();
+    if token.is_empty() {
+        return Err(format!("the token file {} is empty", path.display()));
+    }
+    Ok(token)
+}
+
 /// Errors of the node side of the protocol.
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {

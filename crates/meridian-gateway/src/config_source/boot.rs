@@ -19,15 +19,7 @@ pub type Floor = (Result<Option<(Saved, ValidConfig)>, String>, Option<Snapshot>
 /// floor, so a control plane restored from an old backup cannot roll this node back, even
 /// across a restart.
 pub fn load_floor(lkg: &Lkg, running: &mut Running) -> Floor {
-    let saved = lkg.load(Kind::Config).map_err(|e| e.to_string()).and_then(|s| match s {
-        None => Ok(None),
-        Some(s) => parse_config(&s.snapshot).map(|v| Some((s, v))).map_err(|e| {
-            format!("the last-known-good snapshot {} is unusable: {e}", lkg.path(Kind::Config).display())
-        }),
-    });
-    if let Ok(Some((s, _))) = &saved {
-        running.record(&s.snapshot);
-    }
+    let saved = meridian_sync::follow::load_saved(lkg, running, parse_config);
     let lkg_drains = match lkg.load(Kind::Drains) {
         Ok(Some(s)) if !matches!(running.judge(&s.snapshot), Verdict::Refuse(_)) => {
             running.record(&s.snapshot);

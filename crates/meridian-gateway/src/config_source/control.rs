@@ -13,6 +13,7 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use meridian_model::{Bootstrap, ConfigSource as SourceSpec, ValidConfig};
+use meridian_sync::follow::{Start, start_from};
 use meridian_sync::protocol::{self, DrainsContent, Kind, Snapshot};
 use meridian_sync::{ClientConfig, Event, Follower, Lkg, NodeInfo, SyncClient};
 use tokio::sync::{mpsc, oneshot};
@@ -72,13 +73,7 @@ impl ControlSource {
         let SourceSpec::Control { urls, token_file } = &b.config else {
             return Err(err("the bootstrap's config source is not `control`".into()));
         };
-        let token = std::fs::read_to_string(token_file)
-            .map_err(|e| err(format!("cannot read the token file {}: {e}", token_file.display())))?
-            .trim()
-            .to_string();
-        if token.is_empty() {
-            return Err(err(format!("the token file {} is empty", token_file.display())));
-        }
+        let token = meridian_sync::read_token(token_file).map_err(err)?;
         let prefix: PathBuf =
             b.snapshot_path.clone().ok_or_else(|| err("`source: control` needs a snapshot_path".into()))?;
         let lkg = Lkg::new(prefix);
@@ -102,22 +97,10 @@ impl ControlSource {
         let boot::First { from_control, pending, why } =
             boot::first_config(&mut events, b, &running, opts.initial_wait).await;
 
-        let (initial, initial_snapshot, stale_since) = match (from_control, saved) {
-            (Some((s, v)), _) => (v, Some(s), None),
-            (None, Ok(Some((s, v)))) => {
-                tracing::warn!(reason = %why, version = s.snapshot.version, saved_at = %crate::access_log::humantime_rfc3339(s.saved_at),
-                    "no usable config from the control plane; starting from the last-known-good snapshot (stale)");
-                (v, None, Some(s.saved_at))
-            }
-            (None, Ok(None)) => {
-                return Err(err(format!(
-                    "no usable config from the control plane ({why}) and no last-known-good snapshot at {}",
-                    lkg.path(Kind::Config).display()
-                )));
-            }
-            (None, Err(e)) => {
-                return Err(err(format!("no usable config from the control plane ({why}), and {e}")));
-            }
+        let start = start_from(from_control, saved, &why, &lkg, "starting from").map_err(err)?;
+        let (initial, initial_snapshot, stale_since) = match start {
+            Start::Control(s, v) => (v, Some(s), None),
+            Start::Saved(s, v) => (v, None, Some(s.saved_at)),
         };
         Ok(ControlSource {
             urls: urls.clone(),

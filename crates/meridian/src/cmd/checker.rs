@@ -97,11 +97,7 @@ fn run_control(a: Args) -> anyhow::Result<ExitCode> {
         .iter()
         .map(|d| director_addr(d).map_err(anyhow::Error::msg))
         .collect::<anyhow::Result<Vec<SocketAddr>>>()?;
-    let token = std::fs::read_to_string(&c.token_file)
-        .with_context(|| format!("cannot read the token file {}", c.token_file.display()))?
-        .trim()
-        .to_string();
-    anyhow::ensure!(!token.is_empty(), "the token file {} is empty", c.token_file.display());
+    let token = meridian_sync::read_token(&c.token_file).map_err(anyhow::Error::msg)?;
     let report_token = report_token(a.report_token_file.as_ref())?;
     let node = CheckerNode { id: c.node_id, region: c.region, source_address: a.source_address };
     super::runtime(Some(1))?.block_on(async move {
