@@ -9,10 +9,11 @@
 //! is patched. Anything else, and any answer that would not fit the client's size, goes through
 //! `emit_message_parts`, which also truncates.
 //!
-//! UDP is served by one receive loop per runtime worker, sharing the socket: no task, channel
-//! or buffer per query (hickory-server spawns a task per request, which cost about half of the
-//! director's instructions per query; docs/benchmarks.md). TCP: one task per connection, RFC
-//! 1035 §4.2.2 framing, queries answered in order, idle connections closed after the timeout.
+//! UDP is served by one receive loop per runtime worker, sharing the socket (on Linux receiving
+//! and sending in batches, [`batch`]): no task, channel or buffer per query (hickory-server
+//! spawns a task per request, which cost about half of the director's instructions per query;
+//! docs/benchmarks.md). TCP: one task per connection, RFC 1035 §4.2.2 framing, queries
+//! answered in order, idle connections closed after the timeout.
 
 use std::hash::BuildHasher;
 use std::net::{IpAddr, SocketAddr};
@@ -38,6 +39,9 @@ use crate::rrl::RrlDecision;
 use crate::server::Shared;
 use crate::view::Rr;
 
+#[cfg(target_os = "linux")]
+mod batch;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Transport {
     Udp,
@@ -46,12 +50,14 @@ pub(crate) enum Transport {
 
 /// Largest UDP message we read (EDNS(0) payloads are at most 4096 in our config; anything
 /// longer is truncated by the kernel and fails to decode, which answers FORMERR).
-const UDP_RECEIVE: usize = 4096;
+pub(crate) const UDP_RECEIVE: usize = 4096;
 
 /// Serves UDP on `socket` until `shutdown`: one receive loop per runtime worker.
 pub(crate) async fn serve_udp(socket: UdpSocket, state: Arc<Shared>, shutdown: CancellationToken) {
     let socket = Arc::new(socket);
     let workers = tokio::runtime::Handle::current().metrics().num_workers().max(1);
+    #[cfg(target_os = "linux")]
+    use batch::udp_loop;
     let loops: Vec<_> = (0..workers)
         .map(|_| tokio::spawn(udp_loop(socket.clone(), state.clone(), shutdown.clone())))
         .collect();
@@ -60,6 +66,8 @@ pub(crate) async fn serve_udp(socket: UdpSocket, state: Arc<Shared>, shutdown: C
     }
 }
 
+/// One datagram per receive and per send (Linux batches them: [`batch`]).
+#[cfg(not(target_os = "linux"))]
 async fn udp_loop(socket: Arc<UdpSocket>, state: Arc<Shared>, shutdown: CancellationToken) {
     let mut msg = vec![0u8; UDP_RECEIVE];
     let mut out = Vec::with_capacity(UDP_RECEIVE);
@@ -89,7 +97,7 @@ async fn udp_loop(socket: Arc<UdpSocket>, state: Arc<Shared>, shutdown: Cancella
 
 /// Whether a response can go back to `src` (as hickory-server: not port 0, not an unspecified
 /// or broadcast address).
-fn answerable(src: SocketAddr) -> bool {
+pub(crate) fn answerable(src: SocketAddr) -> bool {
     let bad_ip = match src.ip() {
         IpAddr::V4(v4) => v4.is_unspecified() || v4.is_broadcast(),
         IpAddr::V6(v6) => v6.is_unspecified(),

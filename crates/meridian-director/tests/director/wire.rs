@@ -126,3 +126,54 @@ async fn tcp_answers_pipelined_queries_in_order_on_one_connection() {
     assert_eq!(answers[2].answers.len(), 20, "over TCP nothing is truncated");
     assert!(!answers[2].metadata.truncation);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_from_several_sockets_is_answered_once_each_with_the_right_id() {
+    // 200 queries sent without waiting, so they queue on the director's socket and are read
+    // and answered in batches (recvmmsg/sendmmsg on Linux) by two receive loops.
+    const SOCKETS: u16 = 5;
+    const EACH: u16 = 40;
+    let d = start(&config()).await;
+    let asked = [
+        ("api.example.com.", RecordType::A, ResponseCode::NoError),
+        ("api.example.com.", RecordType::TXT, ResponseCode::NoError),
+        ("multi.api.example.com.", RecordType::A, ResponseCode::NoError),
+        ("nothing.api.example.com.", RecordType::A, ResponseCode::NXDomain),
+    ];
+    let mut sockets = Vec::new();
+    for s in 0..SOCKETS {
+        let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        sock.connect(("127.0.0.1", d.port())).await.unwrap();
+        sockets.push((s, sock));
+    }
+    for i in 0..EACH {
+        for (s, sock) in &sockets {
+            let id = s * 1000 + i;
+            let (name, t, _) = asked[usize::from(id % 4)];
+            sock.send(&query(id, name, t).to_vec().unwrap()).await.unwrap();
+        }
+    }
+    let mut buf = vec![0; 65535];
+    for (s, sock) in &sockets {
+        let mut seen = vec![false; usize::from(EACH)];
+        for _ in 0..EACH {
+            let n =
+                tokio::time::timeout(HANG, sock.recv(&mut buf)).await.expect("every query answered").unwrap();
+            let r = Message::from_vec(&buf[..n]).unwrap();
+            let id = r.metadata.id;
+            assert_eq!(id / 1000, *s, "an answer to another socket's query");
+            let i = usize::from(id % 1000);
+            assert!(i < seen.len() && !seen[i], "id {id} answered twice or never asked");
+            seen[i] = true;
+            let (name, t, code) = asked[usize::from(id % 4)];
+            assert_eq!(r.queries[0].name().to_string(), name, "id {id}");
+            assert_eq!((r.queries[0].query_type(), r.metadata.response_code), (t, code), "id {id}");
+            assert!(code == ResponseCode::NXDomain || !r.answers.is_empty(), "id {id}");
+        }
+    }
+    // Nothing more: each query was answered exactly once.
+    for (_, sock) in &sockets {
+        let extra = tokio::time::timeout(Duration::from_millis(200), sock.recv(&mut buf)).await;
+        assert!(extra.is_err(), "an extra answer");
+    }
+}
