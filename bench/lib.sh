@@ -17,6 +17,13 @@ CURRENT_CHILD="" # a running load generator / client, killed on exit too
 WORKDIR=""
 NGINX=""
 MERIDIAN=""
+# The proxies under test (nginx proxy and the gateway; the backend always has one worker):
+# PROXY_WORKERS worker processes/threads; PROXY_TLS=1 terminates TLS on their client side with
+# one self-signed certificate (make_cert), keep-alive as in cleartext.
+PROXY_WORKERS=${PROXY_WORKERS:-1}
+PROXY_TLS=${PROXY_TLS:-0}
+SCHEME=http # https with PROXY_TLS=1 (set by the caller)
+export SCHEME
 
 log() { printf '[bench %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -184,14 +191,30 @@ check_port_free() {
     fi
 }
 
-nginx_worker() { # master pid -> the single worker pid (waits for it)
-    local master=$1 w deadline=$((SECONDS + START_DEADLINE_S))
+nginx_worker() { # master pid [count] -> the worker pids, space-separated (waits for them)
+    local master=$1 n=${2:-1} w deadline=$((SECONDS + START_DEADLINE_S))
     while :; do
-        w=$(pgrep -P "$master" | head -n 1 || true)
-        [[ -n "$w" ]] && { echo "$w"; return; }
-        ((SECONDS < deadline)) || die "no nginx worker under master $master"
+        w=$(pgrep -P "$master" | sort -n | head -n "$n" | tr '\n' ' ' || true)
+        w=${w% }
+        if [[ -n "$w" ]] && (($(wc -w <<<"$w") == n)); then echo "$w"; return; fi
+        ((SECONDS < deadline)) || die "fewer than $n nginx workers under master $master"
         sleep 0.05
     done
+}
+
+# A self-signed EC P-256 certificate for 127.0.0.1 / localhost, used by both TLS proxies.
+make_cert() { # -> sets CERT, KEY
+    CERT=$WORKDIR/cert.pem KEY=$WORKDIR/key.pem
+    command -v openssl >/dev/null || die "openssl is missing (needed for --tls)"
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+        -subj "/CN=localhost" -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
+        -keyout "$KEY" -out "$CERT" >/dev/null 2>&1 || die "openssl could not make a test certificate"
+}
+
+tls_session() { # port -> "TLSv1.3 TLS_AES_256_GCM_SHA384" as an OpenSSL client negotiates it
+    openssl s_client -connect "$HOST:$1" -servername localhost </dev/null 2>/dev/null |
+        awk '/^ *Protocol *:/ {p = $3} /^ *Cipher *:/ {c = $3} /^New, / {v = $2; c2 = $5}
+             END {if (p == "") p = v; if (c == "") c = c2; sub(",", "", p); print p, c}'
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -201,12 +224,12 @@ make_workdir() {
     WORKDIR=$(mktemp -d "${TMPDIR:-/tmp}/meridian-bench.XXXXXX")
 }
 
-nginx_common_conf() { # dir
+nginx_common_conf() { # dir [workers]
     local d=$1
     cat <<EOF
 daemon off;
 master_process on;
-worker_processes 1;
+worker_processes ${2:-1};
 pid $d/nginx.pid;
 error_log $d/error.log warn;
 worker_rlimit_nofile 16384;
@@ -267,8 +290,16 @@ start_nginx_proxy() {
     local d=$WORKDIR/nginx-proxy
     mkdir -p "$d/tmp"
     check_port_free "$NGINX_PORT"
+    local listen="listen $HOST:$NGINX_PORT backlog=4096;"
+    if ((PROXY_TLS)); then
+        # Ciphers and protocols: OpenSSL's defaults, as the gateway keeps rustls's.
+        listen="listen $HOST:$NGINX_PORT ssl backlog=4096;
+        ssl_certificate $CERT;
+        ssl_certificate_key $KEY;
+        ssl_protocols TLSv1.2 TLSv1.3;"
+    fi
     {
-        nginx_common_conf "$d"
+        nginx_common_conf "$d" "$PROXY_WORKERS"
         echo "http {"
         nginx_http_common "$d"
         cat <<EOF
@@ -278,7 +309,7 @@ start_nginx_proxy() {
         keepalive_requests 1000000;
     }
     server {
-        listen $HOST:$NGINX_PORT backlog=4096;
+        $listen
         location / {
             proxy_pass http://backend;
             proxy_http_version 1.1;
@@ -290,18 +321,46 @@ EOF
     } >"$d/nginx.conf"
     launch_nginx nginx-proxy "$TARGET_CPU" "$NGINX_PORT"
     NGINXP_MASTER=$LAUNCHED_PID
-    NGINXP_PID=$(nginx_worker "$NGINXP_MASTER")
-    log "nginx    proxy on $HOST:$NGINX_PORT  master $NGINXP_MASTER worker $NGINXP_PID  cpu $TARGET_CPU"
+    NGINXP_PID=$(nginx_worker "$NGINXP_MASTER" "$PROXY_WORKERS")
+    log "nginx    proxy on $HOST:$NGINX_PORT  master $NGINXP_MASTER worker(s) $NGINXP_PID  cpu $TARGET_CPU"
 }
 
-# The gateway in quick mode, one worker. Sets MERIDIAN_PID.
+# The gateway, PROXY_WORKERS workers: quick mode, or with PROXY_TLS=1 a bootstrap file with a TLS
+# listener and otherwise quick mode's configs (crates/meridian-gateway/src/quick.rs; quick mode
+# has no TLS). Sets
+# MERIDIAN_PID.
 start_meridian() {
     local d=$WORKDIR/meridian
     mkdir -p "$d"
     check_port_free "$MERIDIAN_PORT"
-    MERIDIAN_LOG=warn taskset -c "$TARGET_CPU" "$MERIDIAN" gateway \
-        --listen "$HOST:$MERIDIAN_PORT" --upstream "$HOST:$BACKEND_PORT" \
-        --admin "$HOST:0" --workers 1 >"$d/meridian.log" 2>&1 &
+    local args=(--listen "$HOST:$MERIDIAN_PORT" --upstream "$HOST:$BACKEND_PORT" --admin "$HOST:0")
+    if ((PROXY_TLS)); then
+        cat >"$d/global.yaml" <<EOF
+deployment: quick
+regions: [{ name: local }]
+services:
+  - name: upstream
+    concurrency_limit: 100000
+    endpoints: { local: [{ address: "$HOST:$BACKEND_PORT" }] }
+routes:
+  - name: default
+    match: { path: { prefix: / } }
+    service: upstream
+EOF
+        cat >"$d/bootstrap.yaml" <<EOF
+node: { id: quick, region: local }
+listeners:
+  - name: quick
+    address: "$HOST:$MERIDIAN_PORT"
+    limits: { max_body_bytes: 18446744073709551615 }
+    tls: { certificates: [{ cert: "$CERT", key: "$KEY" }] }
+admin: { address: "$HOST:0" }
+config: { source: file, path: "$d/global.yaml", watch_interval: 1h }
+EOF
+        args=(-c "$d/bootstrap.yaml")
+    fi
+    MERIDIAN_LOG=warn taskset -c "$TARGET_CPU" "$MERIDIAN" gateway "${args[@]}" \
+        --workers "$PROXY_WORKERS" >"$d/meridian.log" 2>&1 &
     MERIDIAN_PID=$!
     STARTED_PIDS+=("$MERIDIAN_PID")
     wait_port "$MERIDIAN_PORT" "$MERIDIAN_PID" meridian "$d/meridian.log"
@@ -309,11 +368,12 @@ start_meridian() {
 }
 
 # One request through a target; the body must be the backend's.
-check_target() { # name port
+check_target() { # name port [scheme]
     local body
-    body=$(python3 - "$HOST" "$2" <<'EOF'
-import sys, urllib.request
-with urllib.request.urlopen(f"http://{sys.argv[1]}:{sys.argv[2]}/", timeout=5) as r:
+    body=$(python3 - "$HOST" "$2" "${3:-http}" <<'EOF'
+import ssl, sys, urllib.request
+ctx = ssl._create_unverified_context()  # the bench's own self-signed certificate
+with urllib.request.urlopen(f"{sys.argv[3]}://{sys.argv[1]}:{sys.argv[2]}/", timeout=5, context=ctx) as r:
     sys.stdout.write(f"{r.status} {r.read().decode().strip()}")
 EOF
     ) || die "$1 on port $2 did not answer a GET /"

@@ -3,8 +3,14 @@
 #
 #   bench/proxy.sh [--rounds N] [--duration S] [--connections C]
 #                  [--warmup S] [--c1-duration S] [--targets backend,nginx,meridian]
+#                  [--workers N] [--tls] [--http2]
 #
 # Defaults: 3 rounds, 10 s, 50 connections, 2 s warm-up, 5 s one-connection test, all targets.
+# --workers N: both proxies with N workers (nginx `worker_processes N`, gateway `--workers N`;
+# still pinned to the target core; CPU and peak RSS summed over nginx's workers). --tls: both
+# proxies terminate TLS with one self-signed certificate and wrk speaks HTTPS over keep-alive
+# connections (one handshake per connection); the backend stays cleartext. --http2 is refused:
+# wrk speaks HTTP/1.1 only.
 # MERIDIAN_BIN=/path/to/meridian skips `cargo build --release -p meridian`.
 # CPU overrides: TARGET_CPU, BACKEND_CPU, WRK_CPU. BENCH_KEEP_WORKDIR=1 keeps configs/logs/wrk output.
 #
@@ -22,7 +28,7 @@ WARMUP=2
 C1_DURATION=5
 TARGETS=backend,nginx,meridian
 
-usage() { sed -n '2,13p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 
 while (($#)); do
     case $1 in
@@ -32,14 +38,19 @@ while (($#)); do
         --warmup) WARMUP=${2:?}; shift 2 ;;
         --c1-duration) C1_DURATION=${2:?}; shift 2 ;;
         --targets) TARGETS=${2:?}; shift 2 ;;
+        --workers) PROXY_WORKERS=${2:?}; shift 2 ;;
+        --tls) PROXY_TLS=1; shift ;;
+        --http2) die "--http2: the load generator (wrk) speaks HTTP/1.1 only; no HTTP/2 run" ;;
         -h | --help) usage; exit 0 ;;
         *) usage >&2; die "unknown argument: $1" ;;
     esac
 done
-for v in ROUNDS DURATION CONNS WARMUP C1_DURATION; do
+for v in ROUNDS DURATION CONNS WARMUP C1_DURATION PROXY_WORKERS; do
     if ! [[ ${!v} =~ ^[0-9]+$ ]] || ((${!v} == 0)); then die "$v must be a positive integer (got '${!v}')"; fi
 done
 ((DURATION <= 600 && C1_DURATION <= 600 && WARMUP <= 60)) || die "durations are capped at 600 s (warm-up 60 s)"
+((PROXY_WORKERS <= 64)) || die "--workers is capped at 64"
+((PROXY_TLS)) && SCHEME=https
 IFS=, read -ra TARGET_LIST <<<"$TARGETS"
 for t in "${TARGET_LIST[@]}"; do
     [[ $t == backend || $t == nginx || $t == meridian ]] || die "unknown target '$t' (backend, nginx, meridian)"
@@ -51,6 +62,7 @@ ensure_tools 1
 setup_cpus
 if has_target meridian; then ensure_meridian; fi
 make_workdir
+if ((PROXY_TLS)); then make_cert; fi
 CLK_TCK=$(getconf CLK_TCK)
 REPORT=$WORKDIR/report.md
 ROWS=$WORKDIR/rows.tsv
@@ -67,7 +79,18 @@ if has_target meridian; then
     start_meridian
     PORT[meridian]=$MERIDIAN_PORT PID[meridian]=$MERIDIAN_PID LABEL[meridian]="meridian"
 fi
-for t in "${TARGET_LIST[@]}"; do check_target "$t" "${PORT[$t]}"; done
+declare -A URL
+URL[backend]=http://$HOST:$BACKEND_PORT/
+for t in "${TARGET_LIST[@]}"; do
+    [[ $t == backend ]] || URL[$t]=$SCHEME://$HOST:${PORT[$t]}/
+    check_target "$t" "${PORT[$t]}" "${URL[$t]%%:*}"
+done
+declare -A TLS_SESSION
+if ((PROXY_TLS)); then
+    for t in "${TARGET_LIST[@]}"; do
+        [[ $t == backend ]] || TLS_SESSION[$t]=$(tls_session "${PORT[$t]}")
+    done
+fi
 
 emit() { tee -a "$REPORT"; }
 
@@ -101,18 +124,23 @@ parse_wrk() {
     }' "$1"
 }
 
+# utime+stime (clock ticks) and peak RSS (kB) summed over the processes of a target (nginx with
+# several workers: all of them).
+sum_ticks() { local p n=0; for p in $1; do n=$((n + $(cpu_ticks "$p"))); done; echo "$n"; }
+sum_hwm() { local p n=0; for p in $1; do n=$((n + $(proc_kb "$p" VmHWM))); done; echo "$n"; }
+
 # measure round target kind(load|c1|warmup) connections seconds
 measure() {
     local round=$1 t=$2 kind=$3 c=$4 d=$5
-    local pid=${PID[$t]} out=$WORKDIR/wrk-r$1-$2-$3.txt
+    local pids=${PID[$t]} out=$WORKDIR/wrk-r$1-$2-$3.txt p
     local t0 t1 b0 b1 w0 w1 rc=0
-    t0=$(cpu_ticks "$pid") b0=$(cpu_busy "$TARGET_CPU") w0=$(date +%s%N)
-    taskset -c "$WRK_CPU" wrk -t1 -c"$c" -d"${d}s" --latency "http://$HOST:${PORT[$t]}/" >"$out" 2>&1 &
+    t0=$(sum_ticks "$pids") b0=$(cpu_busy "$TARGET_CPU") w0=$(date +%s%N)
+    taskset -c "$WRK_CPU" wrk -t1 -c"$c" -d"${d}s" --latency "${URL[$t]}" >"$out" 2>&1 &
     CURRENT_CHILD=$!
     wait "$CURRENT_CHILD" || rc=$?
     CURRENT_CHILD=""
-    t1=$(cpu_ticks "$pid" 2>/dev/null || echo 0) b1=$(cpu_busy "$TARGET_CPU") w1=$(date +%s%N)
-    kill -0 "$pid" 2>/dev/null || die "$t (pid $pid) died during the run"
+    t1=$(sum_ticks "$pids" 2>/dev/null || echo 0) b1=$(cpu_busy "$TARGET_CPU") w1=$(date +%s%N)
+    for p in $pids; do kill -0 "$p" 2>/dev/null || die "$t (pid $p) died during the run"; done
     ((rc == 0)) || { cat "$out" >&2; die "wrk against $t exited with $rc"; }
     if [[ $kind == warmup ]]; then return 0; fi
     local parsed
@@ -121,7 +149,7 @@ measure() {
     read -r rps p50 p99 req err non2xx <<<"$parsed"
     ((err + non2xx == 0)) || log "WARNING: $t $kind: $err socket errors, $non2xx non-2xx responses (see $out)"
     local hwm
-    hwm=$(proc_kb "$pid" VmHWM)
+    hwm=$(sum_hwm "$pids")
     # cpu_s, µs/request, % of one core, other activity on the target's core (%), peak RSS MiB
     awk -v r="$round" -v t="$t" -v k="$kind" -v rps="$rps" -v p50="$p50" -v p99="$p99" -v req="$req" \
         -v dt=$((t1 - t0)) -v db=$((b1 - b0)) -v hz="$CLK_TCK" -v ns=$((w1 - w0)) -v hwm="$hwm" \
@@ -181,9 +209,13 @@ c1_table() { # median one-connection latency and what each proxy adds to the bac
 {
     echo "# Proxy benchmark $(date -u '+%Y-%m-%d %H:%M UTC')"
     echo
-    echo "Command: \`bench/proxy.sh --rounds $ROUNDS --duration $DURATION --connections $CONNS --warmup $WARMUP --c1-duration $C1_DURATION --targets $TARGETS\`"
+    tls_flag=""
+    ((PROXY_TLS)) && tls_flag=" --tls"
+    echo "Command: \`bench/proxy.sh --rounds $ROUNDS --duration $DURATION --connections $CONNS --warmup $WARMUP --c1-duration $C1_DURATION --targets $TARGETS --workers $PROXY_WORKERS$tls_flag\`"
     echo
     machine_info
+    echo "- Proxies: $PROXY_WORKERS worker(s) each (nginx \`worker_processes $PROXY_WORKERS\`, gateway \`--workers $PROXY_WORKERS\`), client side $( ((PROXY_TLS)) && echo "TLS (one self-signed P-256 certificate; backend cleartext)" || echo cleartext), HTTP/1.1 keep-alive"
+    for t in "${!TLS_SESSION[@]}"; do echo "- TLS as an OpenSSL client negotiates it with $t: ${TLS_SESSION[$t]}"; done
     echo "- Per target and round: ${WARMUP} s warm-up, then \`wrk -t1 -c$CONNS -d${DURATION}s --latency\`, then \`wrk -t1 -c1 -d${C1_DURATION}s --latency\`"
     echo "- CPU = utime+stime of the process under test (nginx: its worker; meridian: the whole process) from /proc/PID/stat, CLK_TCK=$CLK_TCK"
     echo "- Peak RSS = VmHWM of the same process (high-water mark since it started, so it only grows across rounds)"
