@@ -2,16 +2,14 @@
 # Compare the DNS director with Knot DNS: dnsperf against each, same machine, same run,
 # interleaved rounds, one worker each on the same core.
 #
-#   bench/dns.sh [--rounds N] [--duration S] [--clients C] [--knot-rrl]
+#   bench/dns.sh [--rounds N] [--duration S] [--clients C]
 #
 # Defaults: 3 rounds, 10 s per run, 20 dnsperf clients. MERIDIAN_BIN=/path/to/meridian skips
 # `cargo build --release -p meridian`. TARGET_CPU / WRK_CPU override the cores (server / the rest).
 #
 # The director answers with its routing policies and health on: three checkers (one per
 # region) report to it every 500 ms, so every answer goes through the quorum health view.
-# Knot serves the same names as static records; with --knot-rrl it also runs its response rate
-# limiting (mod-rrl) with limits as high as the director's, so both pay for that bookkeeping
-# (like for like; the default compares against plain Knot). The query mix (one name each, in turn):
+# Knot serves the same names as static records. The query mix (one name each, in turn):
 # simple A, latency A, weighted A, failover A, multivalue A, TXT, NXDOMAIN.
 # CPU per query = the server process's utime+stime over the run / queries completed.
 # Everything binds to and targets 127.0.0.1; every dnsperf run is bounded in time.
@@ -25,18 +23,16 @@ source "$(dirname "${BASH_SOURCE[0]}")/dns-config.sh"
 ROUNDS=3
 DURATION=10
 CLIENTS=20
-KNOT_RRL=0
 KNOT_PORT=${KNOT_PORT:-19053}
 DIRECTOR_PORT=${DIRECTOR_PORT:-19054}
 DIRECTOR_HTTP=${DIRECTOR_HTTP:-19055}
 
-usage() { sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 while (($#)); do
     case $1 in
         --rounds) ROUNDS=${2:?}; shift 2 ;;
         --duration) DURATION=${2:?}; shift 2 ;;
         --clients) CLIENTS=${2:?}; shift 2 ;;
-        --knot-rrl) KNOT_RRL=1; shift ;;
         -h | --help) usage; exit 0 ;;
         *) usage >&2; die "unknown argument: $1" ;;
     esac
@@ -70,15 +66,7 @@ failover    A   127.0.1.1
 multi       A   127.0.1.1
 multi       A   127.0.2.1
 EOF
-KNOT_MODULE=""
-KNOT_RRL_CONF=""
-if ((KNOT_RRL)); then
-    # The same limits as the director's rate_limit in bench/dns-config.sh (never reached).
-    KNOT_MODULE="    global-module: mod-rrl/bench"
-    KNOT_RRL_CONF=$'mod-rrl:\n  - id: bench\n    rate-limit: 100000000\n    slip: 2'
-fi
 cat >"$WORKDIR/knot/knot.conf" <<EOF
-$KNOT_RRL_CONF
 server:
     listen: $HOST@$KNOT_PORT
     udp-workers: 1
@@ -93,7 +81,6 @@ database:
 template:
   - id: default
     storage: "$WORKDIR/knot"
-$KNOT_MODULE
 zone:
   - domain: api.example.com
     file: api.example.com.zone
