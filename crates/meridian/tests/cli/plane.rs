@@ -120,9 +120,12 @@ async fn applied_changes_reach_every_region_and_propagation_is_measured() {
     let status: Value = serde_json::from_str(&out).unwrap();
     let version = current_version(&c, &token).await;
     let nodes = status["nodes"].as_array().unwrap();
-    // Three gateways and the lab's DNS director, which follows the control plane too.
-    assert_eq!(nodes.len(), 4, "{status}");
-    assert_eq!(nodes.iter().filter(|n| n["role"] == "gateway").count(), 3, "{status}");
+    // Three gateways, the lab's DNS director and a checker per region: all follow the control
+    // plane.
+    assert_eq!(nodes.len(), 7, "{status}");
+    for (role, count) in [("gateway", 3), ("director", 1), ("checker", 3)] {
+        assert_eq!(nodes.iter().filter(|n| n["role"] == role).count(), count, "{role}: {status}");
+    }
     for n in nodes {
         assert_eq!(n["kinds"]["config"]["applied"], version, "{n}");
     }
