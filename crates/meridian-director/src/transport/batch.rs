@@ -30,7 +30,7 @@ pub(crate) const BATCH: usize = 32;
 
 pub(crate) async fn udp_loop(socket: Arc<UdpSocket>, state: Arc<Shared>, shutdown: CancellationToken) {
     let mut received = Received {
-        buf: vec![0u8; BATCH * UDP_RECEIVE],
+        buf: Box::new([[0u8; UDP_RECEIVE]; BATCH]),
         got: [(0, None); BATCH],
         v6: socket.local_addr().is_ok_and(|a| a.is_ipv6()),
     };
@@ -55,7 +55,7 @@ pub(crate) async fn udp_loop(socket: Arc<UdpSocket>, state: Arc<Shared>, shutdow
         for i in 0..n {
             let (len, src) = received.got[i];
             let Some(src) = src.filter(|s| answerable(*s)) else { continue };
-            let msg = &received.buf[i * UDP_RECEIVE..i * UDP_RECEIVE + len];
+            let msg = &received.buf[i][..len];
             if respond(&state, msg, src, Transport::Udp, &mut outs[to.len()]) {
                 to.push((src, SocketAddrAny::from(src)));
             }
@@ -67,7 +67,7 @@ pub(crate) async fn udp_loop(socket: Arc<UdpSocket>, state: Arc<Shared>, shutdow
 /// What one `recvmmsg` fills: the datagrams, [`UDP_RECEIVE`] bytes apart in `buf`, and each
 /// one's length and source.
 struct Received {
-    buf: Vec<u8>,
+    buf: Box<[[u8; UDP_RECEIVE]; BATCH]>,
     got: [(usize, Option<SocketAddr>); BATCH],
     /// The socket's address family, which picks the headers ([`HEADERS`]).
     v6: bool,
@@ -86,9 +86,7 @@ impl Received {
     fn receive(&mut self, fd: std::os::fd::RawFd) -> io::Result<usize> {
         let (buf, got) = (&mut self.buf, &mut self.got);
         HEADERS.with_borrow_mut(|h| {
-            let mut chunks = buf.chunks_exact_mut(UDP_RECEIVE);
-            let mut iovs: [[IoSliceMut<'_>; 1]; BATCH] =
-                std::array::from_fn(|_| [IoSliceMut::new(chunks.next().expect("BATCH buffers"))]);
+            let mut iovs: [[IoSliceMut<'_>; 1]; BATCH] = buf.each_mut().map(|b| [IoSliceMut::new(b)]);
             let headers =
                 h[usize::from(self.v6)].get_or_insert_with(|| MultiHeaders::preallocate(BATCH, None));
             let results = recvmmsg(fd, headers, iovs.iter_mut(), MsgFlags::empty(), None)?;
@@ -135,13 +133,14 @@ fn send(socket: &UdpSocket, outs: &[Vec<u8>], to: &[(SocketAddr, SocketAddrAny)]
         std::array::from_fn(|i| [IoSlice::new(outs.get(i).map_or(&[][..], Vec::as_slice))]);
     let mut controls: [SendAncillaryBuffer<'_, '_, '_>; BATCH] =
         std::array::from_fn(|_| SendAncillaryBuffer::default());
-    let mut controls = controls.iter_mut();
-    let mut msgs: [MMsgHdr<'_>; BATCH] = std::array::from_fn(|i| {
-        let control = controls.next().expect("BATCH controls");
-        match to.get(i) {
+    let mut i = 0;
+    let mut msgs: [MMsgHdr<'_>; BATCH] = controls.each_mut().map(|control| {
+        let msg = match to.get(i) {
             Some((_, addr)) => MMsgHdr::new_with_addr(addr, &iovs[i], control),
             None => MMsgHdr::new(&iovs[i], control),
-        }
+        };
+        i += 1;
+        msg
     });
     Ok(sendmmsg(socket.as_fd(), &mut msgs[..n], SendFlags::empty())?)
 }
