@@ -8,7 +8,7 @@ use ipnet::IpNet;
 
 use crate::health::HealthView;
 use crate::policy::{self, Ctx};
-use crate::view::{Rr, View};
+use crate::view::{Rr, SetView, View};
 
 /// Who asks: the resolver's address, the EDNS Client Subnet it sent (RFC 7871; the network
 /// with its source prefix length), and a uniform random number for weighted and multivalue
@@ -160,15 +160,7 @@ pub(crate) fn reply<'v>(
         view.sets.get(&(qname.clone(), RecordType::CNAME)).map(|s| (s, RecordType::CNAME))
     });
     if let Some((set, found)) = set {
-        let cx = Ctx {
-            view,
-            record_set: &set.label,
-            client: client.deciding_addr(),
-            health,
-            roll: client.roll,
-            explain,
-        };
-        let (choice, fail_open) = policy::choose(&set.policy, &cx);
+        let (choice, fail_open) = decide(view, set, client, health, explain);
         if explain {
             a.why.record_set = Some(set.label.clone());
             a.why.member = Some(choice.member.clone());
@@ -207,6 +199,25 @@ pub(crate) fn reply<'v>(
 
 /// The ECS scope an answer holds for: the matched row's network, or, without one, what the
 /// resolver told us; an answer that ignores the client holds for everyone (0).
+/// The record set's policy evaluated for this client; the flag says whether fail-open applied.
+fn decide<'v>(
+    view: &'v View,
+    set: &'v SetView,
+    client: &ClientInfo,
+    health: &dyn HealthView,
+    explain: bool,
+) -> (policy::Choice<'v>, bool) {
+    let cx = Ctx {
+        view,
+        record_set: &set.label,
+        client: client.deciding_addr(),
+        health,
+        roll: client.roll,
+        explain,
+    };
+    policy::choose(&set.policy, &cx)
+}
+
 fn scope(choice: &policy::Choice<'_>, ecs: IpNet) -> u8 {
     match (choice.by_client, choice.row) {
         (false, _) => 0,
@@ -236,15 +247,7 @@ fn chase<'v>(
         else {
             return;
         };
-        let cx = Ctx {
-            view,
-            record_set: &set.label,
-            client: client.deciding_addr(),
-            health,
-            roll: client.roll,
-            explain,
-        };
-        let (choice, _) = policy::choose(&set.policy, &cx);
+        let (choice, _) = decide(view, set, client, health, explain);
         if let (Some(s), Some(ecs)) = (a.ecs_scope, client.ecs) {
             a.ecs_scope = Some(s.max(scope(&choice, ecs)));
         }
