@@ -59,15 +59,6 @@ impl Place {
     }
 }
 
-/// Where a place came from, for explanations.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Origin {
-    /// The config's `dns.geo` table.
-    Table,
-    /// The MaxMind-format database.
-    Database,
-}
-
 /// The config's rows (longest prefix first) and the database, if one is loaded.
 #[derive(Default)]
 pub(crate) struct GeoTable {
@@ -98,12 +89,11 @@ impl GeoTable {
     }
 
     /// The network containing `ip` and where it is: a config row first, then the database.
-    pub(crate) fn lookup(&self, ip: IpAddr) -> Option<(IpNet, Place, Origin)> {
+    pub(crate) fn lookup(&self, ip: IpAddr) -> Option<(IpNet, Place)> {
         if let Some((net, place)) = table::lookup(&self.rows, ip) {
-            return Some((net, *place, Origin::Table));
+            return Some((net, *place));
         }
-        let (net, place) = self.db.as_ref()?.lookup(ip)?;
-        Some((net, place, Origin::Database))
+        self.db.as_ref()?.lookup(ip)
     }
 }
 

@@ -237,7 +237,7 @@ fn eval<'v>(policy: &'v Policy, cx: &Ctx<'_>, ok: &dyn Fn(usize, &Member) -> boo
         }
         Policy::Geolocation(rules) => {
             let row = cx.client.and_then(|ip| cx.view.geo.lookup(ip));
-            let place = row.map(|(_, p, _)| p).unwrap_or_default();
+            let place = row.map(|(_, p)| p).unwrap_or_default();
             let (country, continent) = (place.country(), place.continent());
             let pick = |want: &dyn Fn(Option<&str>, Option<&str>) -> bool| {
                 rules.iter().enumerate().find(|(_, (co, ct, _))| want(co.as_deref(), ct.as_deref()))
@@ -255,12 +255,12 @@ fn eval<'v>(policy: &'v Policy, cx: &Ctx<'_>, ok: &dyn Fn(usize, &Member) -> boo
                 let rule = co.as_deref().or(ct.as_deref()).unwrap_or("default");
                 choice(cx, "geolocation", || format!("rules[{i}] {rule} → {}", name(i, m)), all(m))
             };
-            (c.row, c.by_client) = (row.map(|(n, _, _)| n), true);
+            (c.row, c.by_client) = (row.map(|(n, _)| n), true);
             Some(c)
         }
         Policy::Geoproximity(members) => {
             let row = cx.client.and_then(|ip| cx.view.geo.lookup(ip));
-            let from = row.and_then(|(_, p, _)| p.location);
+            let from = row.and_then(|(_, p)| p.location);
             let live = (0..members.len()).filter(|&i| ok(i, &members[i].0));
             let biased = |i: &usize| {
                 let (m, bias) = &members[*i];
@@ -279,7 +279,7 @@ fn eval<'v>(policy: &'v Policy, cx: &Ctx<'_>, ok: &dyn Fn(usize, &Member) -> boo
                 }
             };
             let mut c = choice(cx, "geoproximity", member, all(&members[i].0));
-            (c.row, c.by_client) = (row.map(|(n, _, _)| n), true);
+            (c.row, c.by_client) = (row.map(|(n, _)| n), true);
             Some(c)
         }
         Policy::Multivalue(members) => {
