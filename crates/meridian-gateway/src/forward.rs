@@ -23,7 +23,7 @@ use crate::retry::is_idempotent;
 use crate::state::TryPolicy;
 use crate::timeout::{Activity, ActivityIo};
 use crate::upstream::lb::{hash_bytes, hash_key};
-use crate::upstream::pool::{self, EndpointPool, PoolReturn, Sender};
+use crate::upstream::pool::{self, EndpointPool, Sender};
 use crate::upstream::response_body::{InFlight, ServiceSlot, UpstreamBody};
 use crate::upstream::service::ServiceRuntime;
 
@@ -302,7 +302,7 @@ pub async fn forward(
             }
         };
         let in_flight = InFlight::new(Arc::clone(ep));
-        let mut conn = match ep.checkout(tries.connect_timeout.min(remaining), now).await {
+        let conn = match ep.checkout(tries.connect_timeout.min(remaining), now).await {
             Ok(c) => c,
             Err(e) => {
                 tracing::debug!(endpoint = %ep.addr.configured, error = %e, "connect failed");
@@ -323,7 +323,7 @@ pub async fn forward(
         // A written request is gone, headers and all. Copy the headers only when a later try
         // could follow one that was written: an idempotent retry, HTTP/2's refused streams and
         // graceful GOAWAYs, a peer's "region unavailable". Otherwise a later try only follows
-        // one that was never written, and hyper hands that request back (`pool::send`).
+        // one that was never written, and that request comes back (`pool::send`).
         let keep_headers = may_repeat || h2 || peer.is_some();
         let headers = if keep_headers { parts.headers.clone() } else { std::mem::take(&mut parts.headers) };
         let mut req = upstream_request(&parts, headers, req_body, h2);
@@ -331,7 +331,7 @@ pub async fn forward(
             add_hop_headers(req.headers_mut(), cx.region, &service.name, cx.client_ip, p);
         }
         let per_try = tries.per_try_timeout.map_or(remaining, |t| t.min(remaining));
-        let sent = tokio::time::timeout(per_try, pool::send(&mut conn, req, !keep_headers)).await;
+        let sent = tokio::time::timeout(per_try, pool::send(conn, ep, req)).await;
         let replayable = !matches!(body, ReqBody::Stream(None));
         let err = match sent {
             Ok(Ok(mut resp)) => {
@@ -384,13 +384,9 @@ pub async fn forward(
                     drop(in_flight);
                     continue;
                 }
-                let ret = match conn.sender {
-                    Sender::H1(s) => Some(PoolReturn { sender: s, pool: Arc::clone(ep) }),
-                    Sender::H2(_) => None,
-                };
                 let sa = ep.addr.addrs().first().copied();
                 let slots = [slot.take(), admission.take()];
-                let mut resp = resp.map(|b| GwBody::Upstream(UpstreamBody::new(b, ret, in_flight, slots)));
+                let mut resp = resp.map(|b| GwBody::Upstream(UpstreamBody::new(b, in_flight, slots)));
                 if let Some(c) = new_cookie.take() {
                     resp.headers_mut().append(header::SET_COOKIE, c);
                 }

@@ -17,3 +17,5 @@ mod proxying;
 mod reload;
 #[path = "gateway/resilience.rs"]
 mod resilience;
+#[path = "gateway/upstream_wire.rs"]
+mod upstream_wire;

@@ -1,9 +1,8 @@
-//! Connections to one endpoint: a pool of idle HTTP/1.1 keep-alive connections, or one shared
-//! HTTP/2 connection, built on hyper's low-level client connection API.
+//! Connections to one endpoint: a pool of idle HTTP/1.1 keep-alive connections (our own client,
+//! [`super::h1`]), or one shared HTTP/2 connection (hyper's low-level client connection API).
 //!
-//! We keep our own pool rather than hyper-util's pooled client: checkout is a mutex pop on a
-//! short vector with no per-request key hashing or boxing, and returning a connection happens
-//! when the response body ends (see [`PoolReturn`]).
+//! Checkout is a mutex pop on a short vector with no per-request key hashing or boxing; an
+//! HTTP/1.1 connection comes back when its response body ends cleanly.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
@@ -17,6 +16,7 @@ use meridian_core::ErrorCode;
 use meridian_model::UpstreamProtocol;
 use tokio::net::{TcpSocket, TcpStream};
 
+use super::h1;
 use crate::body::GwBody;
 use crate::error::{ProxyError, Retry, Source};
 
@@ -75,7 +75,7 @@ impl EndpointAddr {
 
 /// A connection ready to send one request.
 pub enum Sender {
-    H1(http1::SendRequest<GwBody>),
+    H1(h1::Conn),
     H2(http2::SendRequest<GwBody>),
 }
 
@@ -92,7 +92,7 @@ pub struct EndpointPool {
     protocol: UpstreamProtocol,
     max_idle: usize,
     idle_timeout: Duration,
-    idle: Mutex<Vec<(http1::SendRequest<GwBody>, Instant)>>,
+    idle: Mutex<Vec<(h1::Conn, Instant)>>,
     h2: Mutex<Option<http2::SendRequest<GwBody>>>,
     /// Requests in flight to this endpoint (least-request balancing, status).
     pub in_flight: AtomicU32,
@@ -140,7 +140,7 @@ impl EndpointPool {
                 if let Some(s) = self.pop_idle(now) {
                     return Ok(Conn { sender: Sender::H1(s), reused: true });
                 }
-                let s = self.connect_h1(connect_timeout, false).await?;
+                let s = self.connect_h1(connect_timeout).await?;
                 Ok(Conn { sender: Sender::H1(s), reused: false })
             }
             UpstreamProtocol::Http2 => {
@@ -154,19 +154,20 @@ impl EndpointPool {
         }
     }
 
-    /// A fresh HTTP/1.1 connection that is never pooled, for protocol upgrades (WebSocket).
+    /// A fresh HTTP/1.1 connection that is never pooled, for protocol upgrades (WebSocket):
+    /// hyper's client, which hands over the connection after `101`.
     pub async fn connect_for_upgrade(
         &self,
         connect_timeout: Duration,
     ) -> Result<http1::SendRequest<GwBody>, ProxyError> {
-        self.connect_h1(connect_timeout, true).await
+        match self.connect_io(connect_timeout).await? {
+            h1::Io::Tcp(tcp) => self.handshake_upgrade(tcp).await,
+            h1::Io::Tls(tls) => self.handshake_upgrade(tls).await,
+        }
     }
 
     /// Returns an HTTP/1.1 connection whose response body was read to the end.
-    pub fn checkin(&self, s: http1::SendRequest<GwBody>) {
-        if s.is_closed() {
-            return;
-        }
+    pub fn checkin(&self, s: h1::Conn) {
         let mut idle = lock(&self.idle);
         if self.max_idle == 0 {
             return;
@@ -183,16 +184,14 @@ impl EndpointPool {
         lock(&self.idle).len()
     }
 
-    fn pop_idle(&self, now: Instant) -> Option<http1::SendRequest<GwBody>> {
-        let mut idle = lock(&self.idle);
-        while let Some((s, since)) = idle.pop() {
-            // `send` waits for readiness; a connection whose previous response just ended may
-            // not have signalled it yet and is still good.
-            if !s.is_closed() && now.saturating_duration_since(since) < self.idle_timeout {
-                return Some(s);
+    fn pop_idle(&self, now: Instant) -> Option<h1::Conn> {
+        loop {
+            let (mut c, since) = lock(&self.idle).pop()?;
+            // Too old, or the endpoint closed it (or sent something unasked) while it idled.
+            if now.saturating_duration_since(since) < self.idle_timeout && c.is_quiet() {
+                return Some(c);
             }
         }
-        None
     }
 
     fn shared_h2(&self) -> Option<http2::SendRequest<GwBody>> {
@@ -250,16 +249,16 @@ impl EndpointPool {
         Ok(stream)
     }
 
-    async fn connect_h1(
-        &self,
-        t: Duration,
-        upgrades: bool,
-    ) -> Result<http1::SendRequest<GwBody>, ProxyError> {
+    async fn connect_io(&self, t: Duration) -> Result<h1::Io, ProxyError> {
         let tcp = self.tcp(t).await?;
-        match &self.opts.tls {
-            None => self.handshake_h1(tcp, upgrades).await,
-            Some(tls) => self.handshake_h1(self.tls(tcp, tls, t).await?, upgrades).await,
-        }
+        Ok(match &self.opts.tls {
+            None => h1::Io::Tcp(tcp),
+            Some(tls) => h1::Io::Tls(Box::new(self.tls(tcp, tls, t).await?)),
+        })
+    }
+
+    async fn connect_h1(&self, t: Duration) -> Result<h1::Conn, ProxyError> {
+        Ok(h1::Conn::new(self.connect_io(t).await?))
     }
 
     async fn connect_h2(&self, t: Duration) -> Result<http2::SendRequest<GwBody>, ProxyError> {
@@ -293,7 +292,7 @@ impl EndpointPool {
         }
     }
 
-    async fn handshake_h1<I>(&self, io: I, upgrades: bool) -> Result<http1::SendRequest<GwBody>, ProxyError>
+    async fn handshake_upgrade<I>(&self, io: I) -> Result<http1::SendRequest<GwBody>, ProxyError>
     where
         I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
@@ -301,15 +300,9 @@ impl EndpointPool {
             .handshake(TokioIo::new(io))
             .await
             .map_err(|e| handshake_error(&self.addr.configured, e))?;
-        if upgrades {
-            tokio::spawn(async move {
-                let _ = conn.with_upgrades().await;
-            });
-        } else {
-            tokio::spawn(async move {
-                let _ = conn.await;
-            });
-        }
+        tokio::spawn(async move {
+            let _ = conn.with_upgrades().await;
+        });
         Ok(sender)
     }
 
@@ -344,36 +337,72 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// Sends one request on a checked-out connection and classifies failures for retry decisions.
-/// With `headers_back`, a failed HTTP/1.1 request that was never written gives its headers
-/// back (for the next try); hyper's sending path that can do so costs a little more.
+/// A failed HTTP/1.1 request that was never written gives its headers back (for the next try).
 pub async fn send(
-    conn: &mut Conn,
+    conn: Conn,
+    pool: &Arc<EndpointPool>,
     req: http::Request<GwBody>,
-    headers_back: bool,
-) -> Result<http::Response<hyper::body::Incoming>, (ProxyError, Option<http::HeaderMap>)> {
+) -> Result<http::Response<RespStream>, (ProxyError, Option<http::HeaderMap>)> {
     let reused = conn.reused;
-    match &mut conn.sender {
-        Sender::H1(s) => {
-            if s.ready().await.is_err() {
+    match conn.sender {
+        Sender::H1(c) => match c.send(req, pool).await {
+            Ok(resp) => Ok(resp.map(RespStream::H1)),
+            Err((h1::SendError::NotSent(e), req)) => {
                 let e = ProxyError::new(
                     ErrorCode::BadGateway,
                     Source::Upstream,
                     Retry::Safe,
-                    "pooled connection closed before use",
+                    format!("upstream connection failed before the request was sent: {e}"),
                 );
-                return Err((e, Some(req.into_parts().0.headers)));
+                Err((e, Some(req.into_parts().0.headers)))
             }
-            if !headers_back {
-                return s.send_request(req).await.map_err(|e| (classify(e, reused), None));
-            }
-            // hyper returns a request it never started writing (every "canceled" error).
-            s.try_send_request(req).await.map_err(|mut e| {
-                let unsent = e.take_message().map(|r| r.into_parts().0.headers);
-                (classify(e.into_error(), reused), unsent)
-            })
+            // Written (maybe processed): repeatable for idempotent methods only, as with a
+            // keep-alive connection the endpoint closed under us.
+            Err((h1::SendError::Failed(msg), _)) => Err((
+                ProxyError::new(
+                    ErrorCode::BadGateway,
+                    Source::Upstream,
+                    Retry::IfIdempotent,
+                    format!("upstream request failed: {msg}"),
+                ),
+                None,
+            )),
+            Err((h1::SendError::Body(e), _)) => Err((request_body_error(&*e), None)),
+        },
+        Sender::H2(mut s) => {
+            s.send_request(req).await.map(|r| r.map(RespStream::H2)).map_err(|e| (classify(e, reused), None))
         }
-        Sender::H2(s) => s.send_request(req).await.map_err(|e| (classify(e, reused), None)),
     }
+}
+
+/// A failure reading the client's request body while it streamed upstream.
+fn request_body_error(e: &(dyn std::error::Error + 'static)) -> ProxyError {
+    if over_limit(e) {
+        return ProxyError::new(
+            ErrorCode::PayloadTooLarge,
+            Source::Downstream,
+            Retry::No,
+            "request body exceeds the limit",
+        );
+    }
+    ProxyError::new(
+        ErrorCode::BadRequest,
+        Source::Downstream,
+        Retry::No,
+        format!("reading the request body failed: {e}"),
+    )
+}
+
+/// Whether `e` or one of its causes is the body size limit.
+fn over_limit(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(e);
+    while let Some(c) = cause {
+        if c.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
 }
 
 /// Maps a hyper client error to a proxy error with a retry verdict.
@@ -381,17 +410,8 @@ pub fn classify(e: hyper::Error, reused: bool) -> ProxyError {
     use std::error::Error as _;
     let msg = e.to_string();
     // The client's body crossed its size limit while we streamed it: the client's fault.
-    let mut cause: Option<&(dyn std::error::Error + 'static)> = e.source();
-    while let Some(c) = cause {
-        if c.is::<http_body_util::LengthLimitError>() {
-            return ProxyError::new(
-                ErrorCode::PayloadTooLarge,
-                Source::Downstream,
-                Retry::No,
-                "request body exceeds the limit",
-            );
-        }
-        cause = c.source();
+    if e.source().is_some_and(over_limit) {
+        return request_body_error(&e);
     }
     let mut retry = Retry::IfIdempotent;
     if e.is_canceled() {
@@ -420,8 +440,8 @@ pub fn classify(e: hyper::Error, reused: bool) -> ProxyError {
     )
 }
 
-/// What a response body gives back when it ends: the HTTP/1.1 connection, to its pool.
-pub struct PoolReturn {
-    pub sender: http1::SendRequest<GwBody>,
-    pub pool: Arc<EndpointPool>,
+/// An upstream response body: read from our HTTP/1.1 connection, or an HTTP/2 stream.
+pub enum RespStream {
+    H1(h1::RespBody),
+    H2(hyper::body::Incoming),
 }

@@ -1,17 +1,15 @@
-//! The body of an upstream response: streams to the client, and when it ends cleanly gives the
-//! HTTP/1.1 connection back to its pool. In-flight counters drop when it ends or is dropped.
+//! The body of an upstream response as it streams to the client (an HTTP/1.1 body gives its
+//! connection back to its pool itself). In-flight counters drop when it ends or is dropped.
 
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::task::{Context, Poll};
 
+use super::pool::{EndpointPool, RespStream};
+use crate::body::BoxError;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use hyper::body::Incoming;
-
-use super::pool::{EndpointPool, PoolReturn};
-use crate::body::BoxError;
 
 /// Counts a request as in flight at an endpoint until dropped (one per try).
 pub struct InFlight {
@@ -56,30 +54,17 @@ impl Drop for ServiceSlot {
 }
 
 pub struct UpstreamBody {
-    inner: Incoming,
-    ret: Option<PoolReturn>,
+    inner: RespStream,
     _in_flight: Option<(InFlight, [Option<ServiceSlot>; 2])>,
 }
 
 impl UpstreamBody {
-    pub fn new(
-        inner: Incoming,
-        ret: Option<PoolReturn>,
-        in_flight: InFlight,
-        slots: [Option<ServiceSlot>; 2],
-    ) -> Self {
-        let mut b = UpstreamBody { inner, ret, _in_flight: Some((in_flight, slots)) };
-        if b.inner.is_end_stream() {
-            b.finish();
+    pub fn new(inner: RespStream, in_flight: InFlight, slots: [Option<ServiceSlot>; 2]) -> Self {
+        let mut b = UpstreamBody { inner, _in_flight: Some((in_flight, slots)) };
+        if b.is_end_stream() {
+            b._in_flight = None;
         }
         b
-    }
-
-    fn finish(&mut self) {
-        if let Some(r) = self.ret.take() {
-            r.pool.checkin(r.sender);
-        }
-        self._in_flight = None;
     }
 }
 
@@ -93,34 +78,31 @@ impl Body for UpstreamBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
-        match Pin::new(&mut this.inner).poll_frame(cx) {
-            Poll::Ready(None) => {
-                this.finish();
-                Poll::Ready(None)
-            }
-            Poll::Ready(Some(Ok(f))) => {
-                if this.inner.is_end_stream() {
-                    this.finish();
-                }
-                Poll::Ready(Some(Ok(f)))
-            }
-            Poll::Ready(Some(Err(e))) => {
-                // The connection is broken: never pool it.
-                this.ret = None;
-                this._in_flight = None;
-                Poll::Ready(Some(Err(e.into())))
-            }
-            Poll::Pending => Poll::Pending,
+        let r = match &mut this.inner {
+            RespStream::H1(b) => Pin::new(b).poll_frame(cx),
+            RespStream::H2(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
+        };
+        match &r {
+            Poll::Ready(None) | Poll::Ready(Some(Err(_))) => this._in_flight = None,
+            Poll::Ready(Some(Ok(_))) if this.is_end_stream() => this._in_flight = None,
+            _ => {}
         }
+        r
     }
 
     #[inline]
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        match &self.inner {
+            RespStream::H1(b) => b.is_end_stream(),
+            RespStream::H2(b) => b.is_end_stream(),
+        }
     }
 
     #[inline]
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        match &self.inner {
+            RespStream::H1(b) => b.size_hint(),
+            RespStream::H2(b) => b.size_hint(),
+        }
     }
 }

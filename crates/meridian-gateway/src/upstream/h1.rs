@@ -1,0 +1,883 @@
+//! Our own HTTP/1.1 client connection to an endpoint.
+//!
+//! hyper's client connection runs in a task of its own and talks to the request through
+//! channels; on a keep-alive GET that machinery cost about as much as everything the gateway
+//! does itself (docs/benchmarks.md, issue 6). Here the request's own task writes the request
+//! and reads the response head, and the response body reads straight from the socket while
+//! the client connection writes it out. When the body ends cleanly on a keep-alive connection,
+//! the connection goes back to its pool.
+//!
+//! What it implements (RFC 9112): origin-form requests, `Content-Length` or chunked request
+//! bodies (or none), interim 1xx responses skipped, response framing by §6.3 (no body for HEAD,
+//! 1xx, 204 and 304; chunked wins over `Content-Length`; else `Content-Length`; else the body
+//! runs to the close), chunk extensions ignored, trailers passed on, keep-alive unless the
+//! response says `close` or is HTTP/1.0 without `keep-alive`. An endpoint that answers before
+//! it has read the whole request body gets its answer passed on, and the connection is closed.
+//!
+//! Idle pooled connections have no task watching them. Like nginx with `EPOLLRDHUP`, a read
+//! shorter than the space offered marks the socket drained, so a pooled connection with no
+//! readiness since is known to be quiet without a system call; one that became readable
+//! (the endpoint closed it, or sent something unasked) is dropped at checkout.
+
+use std::future::poll_fn;
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker, ready};
+
+use bytes::{Buf, Bytes, BytesMut};
+use http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Version};
+use http_body::{Body, Frame, SizeHint};
+use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
+use tokio::net::TcpStream;
+
+use super::pool::EndpointPool;
+use crate::body::{BoxError, GwBody};
+
+/// Largest response head accepted (Envoy's default limit is 60 KiB, nginx's 4–8 KiB).
+pub const MAX_HEAD_BYTES: usize = 64 * 1024;
+/// Most header fields in a response head (hyper's default too).
+const MAX_HEADERS: usize = 100;
+/// Longest chunk-size line (with extensions) and most trailer bytes accepted.
+const MAX_CHUNK_LINE: usize = 4096;
+const MAX_TRAILER_BYTES: usize = 16 * 1024;
+/// Read space offered to the kernel at least.
+const READ_SPACE: usize = 8 * 1024;
+
+/// The transport under a connection.
+pub enum Io {
+    Tcp(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+impl Io {
+    /// Reads what the socket has into `buf`'s spare room; `Ok(0)` is the end of the stream.
+    fn poll_read_into(&mut self, cx: &mut Context<'_>, buf: &mut BytesMut) -> Poll<io::Result<usize>> {
+        if buf.capacity() - buf.len() < READ_SPACE / 2 {
+            buf.reserve(READ_SPACE);
+        }
+        match self {
+            Io::Tcp(s) => {
+                let s: &TcpStream = s;
+                loop {
+                    ready!(s.poll_read_ready(cx))?;
+                    let space = buf.capacity() - buf.len();
+                    let mut got = 0;
+                    // A short read leaves the socket empty: clear its readiness (the closure's
+                    // WouldBlock) so an idle connection shows readiness again only when the
+                    // endpoint sends or closes. Readiness that arrived meanwhile is kept (tokio
+                    // clears only the event it saw).
+                    let r = s.try_io(Interest::READABLE, || {
+                        got = s.try_read_buf(buf)?;
+                        if got > 0 && got < space { Err(io::ErrorKind::WouldBlock.into()) } else { Ok(got) }
+                    });
+                    match r {
+                        Ok(n) => return Poll::Ready(Ok(n)),
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                            if got > 0 {
+                                return Poll::Ready(Ok(got));
+                            }
+                        }
+                        Err(e) => return Poll::Ready(Err(e)),
+                    }
+                }
+            }
+            Io::Tls(s) => {
+                let mut tmp = [0u8; READ_SPACE];
+                let mut rb = ReadBuf::new(&mut tmp);
+                ready!(Pin::new(&mut **s).poll_read(cx, &mut rb))?;
+                buf.extend_from_slice(rb.filled());
+                Poll::Ready(Ok(rb.filled().len()))
+            }
+        }
+    }
+
+    fn poll_write_vectored(&mut self, cx: &mut Context<'_>, bufs: &[IoSlice<'_>]) -> Poll<io::Result<usize>> {
+        match self {
+            Io::Tcp(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Io::Tls(s) => Pin::new(&mut **s).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self {
+            Io::Tcp(_) => Poll::Ready(Ok(())),
+            Io::Tls(s) => Pin::new(&mut **s).poll_flush(cx),
+        }
+    }
+
+    /// Writes `parts` whole, counting into `written` what the transport took.
+    fn poll_write_parts(
+        &mut self,
+        cx: &mut Context<'_>,
+        parts: &mut [&[u8]],
+        written: &mut usize,
+    ) -> Poll<io::Result<()>> {
+        loop {
+            let mut slices = [IoSlice::new(&[]); 4];
+            let mut n_slices = 0;
+            for p in parts.iter().filter(|p| !p.is_empty()) {
+                if n_slices < slices.len() {
+                    slices[n_slices] = IoSlice::new(p);
+                    n_slices += 1;
+                }
+            }
+            if n_slices == 0 {
+                return self.poll_flush(cx);
+            }
+            let n = ready!(self.poll_write_vectored(cx, &slices[..n_slices]))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            *written += n;
+            let mut left = n;
+            for p in parts.iter_mut() {
+                let k = left.min(p.len());
+                *p = &p[k..];
+                left -= k;
+            }
+        }
+    }
+}
+
+/// One HTTP/1.1 connection, idle between requests.
+pub struct Conn {
+    io: Io,
+    /// Bytes read and not yet used.
+    rbuf: BytesMut,
+    /// The request head being written (kept for its capacity).
+    wbuf: Vec<u8>,
+}
+
+/// Why a request failed, as far as retry decisions need to know.
+#[derive(Debug)]
+pub enum SendError {
+    /// Not one byte of the request reached the transport: safe to send anywhere else.
+    NotSent(io::Error),
+    /// The request (or part of it) went out and no usable response came back.
+    Failed(String),
+    /// Reading the client's request body failed; the cause is kept for classification.
+    Body(BoxError),
+}
+
+/// How the request body is framed on the wire.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ReqFraming {
+    None,
+    Length(u64),
+    Chunked,
+}
+
+impl Conn {
+    pub fn new(io: Io) -> Conn {
+        Conn { io, rbuf: BytesMut::new(), wbuf: Vec::new() }
+    }
+
+    /// Whether a pooled connection can carry a request: nothing has arrived on it since its
+    /// last response (no system call unless the socket shows readiness).
+    pub fn is_quiet(&mut self) -> bool {
+        if !self.rbuf.is_empty() {
+            return false;
+        }
+        let mut cx = Context::from_waker(Waker::noop());
+        match &mut self.io {
+            Io::Tcp(s) => match s.poll_read_ready(&mut cx) {
+                Poll::Pending => true,
+                Poll::Ready(Err(_)) => false,
+                // Readiness left from a read that filled its buffer, or the endpoint sent or
+                // closed: only a read tells.
+                Poll::Ready(Ok(())) => {
+                    let mut probe = [0u8; 1];
+                    matches!(s.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+                }
+            },
+            Io::Tls(s) => {
+                let mut probe = [0u8; 1];
+                let mut rb = ReadBuf::new(&mut probe);
+                matches!(Pin::new(&mut **s).poll_read(&mut cx, &mut rb), Poll::Pending)
+            }
+        }
+    }
+
+    /// Sends `req` and reads the response head. The response body owns the connection and
+    /// gives it back to `pool` when it ends cleanly.
+    pub async fn send(
+        mut self,
+        req: Request<GwBody>,
+        pool: &Arc<EndpointPool>,
+    ) -> Result<Response<RespBody>, (SendError, Request<GwBody>)> {
+        let head_only = req.method() == Method::HEAD;
+        let framing = framing(&req);
+        encode_head(&mut self.wbuf, &req, framing);
+        let (parts, mut body) = req.into_parts();
+        let mut written = 0usize;
+        // The head, with a body held in memory in the same write.
+        let full = match &mut body {
+            GwBody::Empty => Some(Bytes::new()),
+            GwBody::Full(b) => Some(b.take().unwrap_or_default()),
+            _ => None,
+        };
+        let mut complete = true;
+        let head = std::mem::take(&mut self.wbuf);
+        let r = {
+            let b = full.as_deref().unwrap_or_default();
+            let mut p: [&[u8]; 2] = [&head, b];
+            poll_fn(|cx| self.io.poll_write_parts(cx, &mut p, &mut written)).await
+        };
+        self.wbuf = head;
+        if let Err(e) = r {
+            let req = Request::from_parts(parts, body);
+            return Err(if written == 0 {
+                (SendError::NotSent(e), req)
+            } else {
+                (SendError::Failed(format!("writing the request failed: {e}")), req)
+            });
+        }
+        if full.is_none() {
+            match self.send_body(&mut body, framing).await {
+                Ok(c) => complete = c,
+                Err(e) => return Err((e, Request::from_parts(parts, GwBody::Empty))),
+            }
+        }
+        drop(body);
+        match self.read_head(head_only).await {
+            Ok((resp, framing, keep_alive)) => {
+                let keep_alive = keep_alive && complete;
+                Ok(resp.map(|()| RespBody::new(self, framing, keep_alive, pool)))
+            }
+            Err(e) => Err((SendError::Failed(e), Request::from_parts(parts, GwBody::Empty))),
+        }
+    }
+
+    /// Streams a request body. Returns whether it was written whole: an endpoint may answer
+    /// early (before reading it all); then sending stops and the answer is read.
+    async fn send_body(&mut self, body: &mut GwBody, framing: ReqFraming) -> Result<bool, SendError> {
+        let mut sent: u64 = 0;
+        let mut pending: Option<(Vec<u8>, Bytes, &'static [u8])> = None;
+        let mut finished = false;
+        poll_fn(|cx| {
+            loop {
+                if let Some((size, data, end)) = &mut pending {
+                    let mut p: [&[u8]; 3] = [size.as_slice(), data.as_ref(), end];
+                    let mut w = 0;
+                    let r = self.io.poll_write_parts(cx, &mut p, &mut w);
+                    // Keep what is left for the next poll.
+                    let left_size = p[0].len();
+                    let left_data = p[1].len();
+                    let left_end = p[2].len();
+                    let sz_len = size.len();
+                    size.drain(..sz_len - left_size);
+                    data.advance(data.len() - left_data);
+                    *end = &end[end.len() - left_end..];
+                    match r {
+                        Poll::Ready(Ok(())) => pending = None,
+                        Poll::Ready(Err(e)) => {
+                            return Poll::Ready(Err(SendError::Failed(format!(
+                                "writing the request body failed: {e}"
+                            ))));
+                        }
+                        Poll::Pending => return self.poll_early_answer(cx),
+                    }
+                    if finished {
+                        return Poll::Ready(Ok(true));
+                    }
+                    continue;
+                }
+                if finished {
+                    return Poll::Ready(Ok(true));
+                }
+                match Pin::new(&mut *body).poll_frame(cx) {
+                    Poll::Pending => return self.poll_early_answer(cx),
+                    Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(SendError::Body(e))),
+                    Poll::Ready(Some(Ok(frame))) => {
+                        let Ok(data) = frame.into_data() else { continue };
+                        if data.is_empty() {
+                            continue;
+                        }
+                        sent += data.len() as u64;
+                        if let ReqFraming::Length(n) = framing
+                            && sent > n
+                        {
+                            return Poll::Ready(Err(SendError::Body(
+                                "request body longer than its length".into(),
+                            )));
+                        }
+                        let (size, end) = chunk_frame(framing, data.len());
+                        pending = Some((size, data, end));
+                    }
+                    Poll::Ready(None) => {
+                        if let ReqFraming::Length(n) = framing
+                            && sent != n
+                        {
+                            return Poll::Ready(Err(SendError::Body(
+                                "request body shorter than its length".into(),
+                            )));
+                        }
+                        finished = true;
+                        if framing == ReqFraming::Chunked {
+                            pending = Some((Vec::new(), Bytes::from_static(b"0\r\n\r\n"), b""));
+                        }
+                    }
+                }
+            }
+        })
+        .await
+    }
+
+    /// While the request body waits, the endpoint may answer already: then stop sending.
+    fn poll_early_answer(&mut self, cx: &mut Context<'_>) -> Poll<Result<bool, SendError>> {
+        match self.io.poll_read_into(cx, &mut self.rbuf) {
+            Poll::Ready(Ok(0)) => Poll::Ready(Err(SendError::Failed(
+                "the endpoint closed the connection during the request".into(),
+            ))),
+            Poll::Ready(Ok(_)) => Poll::Ready(Ok(false)),
+            Poll::Ready(Err(e)) => {
+                Poll::Ready(Err(SendError::Failed(format!("reading the response failed: {e}"))))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    /// Reads the final response head (skipping 1xx). Returns the response without its body,
+    /// the body's framing and whether the connection may be kept.
+    async fn read_head(&mut self, head_only: bool) -> Result<(Response<()>, Framing, bool), String> {
+        loop {
+            if !self.rbuf.is_empty() {
+                match parse_head(&mut self.rbuf, head_only)? {
+                    Some(Parsed::Interim) => continue,
+                    Some(Parsed::Final(r)) => return Ok(r),
+                    None if self.rbuf.len() >= MAX_HEAD_BYTES => {
+                        return Err(format!("response head larger than {MAX_HEAD_BYTES} bytes"));
+                    }
+                    None => {}
+                }
+            }
+            let n = poll_fn(|cx| self.io.poll_read_into(cx, &mut self.rbuf))
+                .await
+                .map_err(|e| format!("reading the response failed: {e}"))?;
+            if n == 0 {
+                return Err(if self.rbuf.is_empty() {
+                    "the endpoint closed the connection without answering".to_string()
+                } else {
+                    "the endpoint closed the connection within the response head".to_string()
+                });
+            }
+        }
+    }
+}
+
+/// The request body's framing: none for an empty body (a zero length where a body is
+/// expected), its length when known, else chunked.
+fn framing(req: &Request<GwBody>) -> ReqFraming {
+    let body = req.body();
+    if body.is_end_stream() {
+        let expects_body = matches!(*req.method(), Method::POST | Method::PUT | Method::PATCH)
+            || req.headers().contains_key(CONTENT_LENGTH);
+        return if expects_body { ReqFraming::Length(0) } else { ReqFraming::None };
+    }
+    match body.size_hint().exact() {
+        Some(n) => ReqFraming::Length(n),
+        None => ReqFraming::Chunked,
+    }
+}
+
+/// The chunk-size line and the chunk's end for `len` bytes of data (nothing when not chunked).
+fn chunk_frame(framing: ReqFraming, len: usize) -> (Vec<u8>, &'static [u8]) {
+    if framing != ReqFraming::Chunked || len == 0 {
+        return (Vec::new(), b"");
+    }
+    let mut v = Vec::with_capacity(18);
+    v.extend_from_slice(format!("{len:x}").as_bytes());
+    v.extend_from_slice(b"\r\n");
+    (v, b"\r\n")
+}
+
+/// Writes the request line and header fields; the framing header is ours, whatever the
+/// client sent.
+fn encode_head(buf: &mut Vec<u8>, req: &Request<GwBody>, framing: ReqFraming) {
+    buf.clear();
+    buf.extend_from_slice(req.method().as_str().as_bytes());
+    buf.push(b' ');
+    let target = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
+    buf.extend_from_slice(if target.is_empty() { b"/" } else { target.as_bytes() });
+    buf.extend_from_slice(b" HTTP/1.1\r\n");
+    for (name, value) in req.headers() {
+        if name == CONTENT_LENGTH || name == TRANSFER_ENCODING {
+            continue;
+        }
+        buf.extend_from_slice(name.as_str().as_bytes());
+        buf.extend_from_slice(b": ");
+        buf.extend_from_slice(value.as_bytes());
+        buf.extend_from_slice(b"\r\n");
+    }
+    match framing {
+        ReqFraming::None => {}
+        ReqFraming::Length(n) => {
+            buf.extend_from_slice(b"content-length: ");
+            push_decimal(buf, n);
+            buf.extend_from_slice(b"\r\n");
+        }
+        ReqFraming::Chunked => buf.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+    }
+    buf.extend_from_slice(b"\r\n");
+}
+
+fn push_decimal(buf: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    buf.extend_from_slice(&digits[i..]);
+}
+
+/// How a response body ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// This many bytes left.
+    Length(u64),
+    Chunked(ChunkState),
+    /// Until the endpoint closes the connection.
+    Close,
+    Done,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChunkState {
+    /// Expecting a chunk-size line.
+    Size,
+    /// Inside a chunk's data, this many bytes left.
+    Data(u64),
+    /// Expecting the CRLF after a chunk's data.
+    DataEnd,
+    /// After the last chunk: trailer fields up to an empty line.
+    Trailers,
+}
+
+enum Parsed {
+    /// A 1xx response other than 101: skipped.
+    Interim,
+    Final((Response<()>, Framing, bool)),
+}
+
+/// Parses a response head at the front of `rbuf` (which it then drops). `None`: incomplete.
+fn parse_head(rbuf: &mut BytesMut, head_only: bool) -> Result<Option<Parsed>, String> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut r = httparse::Response::new(&mut headers);
+    let len = match r.parse(rbuf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(e) => return Err(format!("invalid response head: {e}")),
+    };
+    let code = r.code.unwrap_or(0);
+    let status = StatusCode::from_u16(code).map_err(|_| format!("invalid status code {code}"))?;
+    let http10 = r.version == Some(0);
+    if status.is_informational() {
+        if status == StatusCode::SWITCHING_PROTOCOLS {
+            return Err("the endpoint switched protocols unasked".into());
+        }
+        rbuf.advance(len);
+        return Ok(Some(Parsed::Interim));
+    }
+    // Offsets of names and values in the head, so values can share the head's bytes.
+    let base = rbuf.as_ptr() as usize;
+    let mut spans = [(0u32, 0u32, 0u32, 0u32); MAX_HEADERS];
+    let n = r.headers.len();
+    for (span, h) in spans.iter_mut().zip(r.headers.iter()) {
+        let ns = h.name.as_ptr() as usize - base;
+        let vs = h.value.as_ptr() as usize - base;
+        *span = (ns as u32, (ns + h.name.len()) as u32, vs as u32, (vs + h.value.len()) as u32);
+    }
+    let head = rbuf.split_to(len).freeze();
+    let mut map = HeaderMap::with_capacity(n);
+    let mut chunked = false;
+    let mut te = false;
+    let mut length: Option<u64> = None;
+    let mut close = http10;
+    for &(ns, ne, vs, ve) in &spans[..n] {
+        let name = HeaderName::from_bytes(&head[ns as usize..ne as usize])
+            .map_err(|_| "invalid header name in the response".to_string())?;
+        let value = HeaderValue::from_maybe_shared(head.slice(vs as usize..ve as usize))
+            .map_err(|_| format!("invalid value of {name} in the response"))?;
+        if name == TRANSFER_ENCODING {
+            te = true;
+            // The last coding decides (RFC 9112 §6.3).
+            chunked = value
+                .as_bytes()
+                .rsplit(|&b| b == b',')
+                .next()
+                .is_some_and(|c| c.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+        } else if name == CONTENT_LENGTH {
+            let v = std::str::from_utf8(value.as_bytes())
+                .ok()
+                .and_then(|s| s.trim().parse::<u64>().ok())
+                .ok_or_else(|| "invalid Content-Length in the response".to_string())?;
+            if length.is_some_and(|l| l != v) {
+                return Err("conflicting Content-Length values in the response".into());
+            }
+            length = Some(v);
+        } else if name == CONNECTION {
+            let has = |t: &[u8]| {
+                value.as_bytes().split(|&b| b == b',').any(|x| x.trim_ascii().eq_ignore_ascii_case(t))
+            };
+            if has(b"close") {
+                close = true;
+            } else if http10 && has(b"keep-alive") {
+                close = false;
+            }
+        }
+        map.append(name, value);
+    }
+    let framing = if head_only || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
+        Framing::Done
+    } else if te {
+        if chunked { Framing::Chunked(ChunkState::Size) } else { Framing::Close }
+    } else if let Some(l) = length {
+        Framing::Length(l)
+    } else {
+        Framing::Close
+    };
+    // A response with both framings might be smuggling: use chunked, pass no length on (RFC
+    // 9112 §6.3: the client would read a body of the wrong size), then close.
+    if te && length.is_some() {
+        close = true;
+        map.remove(CONTENT_LENGTH);
+    }
+    let mut resp = Response::new(());
+    *resp.status_mut() = status;
+    *resp.version_mut() = if http10 { Version::HTTP_10 } else { Version::HTTP_11 };
+    *resp.headers_mut() = map;
+    let keep = !close && framing != Framing::Close;
+    Ok(Some(Parsed::Final((resp, framing, keep))))
+}
+
+/// A response body read from the connection; gives the connection back to the pool when it
+/// ends on a keep-alive connection.
+pub struct RespBody {
+    conn: Option<Conn>,
+    framing: Framing,
+    keep_alive: bool,
+    pool: Arc<EndpointPool>,
+}
+
+impl RespBody {
+    fn new(conn: Conn, framing: Framing, keep_alive: bool, pool: &Arc<EndpointPool>) -> RespBody {
+        let mut b = RespBody { conn: Some(conn), framing, keep_alive, pool: Arc::clone(pool) };
+        if framing == Framing::Done {
+            b.done();
+        }
+        b
+    }
+
+    fn done(&mut self) {
+        self.framing = Framing::Done;
+        if let Some(c) = self.conn.take()
+            && self.keep_alive
+            && c.rbuf.is_empty()
+        {
+            self.pool.checkin(c);
+        }
+    }
+
+    fn fail(&mut self, msg: String) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        self.conn = None;
+        self.framing = Framing::Done;
+        Poll::Ready(Some(Err(msg.into())))
+    }
+}
+
+impl Body for RespBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        loop {
+            let Some(conn) = this.conn.as_mut() else {
+                return Poll::Ready(None);
+            };
+            let need_more = match this.framing {
+                Framing::Done => return Poll::Ready(None),
+                Framing::Length(left) => {
+                    if conn.rbuf.is_empty() {
+                        true
+                    } else {
+                        let take = conn.rbuf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+                        let data = conn.rbuf.split_to(take).freeze();
+                        let left = left - take as u64;
+                        this.framing = Framing::Length(left);
+                        if left == 0 {
+                            this.done();
+                        }
+                        return Poll::Ready(Some(Ok(Frame::data(data))));
+                    }
+                }
+                Framing::Close => {
+                    if conn.rbuf.is_empty() {
+                        true
+                    } else {
+                        let data = conn.rbuf.split().freeze();
+                        return Poll::Ready(Some(Ok(Frame::data(data))));
+                    }
+                }
+                Framing::Chunked(st) => match step_chunked(&mut conn.rbuf, st) {
+                    Err(e) => return this.fail(e),
+                    Ok(Step::More(st)) => {
+                        this.framing = Framing::Chunked(st);
+                        true
+                    }
+                    Ok(Step::Data(st, data)) => {
+                        this.framing = Framing::Chunked(st);
+                        return Poll::Ready(Some(Ok(Frame::data(data))));
+                    }
+                    Ok(Step::Continue(st)) => {
+                        this.framing = Framing::Chunked(st);
+                        false
+                    }
+                    Ok(Step::End(trailers)) => {
+                        this.done();
+                        return Poll::Ready(trailers.map(|t| Ok(Frame::trailers(t))));
+                    }
+                },
+            };
+            if !need_more {
+                continue;
+            }
+            match conn.io.poll_read_into(cx, &mut conn.rbuf) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Err(e)) => return this.fail(format!("reading the response body failed: {e}")),
+                Poll::Ready(Ok(0)) => {
+                    if this.framing == Framing::Close {
+                        this.conn = None;
+                        this.framing = Framing::Done;
+                        return Poll::Ready(None);
+                    }
+                    return this.fail("the endpoint closed the connection before the body ended".into());
+                }
+                Poll::Ready(Ok(_)) => {}
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.framing == Framing::Done
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self.framing {
+            Framing::Length(n) => SizeHint::with_exact(n),
+            Framing::Done => SizeHint::with_exact(0),
+            _ => SizeHint::default(),
+        }
+    }
+}
+
+enum Step {
+    /// More bytes are needed in this state.
+    More(ChunkState),
+    /// A piece of chunk data.
+    Data(ChunkState, Bytes),
+    /// Moved on without data; go on.
+    Continue(ChunkState),
+    /// The body ended (with trailers, if any).
+    End(Option<HeaderMap>),
+}
+
+/// One step of the chunked decoder on the bytes in `buf`.
+fn step_chunked(buf: &mut BytesMut, st: ChunkState) -> Result<Step, String> {
+    match st {
+        ChunkState::Size => {
+            let Some(nl) = buf.iter().position(|&b| b == b'\n') else {
+                if buf.len() > MAX_CHUNK_LINE {
+                    return Err("chunk-size line too long".into());
+                }
+                return Ok(Step::More(st));
+            };
+            let line = &buf[..nl];
+            let digits = line.iter().take_while(|b| b.is_ascii_hexdigit()).count();
+            let rest = &line[digits..];
+            let rest_ok = rest.is_empty()
+                || rest == b"\r"
+                || matches!(rest[0], b';' | b' ' | b'\t') && rest.ends_with(b"\r");
+            if digits == 0 || digits > 16 || !rest_ok {
+                return Err("invalid chunk-size line".into());
+            }
+            let size = std::str::from_utf8(&line[..digits])
+                .ok()
+                .and_then(|s| u64::from_str_radix(s, 16).ok())
+                .ok_or_else(|| "invalid chunk size".to_string())?;
+            buf.advance(nl + 1);
+            Ok(Step::Continue(if size == 0 { ChunkState::Trailers } else { ChunkState::Data(size) }))
+        }
+        ChunkState::Data(left) => {
+            if buf.is_empty() {
+                return Ok(Step::More(st));
+            }
+            let take = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+            let data = buf.split_to(take).freeze();
+            let left = left - take as u64;
+            Ok(Step::Data(if left == 0 { ChunkState::DataEnd } else { ChunkState::Data(left) }, data))
+        }
+        ChunkState::DataEnd => {
+            if buf.starts_with(b"\r\n") {
+                buf.advance(2);
+            } else if buf.starts_with(b"\n") {
+                buf.advance(1);
+            } else if buf.len() < 2 && (buf.is_empty() || buf[0] == b'\r') {
+                return Ok(Step::More(st));
+            } else {
+                return Err("chunk data not followed by CRLF".into());
+            }
+            Ok(Step::Continue(ChunkState::Size))
+        }
+        ChunkState::Trailers => {
+            // The trailer section ends at an empty line; parse it whole.
+            let end = if buf.starts_with(b"\r\n") {
+                Some(2)
+            } else if buf.starts_with(b"\n") {
+                Some(1)
+            } else {
+                buf.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4)
+            };
+            let Some(end) = end else {
+                if buf.len() > MAX_TRAILER_BYTES {
+                    return Err("response trailers too large".into());
+                }
+                return Ok(Step::More(st));
+            };
+            let section = buf.split_to(end);
+            if end <= 2 {
+                return Ok(Step::End(None));
+            }
+            let mut fields = [httparse::EMPTY_HEADER; 32];
+            let parsed = match httparse::parse_headers(&section, &mut fields) {
+                Ok(httparse::Status::Complete((_, h))) => h,
+                _ => return Err("invalid response trailers".into()),
+            };
+            let mut map = HeaderMap::new();
+            for f in parsed {
+                if let (Ok(n), Ok(v)) =
+                    (HeaderName::from_bytes(f.name.as_bytes()), HeaderValue::from_bytes(f.value))
+                {
+                    map.append(n, v);
+                }
+            }
+            Ok(Step::End((!map.is_empty()).then_some(map)))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode(mut wire: &[u8], step: usize) -> Result<(Vec<u8>, Option<HeaderMap>), String> {
+        let mut buf = BytesMut::new();
+        let mut st = ChunkState::Size;
+        let mut out = Vec::new();
+        loop {
+            match step_chunked(&mut buf, st)? {
+                Step::More(s) => {
+                    if wire.is_empty() {
+                        return Err("ran out".into());
+                    }
+                    let k = step.min(wire.len());
+                    buf.extend_from_slice(&wire[..k]);
+                    wire = &wire[k..];
+                    st = s;
+                }
+                Step::Data(s, d) => {
+                    out.extend_from_slice(&d);
+                    st = s;
+                }
+                Step::Continue(s) => st = s,
+                Step::End(t) => return Ok((out, t)),
+            }
+        }
+    }
+
+    #[test]
+    fn chunked_bodies_decode_whatever_the_read_sizes() {
+        let wire = b"5;ext=1\r\nhello\r\n7\r\n, world\r\n0\r\nx-sum: abc\r\n\r\n";
+        for step in [1, 2, 3, 7, 100] {
+            let (body, trailers) = decode(wire, step).unwrap();
+            assert_eq!(body, b"hello, world", "step {step}");
+            assert_eq!(trailers.unwrap()["x-sum"], "abc");
+        }
+        let (body, trailers) = decode(b"3\r\nabc\r\n0\r\n\r\n", 1).unwrap();
+        assert_eq!(body, b"abc");
+        assert!(trailers.is_none());
+    }
+
+    #[test]
+    fn bad_chunks_are_errors() {
+        assert!(decode(b"zz\r\nabc\r\n0\r\n\r\n", 100).is_err());
+        assert!(decode(b"3\r\nabcX\r\n0\r\n\r\n", 100).is_err());
+        assert!(decode(b"12345678901234567\r\n", 100).is_err());
+        assert!(decode(b"3 junk\r\nabc\r\n", 100).is_err());
+    }
+
+    fn head(wire: &[u8], head_only: bool) -> Result<Option<Parsed>, String> {
+        let mut b = BytesMut::from(wire);
+        parse_head(&mut b, head_only)
+    }
+
+    fn final_of(wire: &[u8], head_only: bool) -> (Response<()>, Framing, bool) {
+        match head(wire, head_only).unwrap() {
+            Some(Parsed::Final(f)) => f,
+            _ => panic!("not a final response"),
+        }
+    }
+
+    #[test]
+    fn response_framing_follows_rfc_9112() {
+        let (r, f, keep) = final_of(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-A: 1\r\n\r\nhello", false);
+        assert_eq!((r.status(), f, keep), (StatusCode::OK, Framing::Length(5), true));
+        assert_eq!(r.headers()["x-a"], "1");
+        let (_, f, keep) = final_of(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", true);
+        assert_eq!((f, keep), (Framing::Done, true), "HEAD: no body");
+        let (_, f, _) = final_of(b"HTTP/1.1 204 No Content\r\n\r\n", false);
+        assert_eq!(f, Framing::Done);
+        let (_, f, keep) =
+            final_of(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 9\r\n\r\n", false);
+        assert_eq!((f, keep), (Framing::Chunked(ChunkState::Size), false), "chunked wins, then close");
+        let (_, f, keep) = final_of(b"HTTP/1.1 200 OK\r\n\r\n", false);
+        assert_eq!((f, keep), (Framing::Close, false));
+        let (_, _, keep) = final_of(b"HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\n", false);
+        assert!(!keep, "HTTP/1.0 closes by default");
+        let (_, _, keep) =
+            final_of(b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 1\r\n\r\n", false);
+        assert!(keep);
+        let (_, _, keep) =
+            final_of(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 1\r\n\r\n", false);
+        assert!(!keep);
+        assert!(matches!(head(b"HTTP/1.1 100 Continue\r\n\r\n", false), Ok(Some(Parsed::Interim))));
+        assert!(head(b"HTTP/1.1 abc OK\r\n\r\n", false).is_err());
+        assert!(head(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", false).is_err());
+        assert!(matches!(head(b"HTTP/1.1 200 OK\r\nContent-Le", false), Ok(None)));
+    }
+
+    #[test]
+    fn request_heads_carry_our_framing() {
+        let mut req = Request::new(GwBody::full("abc"));
+        *req.method_mut() = Method::POST;
+        *req.uri_mut() = "/a/b?c=d%20e".parse().unwrap();
+        req.headers_mut().insert("host", HeaderValue::from_static("svc"));
+        req.headers_mut().insert("transfer-encoding", HeaderValue::from_static("chunked"));
+        let mut buf = Vec::new();
+        encode_head(&mut buf, &req, framing(&req));
+        assert_eq!(buf, b"POST /a/b?c=d%20e HTTP/1.1\r\nhost: svc\r\ncontent-length: 3\r\n\r\n");
+        let req = Request::new(GwBody::Empty);
+        encode_head(&mut buf, &req, framing(&req));
+        assert_eq!(buf, b"GET / HTTP/1.1\r\n\r\n");
+    }
+}
