@@ -22,6 +22,7 @@ use crate::region::Drains;
 use crate::retry::is_idempotent;
 use crate::state::TryPolicy;
 use crate::timeout::{Activity, ActivityIo};
+use crate::upstream::h1;
 use crate::upstream::lb::{hash_bytes, hash_key};
 use crate::upstream::pool::{self, EndpointPool, Sender};
 use crate::upstream::response_body::{InFlight, ServiceSlot, UpstreamBody};
@@ -187,6 +188,13 @@ pub async fn forward(
         ReqBody::Stream(Some(body))
     };
 
+    // HTTP/1.1 endpoints get origin-form targets: an authority in the target travels as Host.
+    if let Some(a) = parts.uri.authority()
+        && !parts.headers.contains_key(header::HOST)
+        && let Ok(v) = HeaderValue::from_str(a.as_str())
+    {
+        parts.headers.insert(header::HOST, v);
+    }
     let candidate = local_candidate(service, cx.region, cx.drains);
     // Counted once per request: every decision below reads the same view.
     let health = if candidate { service.health.available(now) } else { (0, 0) };
@@ -319,19 +327,29 @@ pub async fn forward(
             }
         };
         let Some(req_body) = body.take() else { break };
-        let h2 = matches!(conn.sender, Sender::H2(_));
-        // A written request is gone, headers and all. Copy the headers only when a later try
-        // could follow one that was written: an idempotent retry, HTTP/2's refused streams and
-        // graceful GOAWAYs, a peer's "region unavailable". Otherwise a later try only follows
-        // one that was never written, and that request comes back (`pool::send`).
-        let keep_headers = may_repeat || h2 || peer.is_some();
-        let headers = if keep_headers { parts.headers.clone() } else { std::mem::take(&mut parts.headers) };
-        let mut req = upstream_request(&parts, headers, req_body, h2);
-        if let Some((p, _)) = peer {
-            add_hop_headers(req.headers_mut(), cx.region, &service.name, cx.client_ip, p);
-        }
         let per_try = tries.per_try_timeout.map_or(remaining, |t| t.min(remaining));
-        let sent = tokio::time::timeout(per_try, pool::send(conn, ep, req)).await;
+        // A peer hop carries hop headers that a later local try must not: its own copy.
+        let hop_headers = peer.map(|(p, _)| {
+            let mut h = parts.headers.clone();
+            add_hop_headers(&mut h, cx.region, &service.name, cx.client_ip, p);
+            h
+        });
+        let sent = match conn.sender {
+            // HTTP/1.1 only copies the head onto the wire: it stays here for a later try.
+            Sender::H1(c) => {
+                let head = h1::RequestHead {
+                    method: &parts.method,
+                    uri: &parts.uri,
+                    headers: hop_headers.as_ref().unwrap_or(&parts.headers),
+                };
+                tokio::time::timeout(per_try, pool::send_h1(c, ep, &head, req_body)).await
+            }
+            Sender::H2(s) => {
+                let headers = hop_headers.unwrap_or_else(|| parts.headers.clone());
+                let req = upstream_request(&parts, headers, req_body, true);
+                tokio::time::timeout(per_try, pool::send_h2(s, req, conn.reused)).await
+            }
+        };
         let replayable = !matches!(body, ReqBody::Stream(None));
         let err = match sent {
             Ok(Ok(mut resp)) => {
@@ -392,18 +410,9 @@ pub async fn forward(
                 }
                 return Ok((resp, sa));
             }
-            Ok(Err((e, unsent))) => {
-                if let Some(h) = unsent
-                    && !keep_headers
-                {
-                    parts.headers = h;
-                }
-                e
-            }
+            Ok(Err(e)) => e,
             Err(_) => timeout_error("per-try", Some(per_try)),
         };
-        // Moved into a request that was written: no later try can be sent.
-        let headers_left = keep_headers || !parts.headers.is_empty();
         tracing::debug!(endpoint = %ep.addr.configured, error = %err, "try failed");
         if err.source == Source::Upstream {
             record(Outcome::GatewayFailure);
@@ -414,7 +423,6 @@ pub async fn forward(
             tracing::warn!(region = %p.region, error = %err, "peer region failed; backing off");
         }
         let retry_ok = replayable
-            && headers_left
             && match err.retry {
                 Retry::Safe => true,
                 Retry::IfIdempotent => may_repeat,

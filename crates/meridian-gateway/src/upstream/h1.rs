@@ -27,7 +27,7 @@ use std::task::{Context, Poll, Waker, ready};
 
 use bytes::{Buf, Bytes, BytesMut};
 use http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
-use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Version};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode, Uri, Version};
 use http_body::{Body, Frame, SizeHint};
 use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::net::TcpStream;
@@ -200,17 +200,19 @@ impl Conn {
         }
     }
 
-    /// Sends `req` and reads the response head. The response body owns the connection and
-    /// gives it back to `pool` when it ends cleanly.
+    /// Sends a request and reads the response head. The response body owns the connection
+    /// and gives it back to `pool` when it ends cleanly. The head is borrowed: it is only
+    /// copied onto the wire, and stays with the caller for a later try (even when this future
+    /// is dropped by a timeout).
     pub async fn send(
         mut self,
-        req: Request<GwBody>,
+        head: &RequestHead<'_>,
+        mut body: GwBody,
         pool: &Arc<EndpointPool>,
-    ) -> Result<Response<RespBody>, (SendError, Request<GwBody>)> {
-        let head_only = req.method() == Method::HEAD;
-        let framing = framing(&req);
-        encode_head(&mut self.wbuf, &req, framing);
-        let (parts, mut body) = req.into_parts();
+    ) -> Result<Response<RespBody>, SendError> {
+        let head_only = head.method == Method::HEAD;
+        let framing = framing(head, &body);
+        encode_head(&mut self.wbuf, head, framing);
         let mut written = 0usize;
         // The head, with a body held in memory in the same write.
         let full = match &mut body {
@@ -219,35 +221,27 @@ impl Conn {
             _ => None,
         };
         let mut complete = true;
-        let head = std::mem::take(&mut self.wbuf);
+        let wire = std::mem::take(&mut self.wbuf);
         let r = {
             let b = full.as_deref().unwrap_or_default();
-            let mut p: [&[u8]; 2] = [&head, b];
+            let mut p: [&[u8]; 2] = [&wire, b];
             poll_fn(|cx| self.io.poll_write_parts(cx, &mut p, &mut written)).await
         };
-        self.wbuf = head;
+        self.wbuf = wire;
         if let Err(e) = r {
-            let req = Request::from_parts(parts, body);
             return Err(if written == 0 {
-                (SendError::NotSent(e), req)
+                SendError::NotSent(e)
             } else {
-                (SendError::Failed(format!("writing the request failed: {e}")), req)
+                SendError::Failed(format!("writing the request failed: {e}"))
             });
         }
         if full.is_none() {
-            match self.send_body(&mut body, framing).await {
-                Ok(c) => complete = c,
-                Err(e) => return Err((e, Request::from_parts(parts, GwBody::Empty))),
-            }
+            complete = self.send_body(&mut body, framing).await?;
         }
         drop(body);
-        match self.read_head(head_only).await {
-            Ok((resp, framing, keep_alive)) => {
-                let keep_alive = keep_alive && complete;
-                Ok(resp.map(|()| RespBody::new(self, framing, keep_alive, pool)))
-            }
-            Err(e) => Err((SendError::Failed(e), Request::from_parts(parts, GwBody::Empty))),
-        }
+        let (resp, framing, keep_alive) = self.read_head(head_only).await.map_err(SendError::Failed)?;
+        let keep_alive = keep_alive && complete;
+        Ok(resp.map(|()| RespBody::new(self, framing, keep_alive, pool)))
     }
 
     /// Streams a request body. Returns whether it was written whole: an endpoint may answer
@@ -367,13 +361,20 @@ impl Conn {
     }
 }
 
+/// What goes on the request line and in the header fields.
+pub struct RequestHead<'a> {
+    pub method: &'a Method,
+    /// Origin-form: the path and query of this URI.
+    pub uri: &'a Uri,
+    pub headers: &'a HeaderMap,
+}
+
 /// The request body's framing: none for an empty body (a zero length where a body is
 /// expected), its length when known, else chunked.
-fn framing(req: &Request<GwBody>) -> ReqFraming {
-    let body = req.body();
+fn framing(head: &RequestHead<'_>, body: &GwBody) -> ReqFraming {
     if body.is_end_stream() {
-        let expects_body = matches!(*req.method(), Method::POST | Method::PUT | Method::PATCH)
-            || req.headers().contains_key(CONTENT_LENGTH);
+        let expects_body = matches!(*head.method, Method::POST | Method::PUT | Method::PATCH)
+            || head.headers.contains_key(CONTENT_LENGTH);
         return if expects_body { ReqFraming::Length(0) } else { ReqFraming::None };
     }
     match body.size_hint().exact() {
@@ -395,14 +396,14 @@ fn chunk_frame(framing: ReqFraming, len: usize) -> (Vec<u8>, &'static [u8]) {
 
 /// Writes the request line and header fields; the framing header is ours, whatever the
 /// client sent.
-fn encode_head(buf: &mut Vec<u8>, req: &Request<GwBody>, framing: ReqFraming) {
+fn encode_head(buf: &mut Vec<u8>, head: &RequestHead<'_>, framing: ReqFraming) {
     buf.clear();
-    buf.extend_from_slice(req.method().as_str().as_bytes());
+    buf.extend_from_slice(head.method.as_str().as_bytes());
     buf.push(b' ');
-    let target = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
+    let target = head.uri.path_and_query().map_or("/", |pq| pq.as_str());
     buf.extend_from_slice(if target.is_empty() { b"/" } else { target.as_bytes() });
     buf.extend_from_slice(b" HTTP/1.1\r\n");
-    for (name, value) in req.headers() {
+    for (name, value) in head.headers {
         if name == CONTENT_LENGTH || name == TRANSFER_ENCODING {
             continue;
         }
@@ -468,12 +469,49 @@ enum Parsed {
 
 /// Parses a response head at the front of `rbuf` (which it then drops). `None`: incomplete.
 fn parse_head(rbuf: &mut BytesMut, head_only: bool) -> Result<Option<Parsed>, String> {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    // Most responses have few fields: a small table first (it is initialised on every call).
+    match parse_head_with::<FEW_HEADERS>(rbuf, head_only) {
+        Err(ParseError::Head(httparse::Error::TooManyHeaders)) => {
+            parse_head_with::<MAX_HEADERS>(rbuf, head_only)
+        }
+        r => r,
+    }
+    .map_err(|e| match e {
+        ParseError::Head(e) => format!("invalid response head: {e}"),
+        ParseError::Other(m) => m,
+    })
+}
+
+/// Header fields parsed on the first attempt.
+const FEW_HEADERS: usize = 24;
+
+enum ParseError {
+    Head(httparse::Error),
+    Other(String),
+}
+
+impl From<String> for ParseError {
+    fn from(m: String) -> Self {
+        ParseError::Other(m)
+    }
+}
+
+impl From<&str> for ParseError {
+    fn from(m: &str) -> Self {
+        ParseError::Other(m.to_string())
+    }
+}
+
+fn parse_head_with<const N: usize>(
+    rbuf: &mut BytesMut,
+    head_only: bool,
+) -> Result<Option<Parsed>, ParseError> {
+    let mut headers = [httparse::EMPTY_HEADER; N];
     let mut r = httparse::Response::new(&mut headers);
     let len = match r.parse(rbuf) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => return Ok(None),
-        Err(e) => return Err(format!("invalid response head: {e}")),
+        Err(e) => return Err(ParseError::Head(e)),
     };
     let code = r.code.unwrap_or(0);
     let status = StatusCode::from_u16(code).map_err(|_| format!("invalid status code {code}"))?;
@@ -487,7 +525,7 @@ fn parse_head(rbuf: &mut BytesMut, head_only: bool) -> Result<Option<Parsed>, St
     }
     // Offsets of names and values in the head, so values can share the head's bytes.
     let base = rbuf.as_ptr() as usize;
-    let mut spans = [(0u32, 0u32, 0u32, 0u32); MAX_HEADERS];
+    let mut spans = [(0u32, 0u32, 0u32, 0u32); N];
     let n = r.headers.len();
     for (span, h) in spans.iter_mut().zip(r.headers.iter()) {
         let ns = h.name.as_ptr() as usize - base;
@@ -495,7 +533,8 @@ fn parse_head(rbuf: &mut BytesMut, head_only: bool) -> Result<Option<Parsed>, St
         *span = (ns as u32, (ns + h.name.len()) as u32, vs as u32, (vs + h.value.len()) as u32);
     }
     let head = rbuf.split_to(len).freeze();
-    let mut map = HeaderMap::with_capacity(n);
+    // Room for the fields the gateway adds (Via, the request id, the serving region).
+    let mut map = HeaderMap::with_capacity(n + 4);
     let mut chunked = false;
     let mut te = false;
     let mut length: Option<u64> = None;
@@ -868,16 +907,19 @@ mod tests {
 
     #[test]
     fn request_heads_carry_our_framing() {
-        let mut req = Request::new(GwBody::full("abc"));
-        *req.method_mut() = Method::POST;
-        *req.uri_mut() = "/a/b?c=d%20e".parse().unwrap();
-        req.headers_mut().insert("host", HeaderValue::from_static("svc"));
-        req.headers_mut().insert("transfer-encoding", HeaderValue::from_static("chunked"));
+        let uri: Uri = "/a/b?c=d%20e".parse().unwrap();
+        let mut headers = HeaderMap::new();
+        headers.insert("host", HeaderValue::from_static("svc"));
+        headers.insert("transfer-encoding", HeaderValue::from_static("chunked"));
+        let head = RequestHead { method: &Method::POST, uri: &uri, headers: &headers };
         let mut buf = Vec::new();
-        encode_head(&mut buf, &req, framing(&req));
+        encode_head(&mut buf, &head, framing(&head, &GwBody::full("abc")));
         assert_eq!(buf, b"POST /a/b?c=d%20e HTTP/1.1\r\nhost: svc\r\ncontent-length: 3\r\n\r\n");
-        let req = Request::new(GwBody::Empty);
-        encode_head(&mut buf, &req, framing(&req));
+        encode_head(&mut buf, &head, framing(&head, &GwBody::Empty));
+        assert!(buf.ends_with(b"content-length: 0\r\n\r\n"), "a POST says its body is empty");
+        let (uri, headers) = (Uri::default(), HeaderMap::new());
+        let head = RequestHead { method: &Method::GET, uri: &uri, headers: &headers };
+        encode_head(&mut buf, &head, framing(&head, &GwBody::Empty));
         assert_eq!(buf, b"GET / HTTP/1.1\r\n\r\n");
     }
 }

@@ -336,42 +336,43 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Sends one request on a checked-out connection and classifies failures for retry decisions.
-/// A failed HTTP/1.1 request that was never written gives its headers back (for the next try).
-pub async fn send(
-    conn: Conn,
+/// Sends one request on a checked-out HTTP/1.1 connection and classifies failures for retry
+/// decisions.
+pub async fn send_h1(
+    conn: h1::Conn,
     pool: &Arc<EndpointPool>,
+    head: &h1::RequestHead<'_>,
+    body: GwBody,
+) -> Result<http::Response<RespStream>, ProxyError> {
+    match conn.send(head, body, pool).await {
+        Ok(resp) => Ok(resp.map(RespStream::H1)),
+        Err(h1::SendError::NotSent(e)) => Err(ProxyError::new(
+            ErrorCode::BadGateway,
+            Source::Upstream,
+            Retry::Safe,
+            format!("upstream connection failed before the request was sent: {e}"),
+        )),
+        // Written (maybe processed): repeatable for idempotent methods only, as with a
+        // keep-alive connection the endpoint closed under us.
+        Err(h1::SendError::Failed(msg)) => Err(ProxyError::new(
+            ErrorCode::BadGateway,
+            Source::Upstream,
+            Retry::IfIdempotent,
+            format!("upstream request failed: {msg}"),
+        )),
+        Err(h1::SendError::Body(e)) => Err(request_body_error(&*e)),
+    }
+}
+
+/// Sends one request as a stream of a shared HTTP/2 connection.
+pub async fn send_h2(
+    mut sender: http2::SendRequest<GwBody>,
     req: http::Request<GwBody>,
-) -> Result<http::Response<RespStream>, (ProxyError, Option<http::HeaderMap>)> {
-    let reused = conn.reused;
-    match conn.sender {
-        Sender::H1(c) => match c.send(req, pool).await {
-            Ok(resp) => Ok(resp.map(RespStream::H1)),
-            Err((h1::SendError::NotSent(e), req)) => {
-                let e = ProxyError::new(
-                    ErrorCode::BadGateway,
-                    Source::Upstream,
-                    Retry::Safe,
-                    format!("upstream connection failed before the request was sent: {e}"),
-                );
-                Err((e, Some(req.into_parts().0.headers)))
-            }
-            // Written (maybe processed): repeatable for idempotent methods only, as with a
-            // keep-alive connection the endpoint closed under us.
-            Err((h1::SendError::Failed(msg), _)) => Err((
-                ProxyError::new(
-                    ErrorCode::BadGateway,
-                    Source::Upstream,
-                    Retry::IfIdempotent,
-                    format!("upstream request failed: {msg}"),
-                ),
-                None,
-            )),
-            Err((h1::SendError::Body(e), _)) => Err((request_body_error(&*e), None)),
-        },
-        Sender::H2(mut s) => {
-            s.send_request(req).await.map(|r| r.map(RespStream::H2)).map_err(|e| (classify(e, reused), None))
-        }
+    reused: bool,
+) -> Result<http::Response<RespStream>, ProxyError> {
+    match sender.send_request(req).await {
+        Ok(r) => Ok(r.map(RespStream::H2)),
+        Err(e) => Err(classify(e, reused)),
     }
 }
 
