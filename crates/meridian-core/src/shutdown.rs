@@ -45,6 +45,12 @@ impl Shutdown {
     pub async fn stopping(&self) {
         self.stopping.cancelled().await
     }
+
+    /// [`Shutdown::stopping`] as a future that owns its token: made once, polled many times
+    /// (a connection's wait for its next request).
+    pub fn stopping_owned(&self) -> tokio_util::sync::WaitForCancellationFutureOwned {
+        self.stopping.clone().cancelled_owned()
+    }
 }
 
 #[cfg(test)]

@@ -10,7 +10,6 @@ use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode, Uri, Version};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use meridian_core::ErrorCode;
 use meridian_health::{BreakerState, Outcome};
 use meridian_model::HashOn;
@@ -80,11 +79,12 @@ impl ReqBody {
 }
 
 /// Enforces the body limit on bodies of unannounced length (chunked, HTTP/2 without length).
-pub fn limit_body(body: Incoming, announced: Option<u64>, max: u64) -> GwBody {
+pub fn limit_body(body: GwBody, announced: Option<u64>, max: u64) -> GwBody {
     use http_body::Body as _;
-    if body.is_end_stream() || announced.is_some() {
-        // hyper enforces an announced Content-Length exactly.
-        return GwBody::Incoming(body);
+    if body.is_end_stream() || announced.is_some() || !matches!(body, GwBody::Incoming(_)) {
+        // hyper enforces an announced Content-Length exactly; the server's own bodies are read
+        // whole within their announced length.
+        return body;
     }
     GwBody::boxed(http_body_util::Limited::new(body, usize::try_from(max).unwrap_or(usize::MAX)))
 }

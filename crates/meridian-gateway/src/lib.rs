@@ -23,5 +23,6 @@ pub mod state;
 pub mod status;
 pub mod timeout;
 pub mod upstream;
+pub mod wire;
 
 pub use gateway::{Running, start};

@@ -20,7 +20,6 @@ use std::time::Instant;
 use arc_swap::ArcSwap;
 use http::header::{self, HeaderValue};
 use http::{Request, Response, Uri, Version};
-use hyper::body::Incoming;
 use meridian_core::{ErrorCode, RequestId};
 
 use crate::access_log::{AccessLog, LogRecord, LoggedBody};
@@ -68,7 +67,7 @@ pub struct Proxy {
 }
 
 impl Proxy {
-    pub async fn handle(&self, mut req: Request<Incoming>, conn: &ConnInfo) -> Response<GwBody> {
+    pub async fn handle(&self, mut req: Request<GwBody>, conn: &ConnInfo) -> Response<GwBody> {
         let start = Instant::now();
         // 1. The request runs to its end on the version it started with.
         let snap = self.state.load_full();
@@ -180,7 +179,7 @@ impl Proxy {
 
     /// A request from a peer region's gateway (peer listener, mutual TLS): serve the named
     /// service from this region only, or answer "region unavailable" so the sender moves on.
-    pub async fn handle_peer(&self, req: Request<Incoming>, conn: &ConnInfo) -> Response<GwBody> {
+    pub async fn handle_peer(&self, req: Request<GwBody>, conn: &ConnInfo) -> Response<GwBody> {
         let start = Instant::now();
         let snap = self.state.load_full();
         let rid = request_id(req.headers());
@@ -277,7 +276,7 @@ fn region_unavailable(rid: &HeaderValue, why: &str) -> Response<GwBody> {
 }
 
 /// The host the client asked for, without port, from the URI (HTTP/2, absolute-form) or Host.
-fn request_host(req: &Request<Incoming>) -> &str {
+fn request_host<B>(req: &Request<B>) -> &str {
     if let Some(h) = req.uri().host() {
         return h;
     }
@@ -296,7 +295,7 @@ fn strip_port(h: &str) -> &str {
     }
 }
 
-fn is_upgrade(req: &Request<Incoming>) -> bool {
+fn is_upgrade<B>(req: &Request<B>) -> bool {
     req.version() == Version::HTTP_11
         && req.headers().contains_key(header::UPGRADE)
         && req

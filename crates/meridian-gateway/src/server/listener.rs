@@ -20,7 +20,12 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::task::TaskTracker;
 
+use super::h1::{self, Served};
 use crate::body::{BoxError, GwBody};
+use crate::wire::{Io, Prefixed};
+
+/// A client connection's transport.
+type ServerIo = Io<tokio_rustls::server::TlsStream<TcpStream>>;
 use crate::proxy::{ConnInfo, Proxy};
 use crate::timeout::{Activity, ActivityIo};
 
@@ -53,11 +58,11 @@ pub enum ListenerKind {
     Peer,
 }
 
-struct ConnShared {
-    kind: ListenerKind,
-    proxy: Proxy,
-    info: ConnInfo,
-    /// Requests whose response has not finished on this connection.
+pub(super) struct ConnShared {
+    pub(super) kind: ListenerKind,
+    pub(super) proxy: Proxy,
+    pub(super) info: ConnInfo,
+    /// Requests whose response has not finished on this connection (hyper's side).
     active: Arc<AtomicUsize>,
 }
 
@@ -147,7 +152,12 @@ async fn serve_conn(
     });
     match tls {
         None => {
-            let io = TokioIo::new(ActivityIo::new(stream, activity.clone()));
+            // HTTP/1.1 is served by our own loop; what it leaves (HTTP/2, upgrades, …) by hyper.
+            let (prefix, io) = match h1::serve(ServerIo::Tcp(stream), &shared, limits, &shutdown).await {
+                Served::Closed => return,
+                Served::HandOver(prefix, io) => (prefix, io),
+            };
+            let io = TokioIo::new(ActivityIo::new(Prefixed::new(prefix, io), activity.clone()));
             drive(io, shared, builder, limits.idle_timeout.get(), activity, shutdown).await
         }
         Some(acceptor) => {
@@ -162,7 +172,16 @@ async fn serve_conn(
                     return;
                 }
             };
-            let io = TokioIo::new(ActivityIo::new(tls, activity.clone()));
+            if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
+                let io = TokioIo::new(ActivityIo::new(tls, activity.clone()));
+                return drive(io, shared, builder, limits.idle_timeout.get(), activity, shutdown).await;
+            }
+            let (prefix, io) = match h1::serve(ServerIo::Tls(Box::new(tls)), &shared, limits, &shutdown).await
+            {
+                Served::Closed => return,
+                Served::HandOver(prefix, io) => (prefix, io),
+            };
+            let io = TokioIo::new(ActivityIo::new(Prefixed::new(prefix, io), activity.clone()));
             drive(io, shared, builder, limits.idle_timeout.get(), activity, shutdown).await
         }
     }
@@ -183,6 +202,7 @@ async fn drive<I>(
         let shared = Arc::clone(&shared);
         async move {
             let guard = ActiveGuard::new(&shared.active);
+            let req = req.map(GwBody::Incoming);
             let resp = match shared.kind {
                 ListenerKind::Public => shared.proxy.handle(req, &shared.info).await,
                 ListenerKind::Peer => shared.proxy.handle_peer(req, &shared.info).await,

@@ -14,22 +14,21 @@
 //! response says `close` or is HTTP/1.0 without `keep-alive`. An endpoint that answers before
 //! it has read the whole request body gets its answer passed on, and the connection is closed.
 //!
-//! Idle pooled connections have no task watching them. Like nginx with `EPOLLRDHUP`, a read
-//! shorter than the space offered marks the socket drained, so a pooled connection with no
-//! readiness since is known to be quiet without a system call; one that became readable
-//! (the endpoint closed it, or sent something unasked) is dropped at checkout.
+//! Idle pooled connections have no task watching them. A pooled connection that became
+//! readable (the endpoint closed it, or sent something unasked) is dropped at checkout; one
+//! with no readiness since its last response is known to be quiet without a system call
+//! ([`crate::wire::Io`]).
 
 use std::future::poll_fn;
-use std::io::{self, IoSlice};
+use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, Waker, ready};
+use std::task::{Context, Poll};
 
 use bytes::{Buf, Bytes, BytesMut};
 use http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode, Uri, Version};
 use http_body::{Body, Frame, SizeHint};
-use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::net::TcpStream;
 
 use super::pool::EndpointPool;
@@ -45,101 +44,8 @@ const MAX_TRAILER_BYTES: usize = 16 * 1024;
 /// Read space offered to the kernel at least.
 const READ_SPACE: usize = 8 * 1024;
 
-/// The transport under a connection.
-pub enum Io {
-    Tcp(TcpStream),
-    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
-}
-
-impl Io {
-    /// Reads what the socket has into `buf`'s spare room; `Ok(0)` is the end of the stream.
-    fn poll_read_into(&mut self, cx: &mut Context<'_>, buf: &mut BytesMut) -> Poll<io::Result<usize>> {
-        if buf.capacity() - buf.len() < READ_SPACE / 2 {
-            buf.reserve(READ_SPACE);
-        }
-        match self {
-            Io::Tcp(s) => {
-                let s: &TcpStream = s;
-                loop {
-                    ready!(s.poll_read_ready(cx))?;
-                    let space = buf.capacity() - buf.len();
-                    let mut got = 0;
-                    // A short read leaves the socket empty: clear its readiness (the closure's
-                    // WouldBlock) so an idle connection shows readiness again only when the
-                    // endpoint sends or closes. Readiness that arrived meanwhile is kept (tokio
-                    // clears only the event it saw).
-                    let r = s.try_io(Interest::READABLE, || {
-                        got = s.try_read_buf(buf)?;
-                        if got > 0 && got < space { Err(io::ErrorKind::WouldBlock.into()) } else { Ok(got) }
-                    });
-                    match r {
-                        Ok(n) => return Poll::Ready(Ok(n)),
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                            if got > 0 {
-                                return Poll::Ready(Ok(got));
-                            }
-                        }
-                        Err(e) => return Poll::Ready(Err(e)),
-                    }
-                }
-            }
-            Io::Tls(s) => {
-                let mut tmp = [0u8; READ_SPACE];
-                let mut rb = ReadBuf::new(&mut tmp);
-                ready!(Pin::new(&mut **s).poll_read(cx, &mut rb))?;
-                buf.extend_from_slice(rb.filled());
-                Poll::Ready(Ok(rb.filled().len()))
-            }
-        }
-    }
-
-    fn poll_write_vectored(&mut self, cx: &mut Context<'_>, bufs: &[IoSlice<'_>]) -> Poll<io::Result<usize>> {
-        match self {
-            Io::Tcp(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-            Io::Tls(s) => Pin::new(&mut **s).poll_write_vectored(cx, bufs),
-        }
-    }
-
-    fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self {
-            Io::Tcp(_) => Poll::Ready(Ok(())),
-            Io::Tls(s) => Pin::new(&mut **s).poll_flush(cx),
-        }
-    }
-
-    /// Writes `parts` whole, counting into `written` what the transport took.
-    fn poll_write_parts(
-        &mut self,
-        cx: &mut Context<'_>,
-        parts: &mut [&[u8]],
-        written: &mut usize,
-    ) -> Poll<io::Result<()>> {
-        loop {
-            let mut slices = [IoSlice::new(&[]); 4];
-            let mut n_slices = 0;
-            for p in parts.iter().filter(|p| !p.is_empty()) {
-                if n_slices < slices.len() {
-                    slices[n_slices] = IoSlice::new(p);
-                    n_slices += 1;
-                }
-            }
-            if n_slices == 0 {
-                return self.poll_flush(cx);
-            }
-            let n = ready!(self.poll_write_vectored(cx, &slices[..n_slices]))?;
-            if n == 0 {
-                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
-            }
-            *written += n;
-            let mut left = n;
-            for p in parts.iter_mut() {
-                let k = left.min(p.len());
-                *p = &p[k..];
-                left -= k;
-            }
-        }
-    }
-}
+/// The transport under a client connection.
+pub type Io = crate::wire::Io<tokio_rustls::client::TlsStream<TcpStream>>;
 
 /// One HTTP/1.1 connection, idle between requests.
 pub struct Conn {
@@ -175,29 +81,9 @@ impl Conn {
     }
 
     /// Whether a pooled connection can carry a request: nothing has arrived on it since its
-    /// last response (no system call unless the socket shows readiness).
+    /// last response.
     pub fn is_quiet(&mut self) -> bool {
-        if !self.rbuf.is_empty() {
-            return false;
-        }
-        let mut cx = Context::from_waker(Waker::noop());
-        match &mut self.io {
-            Io::Tcp(s) => match s.poll_read_ready(&mut cx) {
-                Poll::Pending => true,
-                Poll::Ready(Err(_)) => false,
-                // Readiness left from a read that filled its buffer, or the endpoint sent or
-                // closed: only a read tells.
-                Poll::Ready(Ok(())) => {
-                    let mut probe = [0u8; 1];
-                    matches!(s.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
-                }
-            },
-            Io::Tls(s) => {
-                let mut probe = [0u8; 1];
-                let mut rb = ReadBuf::new(&mut probe);
-                matches!(Pin::new(&mut **s).poll_read(&mut cx, &mut rb), Poll::Pending)
-            }
-        }
+        self.rbuf.is_empty() && self.io.is_quiet()
     }
 
     /// Sends a request and reads the response head. The response body owns the connection
@@ -321,7 +207,7 @@ impl Conn {
 
     /// While the request body waits, the endpoint may answer already: then stop sending.
     fn poll_early_answer(&mut self, cx: &mut Context<'_>) -> Poll<Result<bool, SendError>> {
-        match self.io.poll_read_into(cx, &mut self.rbuf) {
+        match self.io.poll_read_into(cx, &mut self.rbuf, READ_SPACE) {
             Poll::Ready(Ok(0)) => Poll::Ready(Err(SendError::Failed(
                 "the endpoint closed the connection during the request".into(),
             ))),
@@ -347,7 +233,7 @@ impl Conn {
                     None => {}
                 }
             }
-            let n = poll_fn(|cx| self.io.poll_read_into(cx, &mut self.rbuf))
+            let n = poll_fn(|cx| self.io.poll_read_into(cx, &mut self.rbuf, READ_SPACE))
                 .await
                 .map_err(|e| format!("reading the response failed: {e}"))?;
             if n == 0 {
@@ -578,7 +464,7 @@ fn parse_head_with<const N: usize>(
     } else if te {
         if chunked { Framing::Chunked(ChunkState::Size) } else { Framing::Close }
     } else if let Some(l) = length {
-        Framing::Length(l)
+        if l == 0 { Framing::Done } else { Framing::Length(l) }
     } else {
         Framing::Close
     };
@@ -691,7 +577,7 @@ impl Body for RespBody {
             if !need_more {
                 continue;
             }
-            match conn.io.poll_read_into(cx, &mut conn.rbuf) {
+            match conn.io.poll_read_into(cx, &mut conn.rbuf, READ_SPACE) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Err(e)) => return this.fail(format!("reading the response body failed: {e}")),
                 Poll::Ready(Ok(0)) => {
@@ -886,6 +772,8 @@ mod tests {
         assert_eq!((f, keep), (Framing::Done, true), "HEAD: no body");
         let (_, f, _) = final_of(b"HTTP/1.1 204 No Content\r\n\r\n", false);
         assert_eq!(f, Framing::Done);
+        let (_, f, keep) = final_of(b"HTTP/1.1 431 Too Large\r\nContent-Length: 0\r\n\r\n", false);
+        assert_eq!((f, keep), (Framing::Done, true), "an empty body ends with its head");
         let (_, f, keep) =
             final_of(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 9\r\n\r\n", false);
         assert_eq!((f, keep), (Framing::Chunked(ChunkState::Size), false), "chunked wins, then close");

@@ -1,0 +1,568 @@
+//! Our own HTTP/1.1 server connection, for the requests that make up nearly all traffic.
+//!
+//! hyper's server connection reads into an 8 KiB buffer per connection, builds each request
+//! through its dispatcher and arms a header-read timer per request; on a plain keep-alive GET
+//! that was about a third of the gateway's instructions (docs/benchmarks.md, issue 6). This
+//! loop parses the head with httparse straight from the connection's buffer (header values
+//! share its bytes), calls the proxy, and writes the response head with the first piece of the
+//! body in one write. Between requests an idle TCP connection keeps no buffers.
+//!
+//! Anything else goes to hyper, with the bytes read so far in front ([`Served::HandOver`]):
+//! HTTP/2 (the h2c preface), upgrades (WebSocket) and CONNECT, `Expect`, chunked request bodies
+//! and bodies over [`INLINE_BODY`] bytes, request heads over the listener's limits (431) and
+//! heads that do not parse (400). Those answers stay exactly hyper's.
+
+use std::future::poll_fn;
+use std::io;
+use std::mem::MaybeUninit;
+use std::pin::Pin;
+use std::task::Poll;
+use std::time::{Duration, SystemTime};
+
+use bytes::{Bytes, BytesMut};
+use http::header::{CONNECTION, CONTENT_LENGTH, DATE, EXPECT, TRANSFER_ENCODING, UPGRADE};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
+use http_body::Body;
+use http_body_util::BodyExt;
+use meridian_core::Shutdown;
+use meridian_model::ListenerLimits;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::time::Instant;
+
+use super::listener::{ConnShared, ListenerKind};
+use crate::body::GwBody;
+use crate::wire::Io;
+
+/// Largest request body read whole before the request goes to the proxy (with a
+/// `Content-Length`); larger bodies are streamed by hyper.
+pub const INLINE_BODY: u64 = 64 * 1024;
+/// Most header fields parsed here; more (when the listener allows more) go to hyper.
+const MAX_FIELDS: usize = 128;
+/// Read space offered for a request head (grows for larger heads and bodies).
+const HEAD_SPACE: usize = 1024;
+/// Time a request body read here may take to arrive.
+const BODY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How a connection left this loop.
+pub enum Served<T> {
+    /// Closed (or to be closed).
+    Closed,
+    /// For hyper to serve from here on: the bytes read and not yet used, and the transport.
+    HandOver(Bytes, Io<T>),
+}
+
+/// A request head parsed from the buffer, or why the request is not served here. (Returned
+/// once per request and matched right away: boxing the head would cost an allocation.)
+#[allow(clippy::large_enum_variant)]
+enum Parsed {
+    Request(Request<()>, u64),
+    Incomplete,
+    HandOver,
+}
+
+/// Serves requests on `io` until the client closes, a timeout, shutdown, or a request this
+/// loop leaves to hyper.
+pub(super) async fn serve<T>(
+    mut io: Io<T>,
+    shared: &ConnShared,
+    limits: &ListenerLimits,
+    shutdown: &Shutdown,
+) -> Served<T>
+where
+    T: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut rbuf = BytesMut::new();
+    let mut wbuf: Vec<u8> = Vec::new();
+    // A request head must arrive within this of the previous response (or the connection's
+    // start): hyper's header-read timeout, which also bounds idle keep-alive. One timer per
+    // connection, moved only when it fires early (not once per request).
+    let head_time = limits.header_read_timeout.get().min(limits.idle_timeout.get());
+    let timer = tokio::time::sleep(head_time);
+    tokio::pin!(timer);
+    let stopping = shutdown.stopping_owned();
+    tokio::pin!(stopping);
+    let max_fields = limits.max_header_count.min(MAX_FIELDS);
+    loop {
+        let started = Instant::now();
+        let (head, body_len) = loop {
+            if !rbuf.is_empty() {
+                match parse(&mut rbuf, max_fields, limits) {
+                    Parsed::Request(r, n) => break (r, n),
+                    Parsed::HandOver => return Served::HandOver(rbuf.freeze(), io),
+                    Parsed::Incomplete if rbuf.len() >= limits.max_header_bytes => {
+                        return Served::HandOver(rbuf.freeze(), io);
+                    }
+                    Parsed::Incomplete => {}
+                }
+            } else if io.would_wait() {
+                // Idle between requests: keep no buffers while waiting.
+                rbuf = BytesMut::new();
+                wbuf = Vec::new();
+            }
+            tokio::select! {
+                biased;
+                r = poll_fn(|cx| io.poll_read_into(cx, &mut rbuf, HEAD_SPACE)) => match r {
+                    Ok(0) | Err(_) => return Served::Closed,
+                    Ok(_) => {}
+                },
+                () = timer.as_mut() => {
+                    let due = started + head_time;
+                    if Instant::now() >= due {
+                        tracing::debug!(peer = %shared.info.peer, "no request head in time; closing");
+                        return Served::Closed;
+                    }
+                    timer.as_mut().reset(due);
+                }
+                () = stopping.as_mut(), if rbuf.is_empty() => return Served::Closed,
+            }
+        };
+        let (parts, ()) = head.into_parts();
+        let body = if body_len == 0 {
+            GwBody::Empty
+        } else {
+            match read_body(&mut io, &mut rbuf, body_len).await {
+                Some(b) => GwBody::full(b),
+                None => return Served::Closed,
+            }
+        };
+        let method_head = parts.method == Method::HEAD;
+        let http10 = parts.version == Version::HTTP_10;
+        let mut keep_alive = wants_keep_alive(&parts.headers, http10);
+        let req = Request::from_parts(parts, body);
+        let resp = match shared.kind {
+            ListenerKind::Public => shared.proxy.handle(req, &shared.info).await,
+            ListenerKind::Peer => shared.proxy.handle_peer(req, &shared.info).await,
+        };
+        keep_alive &= !shutdown.is_stopping();
+        match write_response(&mut io, &mut wbuf, resp, method_head, http10, keep_alive).await {
+            Ok(true) => {}
+            Ok(false) => {
+                let _ = io.shutdown().await;
+                return Served::Closed;
+            }
+            Err(e) => {
+                tracing::debug!(peer = %shared.info.peer, error = %e, "writing the response failed");
+                return Served::Closed;
+            }
+        }
+    }
+}
+
+/// Parses the request head at the front of `rbuf`, and takes it from the buffer when this
+/// loop serves the request. Returns the head and the body length (a `Content-Length`).
+fn parse(rbuf: &mut BytesMut, max_fields: usize, limits: &ListenerLimits) -> Parsed {
+    let mut fields = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_FIELDS];
+    let mut req = httparse::Request::new(&mut []);
+    let len = match httparse::ParserConfig::default().parse_request_with_uninit_headers(
+        &mut req,
+        rbuf,
+        &mut fields[..max_fields],
+    ) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Parsed::Incomplete,
+        // Not HTTP/1.x (the HTTP/2 preface), too many fields, malformed: hyper answers.
+        Err(_) => return Parsed::HandOver,
+    };
+    let (Some(method), Some(path), Some(minor)) = (req.method, req.path, req.version) else {
+        return Parsed::HandOver;
+    };
+    let Ok(method) = Method::from_bytes(method.as_bytes()) else { return Parsed::HandOver };
+    if method == Method::CONNECT {
+        return Parsed::HandOver;
+    }
+    // Offsets into the head, so the URI and values can share its bytes once it is split off.
+    let base = rbuf.as_ptr() as usize;
+    let path_at = path.as_ptr() as usize - base;
+    let path_range = path_at..path_at + path.len();
+    let n = req.headers.len();
+    let mut spans = [(0u32, 0u32, 0u32, 0u32); MAX_FIELDS];
+    let mut body_len: Option<u64> = None;
+    for (span, h) in spans.iter_mut().zip(req.headers.iter()) {
+        let ns = h.name.as_ptr() as usize - base;
+        let vs = h.value.as_ptr() as usize - base;
+        *span = (ns as u32, (ns + h.name.len()) as u32, vs as u32, (vs + h.value.len()) as u32);
+        let name = h.name.as_bytes();
+        // Cases hyper serves: upgrades, `Expect`, chunked or large bodies, odd lengths.
+        if name.eq_ignore_ascii_case(UPGRADE.as_str().as_bytes())
+            || name.eq_ignore_ascii_case(EXPECT.as_str().as_bytes())
+            || name.eq_ignore_ascii_case(TRANSFER_ENCODING.as_str().as_bytes())
+        {
+            return Parsed::HandOver;
+        }
+        if name.eq_ignore_ascii_case(CONTENT_LENGTH.as_str().as_bytes()) {
+            let Some(v) = std::str::from_utf8(h.value).ok().and_then(|v| v.trim().parse::<u64>().ok()) else {
+                return Parsed::HandOver;
+            };
+            if body_len.is_some_and(|b| b != v) || v > INLINE_BODY.min(limits.max_body_bytes) {
+                return Parsed::HandOver;
+            }
+            body_len = Some(v);
+        }
+    }
+    let head = rbuf.split_to(len).freeze();
+    let Ok(uri) = Uri::from_maybe_shared(head.slice(path_range)) else { return Parsed::HandOver };
+    // Room for what the proxy adds (forwarding headers, the request id).
+    let mut map = HeaderMap::with_capacity(n + 8);
+    for &(ns, ne, vs, ve) in &spans[..n] {
+        let Ok(name) = HeaderName::from_bytes(&head[ns as usize..ne as usize]) else {
+            return Parsed::HandOver;
+        };
+        let Ok(value) = HeaderValue::from_maybe_shared(head.slice(vs as usize..ve as usize)) else {
+            return Parsed::HandOver;
+        };
+        map.append(name, value);
+    }
+    let mut r = Request::new(());
+    *r.method_mut() = method;
+    *r.uri_mut() = uri;
+    *r.version_mut() = if minor == 0 { Version::HTTP_10 } else { Version::HTTP_11 };
+    *r.headers_mut() = map;
+    Parsed::Request(r, body_len.unwrap_or(0))
+}
+
+/// Whether the client wants the connection kept after this request (RFC 9112 §9.3).
+fn wants_keep_alive(headers: &HeaderMap, http10: bool) -> bool {
+    let mut keep = !http10;
+    for v in headers.get_all(CONNECTION) {
+        for token in v.as_bytes().split(|&b| b == b',') {
+            let t = token.trim_ascii();
+            if t.eq_ignore_ascii_case(b"close") {
+                return false;
+            }
+            if t.eq_ignore_ascii_case(b"keep-alive") {
+                keep = true;
+            }
+        }
+    }
+    keep
+}
+
+/// Reads a body of `len` bytes (at most [`INLINE_BODY`]) that follows the head.
+async fn read_body<T: AsyncRead + AsyncWrite + Unpin>(
+    io: &mut Io<T>,
+    rbuf: &mut BytesMut,
+    len: u64,
+) -> Option<Bytes> {
+    let len = usize::try_from(len).ok()?;
+    let read = async {
+        while rbuf.len() < len {
+            let want = len - rbuf.len();
+            match poll_fn(|cx| io.poll_read_into(cx, rbuf, want.max(HEAD_SPACE))).await {
+                Ok(0) | Err(_) => return None,
+                Ok(_) => {}
+            }
+        }
+        Some(rbuf.split_to(len).freeze())
+    };
+    tokio::time::timeout(BODY_TIMEOUT, read).await.ok().flatten()
+}
+
+/// How the response body goes on the wire.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    /// No body (HEAD, 1xx, 204, 304): the header fields go as they are.
+    None,
+    Length(u64),
+    Chunked,
+    /// HTTP/1.0 client, length unknown: the body ends with the connection.
+    Close,
+}
+
+/// Writes the response; returns whether the connection stays open.
+async fn write_response<T: AsyncRead + AsyncWrite + Unpin>(
+    io: &mut Io<T>,
+    wbuf: &mut Vec<u8>,
+    resp: Response<GwBody>,
+    method_head: bool,
+    http10: bool,
+    mut keep_alive: bool,
+) -> io::Result<bool> {
+    let (parts, mut body) = resp.into_parts();
+    let status = parts.status;
+    let headers = &parts.headers;
+    let no_body = method_head
+        || status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED;
+    let framing = if no_body {
+        Framing::None
+    } else if let Some(n) = body.size_hint().exact() {
+        Framing::Length(n)
+    } else if let Some(n) = content_length(headers) {
+        // A streamed body whose length was announced (an upstream's Content-Length).
+        Framing::Length(n)
+    } else if http10 {
+        keep_alive = false;
+        Framing::Close
+    } else {
+        Framing::Chunked
+    };
+    if headers.get_all(CONNECTION).iter().any(|v| v.as_bytes().eq_ignore_ascii_case(b"close")) {
+        keep_alive = false;
+    }
+    wbuf.clear();
+    encode_head(wbuf, status, headers, framing, http10, keep_alive);
+    drop(parts);
+
+    // The first piece of the body goes with the head when it is ready now.
+    let mut sent: u64 = 0;
+    let mut first: Option<Bytes> = None;
+    let mut ended = framing == Framing::None || body.is_end_stream();
+    if !ended {
+        let polled = poll_fn(|cx| Poll::Ready(Pin::new(&mut body).poll_frame(cx))).await;
+        match polled {
+            Poll::Ready(Some(Ok(f))) => first = f.into_data().ok(),
+            Poll::Ready(Some(Err(e))) => return Err(io::Error::other(e)),
+            Poll::Ready(None) => ended = true,
+            Poll::Pending => {}
+        }
+        ended |= body.is_end_stream();
+    }
+    let data = first.unwrap_or_default();
+    sent += data.len() as u64;
+    if let Framing::Length(n) = framing
+        && sent > n
+    {
+        return Err(io::Error::other("response body longer than its length"));
+    }
+    let mut size_line = Vec::new();
+    if framing == Framing::Chunked && !data.is_empty() {
+        chunk_size_line(&mut size_line, data.len());
+    }
+    let chunk_end: &[u8] = match (framing, data.is_empty(), ended) {
+        (Framing::Chunked, false, true) => b"\r\n0\r\n\r\n",
+        (Framing::Chunked, false, false) => b"\r\n",
+        (Framing::Chunked, true, true) => b"0\r\n\r\n",
+        _ => b"",
+    };
+    let mut w = 0;
+    let mut p: [&[u8]; 4] = [wbuf, &size_line, &data, chunk_end];
+    poll_fn(|cx| io.poll_write_parts(cx, &mut p, &mut w)).await?;
+    if !ended {
+        loop {
+            let frame = match body.frame().await {
+                None => break,
+                Some(Err(e)) => return Err(io::Error::other(e)),
+                Some(Ok(f)) => f,
+            };
+            let Ok(data) = frame.into_data() else { continue };
+            if data.is_empty() {
+                continue;
+            }
+            sent += data.len() as u64;
+            if let Framing::Length(n) = framing
+                && sent > n
+            {
+                return Err(io::Error::other("response body longer than its length"));
+            }
+            size_line.clear();
+            let end: &[u8] = if framing == Framing::Chunked {
+                chunk_size_line(&mut size_line, data.len());
+                b"\r\n"
+            } else {
+                b""
+            };
+            let mut p: [&[u8]; 3] = [&size_line, &data, end];
+            poll_fn(|cx| io.poll_write_parts(cx, &mut p, &mut w)).await?;
+        }
+        if framing == Framing::Chunked {
+            let mut p: [&[u8]; 1] = [b"0\r\n\r\n"];
+            poll_fn(|cx| io.poll_write_parts(cx, &mut p, &mut w)).await?;
+        }
+    }
+    if let Framing::Length(n) = framing
+        && sent != n
+    {
+        return Err(io::Error::other("response body shorter than its length"));
+    }
+    Ok(keep_alive && framing != Framing::Close)
+}
+
+fn content_length(h: &HeaderMap) -> Option<u64> {
+    h.get(CONTENT_LENGTH)?.to_str().ok()?.trim().parse().ok()
+}
+
+fn chunk_size_line(buf: &mut Vec<u8>, len: usize) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut digits = [0u8; 16];
+    let mut i = digits.len();
+    let mut n = len;
+    loop {
+        i -= 1;
+        digits[i] = HEX[n & 15];
+        n >>= 4;
+        if n == 0 {
+            break;
+        }
+    }
+    buf.extend_from_slice(&digits[i..]);
+    buf.extend_from_slice(b"\r\n");
+}
+
+/// The status line and header fields; the framing fields are ours (except for bodiless
+/// responses, whose fields go as they are), and a `Date` is added when missing.
+fn encode_head(
+    buf: &mut Vec<u8>,
+    status: StatusCode,
+    headers: &HeaderMap,
+    framing: Framing,
+    http10: bool,
+    keep_alive: bool,
+) {
+    // One allocation for a typical head (the buffer is dropped while the connection idles).
+    buf.reserve(256 + 32 * headers.len());
+    buf.extend_from_slice(b"HTTP/1.1 ");
+    buf.extend_from_slice(status.as_str().as_bytes());
+    buf.push(b' ');
+    buf.extend_from_slice(status.canonical_reason().unwrap_or("Unknown").as_bytes());
+    buf.extend_from_slice(b"\r\n");
+    let mut has_date = false;
+    let mut has_connection = false;
+    for (name, value) in headers {
+        if framing != Framing::None && (name == CONTENT_LENGTH || name == TRANSFER_ENCODING) {
+            continue;
+        }
+        has_date |= name == DATE;
+        has_connection |= name == CONNECTION;
+        buf.extend_from_slice(name.as_str().as_bytes());
+        buf.extend_from_slice(b": ");
+        buf.extend_from_slice(value.as_bytes());
+        buf.extend_from_slice(b"\r\n");
+    }
+    match framing {
+        Framing::Length(n) => {
+            buf.extend_from_slice(b"content-length: ");
+            let mut digits = [0u8; 20];
+            let mut i = digits.len();
+            let mut n = n;
+            loop {
+                i -= 1;
+                digits[i] = b'0' + (n % 10) as u8;
+                n /= 10;
+                if n == 0 {
+                    break;
+                }
+            }
+            buf.extend_from_slice(&digits[i..]);
+            buf.extend_from_slice(b"\r\n");
+        }
+        Framing::Chunked => buf.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+        Framing::None | Framing::Close => {}
+    }
+    if !has_connection {
+        if !keep_alive && !http10 {
+            buf.extend_from_slice(b"connection: close\r\n");
+        } else if keep_alive && http10 {
+            buf.extend_from_slice(b"connection: keep-alive\r\n");
+        }
+    }
+    if !has_date {
+        buf.extend_from_slice(b"date: ");
+        buf.extend_from_slice(&http_date());
+        buf.extend_from_slice(b"\r\n");
+    }
+    buf.extend_from_slice(b"\r\n");
+}
+
+/// The current time as an HTTP date, formatted once per second per thread.
+fn http_date() -> [u8; 29] {
+    use std::cell::Cell;
+    thread_local! {
+        static CACHE: Cell<(u64, [u8; 29])> = const { Cell::new((u64::MAX, [0; 29])) };
+    }
+    let now = SystemTime::now();
+    let secs = now.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    CACHE.with(|c| {
+        let (at, text) = c.get();
+        if at == secs {
+            return text;
+        }
+        let mut out = [0u8; 29];
+        let s = httpdate::fmt_http_date(now);
+        let n = s.len().min(29);
+        out[..n].copy_from_slice(&s.as_bytes()[..n]);
+        c.set((secs, out));
+        out
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits() -> ListenerLimits {
+        ListenerLimits::default()
+    }
+
+    fn parse_str(s: &str) -> Parsed {
+        let mut b = BytesMut::from(s);
+        parse(&mut b, 100, &limits())
+    }
+
+    #[test]
+    fn plain_requests_are_parsed_here() {
+        let mut b = BytesMut::from("GET /a?b=c HTTP/1.1\r\nHost: x\r\nX-A: 1\r\nX-A: 2\r\n\r\nGET /next");
+        let Parsed::Request(r, n) = parse(&mut b, 100, &limits()) else { panic!("not parsed") };
+        assert_eq!((r.method(), r.uri().path(), r.uri().query(), n), (&Method::GET, "/a", Some("b=c"), 0));
+        assert_eq!(r.headers().get_all("x-a").iter().count(), 2);
+        assert_eq!(&b[..], b"GET /next", "the next request stays in the buffer");
+        let Parsed::Request(r, n) = parse_str("POST / HTTP/1.0\r\nContent-Length: 5\r\n\r\nhello") else {
+            panic!("not parsed")
+        };
+        assert_eq!((r.version(), n), (Version::HTTP_10, 5));
+        assert!(matches!(parse_str("GET / HTTP/1.1\r\nHost: x\r\n"), Parsed::Incomplete));
+    }
+
+    #[test]
+    fn unusual_requests_go_to_hyper() {
+        for s in [
+            "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+            "GET /ws HTTP/1.1\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n",
+            "CONNECT x:443 HTTP/1.1\r\n\r\n",
+            "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "POST / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n",
+            "POST / HTTP/1.1\r\nContent-Length: 999999\r\n\r\n",
+            "POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n",
+            "GET / HTTP/1.1\r\nBad Header: x\r\n\r\n",
+            "GET / HTTP/9.9\r\n\r\n",
+        ] {
+            assert!(matches!(parse_str(s), Parsed::HandOver), "{s:?}");
+        }
+        let many: String = (0..101).map(|i| format!("X-{i}: v\r\n")).collect();
+        assert!(matches!(parse_str(&format!("GET / HTTP/1.1\r\n{many}\r\n")), Parsed::HandOver));
+    }
+
+    #[test]
+    fn keep_alive_follows_the_version_and_connection() {
+        let h = |v: &'static str| {
+            let mut m = HeaderMap::new();
+            m.insert(CONNECTION, HeaderValue::from_static(v));
+            m
+        };
+        assert!(wants_keep_alive(&HeaderMap::new(), false));
+        assert!(!wants_keep_alive(&HeaderMap::new(), true));
+        assert!(!wants_keep_alive(&h("close"), false));
+        assert!(wants_keep_alive(&h("Keep-Alive"), true));
+        assert!(!wants_keep_alive(&h("keep-alive, close"), false));
+    }
+
+    #[test]
+    fn response_heads_carry_our_framing_and_a_date() {
+        let mut h = HeaderMap::new();
+        h.insert("content-length", HeaderValue::from_static("99"));
+        h.insert("x-a", HeaderValue::from_static("1"));
+        let mut buf = Vec::new();
+        encode_head(&mut buf, StatusCode::OK, &h, Framing::Length(5), false, true);
+        let text = String::from_utf8(buf.clone()).unwrap();
+        assert!(text.starts_with("HTTP/1.1 200 OK\r\nx-a: 1\r\ncontent-length: 5\r\ndate: "), "{text}");
+        assert!(text.ends_with(" GMT\r\n\r\n"), "{text}");
+        buf.clear();
+        encode_head(&mut buf, StatusCode::OK, &h, Framing::None, false, false);
+        let text = String::from_utf8(buf).unwrap();
+        assert!(text.contains("content-length: 99\r\n"), "HEAD keeps the announced length: {text}");
+        assert!(text.contains("connection: close\r\n"), "{text}");
+        let mut line = Vec::new();
+        chunk_size_line(&mut line, 0x1f4);
+        assert_eq!(line, b"1f4\r\n");
+    }
+}

@@ -1,0 +1,238 @@
+//! The byte transport under our own HTTP/1.1 client and server: plain TCP, or TLS.
+//!
+//! On TCP, a read shorter than the space offered leaves the socket empty, so its readiness is
+//! cleared right away (as nginx does with `EPOLLRDHUP`): an idle connection then shows
+//! readiness again only when the peer sends or closes, which [`Io::is_quiet`] and
+//! [`Io::would_wait`] read without a system call. Readiness that arrived meanwhile is kept:
+//! tokio clears only the readiness event it saw.
+
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker, ready};
+
+use bytes::{Buf, Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
+use tokio::net::TcpStream;
+
+/// A connection's transport; `T` is the TLS stream type (client or server side).
+pub enum Io<T> {
+    Tcp(TcpStream),
+    Tls(Box<T>),
+}
+
+impl<T: AsyncRead + AsyncWrite + Unpin> Io<T> {
+    /// Reads what the transport has into `buf`'s spare room (at least `space / 2` of it);
+    /// `Ok(0)` is the end of the stream.
+    pub fn poll_read_into(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut BytesMut,
+        space: usize,
+    ) -> Poll<io::Result<usize>> {
+        if buf.capacity() - buf.len() < space / 2 {
+            buf.reserve(space);
+        }
+        match self {
+            Io::Tcp(s) => {
+                let s: &TcpStream = s;
+                loop {
+                    ready!(s.poll_read_ready(cx))?;
+                    let room = buf.capacity() - buf.len();
+                    let mut got = 0;
+                    // A short read: report WouldBlock to tokio so it clears the readiness,
+                    // and keep the bytes.
+                    let r = s.try_io(Interest::READABLE, || {
+                        got = s.try_read_buf(buf)?;
+                        if got > 0 && got < room { Err(io::ErrorKind::WouldBlock.into()) } else { Ok(got) }
+                    });
+                    match r {
+                        Ok(n) => return Poll::Ready(Ok(n)),
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                            if got > 0 {
+                                return Poll::Ready(Ok(got));
+                            }
+                        }
+                        Err(e) => return Poll::Ready(Err(e)),
+                    }
+                }
+            }
+            Io::Tls(s) => {
+                let mut tmp = [0u8; 8 * 1024];
+                let mut rb = ReadBuf::new(&mut tmp);
+                ready!(Pin::new(&mut **s).poll_read(cx, &mut rb))?;
+                buf.extend_from_slice(rb.filled());
+                Poll::Ready(Ok(rb.filled().len()))
+            }
+        }
+    }
+
+    /// Whether a read would have to wait: nothing has arrived since the last short read (TCP
+    /// only, no system call; a TLS transport never says so).
+    pub fn would_wait(&self) -> bool {
+        match self {
+            Io::Tcp(s) => s.poll_read_ready(&mut Context::from_waker(Waker::noop())).is_pending(),
+            Io::Tls(_) => false,
+        }
+    }
+
+    /// Whether an idle connection is still usable: nothing arrived and the peer did not close.
+    /// Without readiness, no system call.
+    pub fn is_quiet(&mut self) -> bool {
+        let mut cx = Context::from_waker(Waker::noop());
+        match self {
+            Io::Tcp(s) => match s.poll_read_ready(&mut cx) {
+                Poll::Pending => true,
+                Poll::Ready(Err(_)) => false,
+                // Readiness left from a read that filled its buffer, or the peer sent or
+                // closed: only a read tells.
+                Poll::Ready(Ok(())) => {
+                    let mut probe = [0u8; 1];
+                    matches!(s.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+                }
+            },
+            Io::Tls(s) => {
+                let mut probe = [0u8; 1];
+                let mut rb = ReadBuf::new(&mut probe);
+                matches!(Pin::new(&mut **s).poll_read(&mut cx, &mut rb), Poll::Pending)
+            }
+        }
+    }
+
+    /// Writes `parts` whole (then flushes), counting into `written` what the transport took.
+    pub fn poll_write_parts(
+        &mut self,
+        cx: &mut Context<'_>,
+        parts: &mut [&[u8]],
+        written: &mut usize,
+    ) -> Poll<io::Result<()>> {
+        loop {
+            let mut slices = [IoSlice::new(&[]); 4];
+            let mut n_slices = 0;
+            for p in parts.iter().filter(|p| !p.is_empty()) {
+                if n_slices < slices.len() {
+                    slices[n_slices] = IoSlice::new(p);
+                    n_slices += 1;
+                }
+            }
+            if n_slices == 0 {
+                return match self {
+                    Io::Tcp(_) => Poll::Ready(Ok(())),
+                    Io::Tls(s) => Pin::new(&mut **s).poll_flush(cx),
+                };
+            }
+            let n = ready!(match self {
+                Io::Tcp(s) => Pin::new(s).poll_write_vectored(cx, &slices[..n_slices]),
+                Io::Tls(s) => Pin::new(&mut **s).poll_write_vectored(cx, &slices[..n_slices]),
+            })?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            *written += n;
+            let mut left = n;
+            for p in parts.iter_mut() {
+                let k = left.min(p.len());
+                *p = &p[k..];
+                left -= k;
+            }
+        }
+    }
+}
+
+impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for Io<T> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Io::Tcp(s) => Pin::new(s).poll_read(cx, buf),
+            Io::Tls(s) => Pin::new(&mut **s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Io<T> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Io::Tcp(s) => Pin::new(s).poll_write(cx, buf),
+            Io::Tls(s) => Pin::new(&mut **s).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Io::Tcp(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Io::Tls(s) => Pin::new(&mut **s).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Io::Tcp(s) => Pin::new(s).poll_flush(cx),
+            Io::Tls(s) => Pin::new(&mut **s).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Io::Tcp(s) => Pin::new(s).poll_shutdown(cx),
+            Io::Tls(s) => Pin::new(&mut **s).poll_shutdown(cx),
+        }
+    }
+}
+
+/// A transport with bytes already read from it in front: what hyper gets when our server
+/// hands a connection over mid-stream (HTTP/2, upgrades, anything it does not serve itself).
+pub struct Prefixed<I> {
+    prefix: Bytes,
+    inner: I,
+}
+
+impl<I> Prefixed<I> {
+    pub fn new(prefix: Bytes, inner: I) -> Self {
+        Prefixed { prefix, inner }
+    }
+}
+
+impl<I: AsyncRead + Unpin> AsyncRead for Prefixed<I> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if !this.prefix.is_empty() {
+            let n = this.prefix.len().min(buf.remaining());
+            buf.put_slice(&this.prefix[..n]);
+            this.prefix.advance(n);
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut this.inner).poll_read(cx, buf)
+    }
+}
+
+impl<I: AsyncWrite + Unpin> AsyncWrite for Prefixed<I> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
