@@ -1,17 +1,18 @@
 //! The access log: one JSON line per request, written by a dedicated thread so that a slow disk
 //! never blocks a request. Off by default.
 //!
-//! Lines are buffered and reach the file at most [`FLUSH_AFTER`] after they were logged (one
-//! write for many lines under load, rather than a syscall per line). When the last handle is
-//! dropped — the gateway's runtime shutting down — the writer drains the queue, flushes and is
-//! joined, so no line logged before shutdown is lost.
+//! Requests append their lines to one shared buffer (a short lock, no allocation per line);
+//! the writer takes the whole buffer at once and writes it, at most [`FLUSH_AFTER`] after its
+//! first line arrived (one write for many lines under load, rather than a syscall per line).
+//! When the last handle is dropped — the gateway's runtime shutting down — the writer drains
+//! the buffer and is joined, so no line logged before shutdown is lost.
 
+use std::cell::RefCell;
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::pin::Pin;
-use std::sync::Arc;
-use std::sync::mpsc;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -23,29 +24,51 @@ use crate::body::{BoxError, GwBody};
 /// A handle to the log writer; cheap to clone.
 #[derive(Clone)]
 pub struct AccessLog {
-    // Field order matters: every clone drops its sender before its share of the writer, so when
-    // the last share goes, the channel is already closed and joining the writer cannot hang.
-    tx: mpsc::SyncSender<String>,
+    shared: Arc<Shared>,
     _writer: Arc<Writer>,
 }
 
-/// The writer thread, joined when the last handle is dropped.
-struct Writer(Option<std::thread::JoinHandle<()>>);
+/// Lines waiting for the writer.
+struct Shared {
+    pending: Mutex<Pending>,
+    /// Signalled when the buffer gets its first line, passes [`WAKE_AT`], or closes.
+    wake: Condvar,
+}
+
+#[derive(Default)]
+struct Pending {
+    lines: Vec<u8>,
+    closed: bool,
+}
+
+/// The writer thread; when the last handle goes, it is told to finish and joined.
+struct Writer {
+    shared: Arc<Shared>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
 
 impl Drop for Writer {
     fn drop(&mut self) {
-        if let Some(t) = self.0.take() {
+        lock(&self.shared.pending).closed = true;
+        self.shared.wake.notify_one();
+        if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
     }
 }
 
+fn lock(m: &Mutex<Pending>) -> MutexGuard<'_, Pending> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// The longest a logged line waits in the buffer before it is written to the file. 200 ms.
 pub const FLUSH_AFTER: Duration = Duration::from_millis(200);
 
-/// Lines buffered for the writer; beyond this, lines are dropped rather than slowing requests
-/// down.
-const QUEUE: usize = 64 * 1024;
+/// Bytes buffered for the writer; beyond this, lines are dropped rather than slowing requests
+/// down (a disk that cannot keep up).
+const QUEUE_BYTES: usize = 16 * 1024 * 1024;
+/// Buffered bytes that wake the writer before [`FLUSH_AFTER`].
+const WAKE_AT: usize = 1024 * 1024;
 
 impl AccessLog {
     /// Starts the writer thread, appending to `path` or writing to standard output.
@@ -54,46 +77,61 @@ impl AccessLog {
             Some(p) => Box::new(std::fs::OpenOptions::new().create(true).append(true).open(p)?),
             None => Box::new(std::io::stdout()),
         };
-        let (tx, rx) = mpsc::sync_channel::<String>(QUEUE);
+        let shared = Arc::new(Shared { pending: Mutex::new(Pending::default()), wake: Condvar::new() });
+        let for_thread = Arc::clone(&shared);
         let thread = std::thread::Builder::new().name("access-log".into()).spawn(move || {
-            let mut buf = std::io::BufWriter::with_capacity(64 * 1024, &mut out);
-            // When the oldest line not yet written arrived; None: the buffer is empty, so the
-            // writer sleeps until the next line without a timer.
-            let mut pending_since: Option<Instant> = None;
+            let shared = for_thread;
+            let mut batch = Vec::new();
             loop {
-                let next = match pending_since {
-                    None => rx.recv().map_err(|_| mpsc::RecvTimeoutError::Disconnected),
-                    Some(t) => rx.recv_timeout(FLUSH_AFTER.saturating_sub(t.elapsed())),
-                };
-                match next {
-                    Ok(line) => {
-                        let _ = buf.write_all(line.as_bytes());
-                        let _ = buf.write_all(b"\n");
-                        pending_since.get_or_insert_with(Instant::now);
-                    }
-                    Err(mpsc::RecvTimeoutError::Timeout) => {}
-                    Err(mpsc::RecvTimeoutError::Disconnected) => {
-                        let _ = buf.flush();
-                        return;
-                    }
+                let mut p = lock(&shared.pending);
+                // Sleep without a timer while there is nothing to write.
+                while p.lines.is_empty() && !p.closed {
+                    p = shared.wake.wait(p).unwrap_or_else(|e| e.into_inner());
                 }
-                if pending_since.is_some_and(|t| t.elapsed() >= FLUSH_AFTER) {
-                    let _ = buf.flush();
-                    pending_since = None;
+                // Lines are waiting: give others up to FLUSH_AFTER to join them.
+                let first = Instant::now();
+                while !p.closed && p.lines.len() < WAKE_AT {
+                    let Some(left) = FLUSH_AFTER.checked_sub(first.elapsed()).filter(|d| !d.is_zero()) else {
+                        break;
+                    };
+                    p = shared.wake.wait_timeout(p, left).unwrap_or_else(|e| e.into_inner()).0;
+                }
+                std::mem::swap(&mut batch, &mut p.lines);
+                let closed = p.closed;
+                drop(p);
+                let _ = out.write_all(&batch);
+                let _ = out.flush();
+                batch.clear();
+                if closed && lock(&shared.pending).lines.is_empty() {
+                    return;
                 }
             }
         })?;
-        Ok(AccessLog { tx, _writer: Arc::new(Writer(Some(thread))) })
+        let writer = Writer { shared: Arc::clone(&shared), thread: Some(thread) };
+        Ok(AccessLog { shared, _writer: Arc::new(writer) })
     }
 
-    fn write(&self, line: String) {
-        let _ = self.tx.try_send(line);
+    /// Appends one line (without its newline).
+    fn write(&self, line: &str) {
+        let mut p = lock(&self.shared.pending);
+        if p.lines.len() + line.len() >= QUEUE_BYTES {
+            return;
+        }
+        let before = p.lines.len();
+        p.lines.extend_from_slice(line.as_bytes());
+        p.lines.push(b'\n');
+        let wake = before == 0 || (before < WAKE_AT && p.lines.len() >= WAKE_AT);
+        drop(p);
+        if wake {
+            self.shared.wake.notify_one();
+        }
     }
 }
 
 /// What is known about a request when its response headers are ready.
 pub struct LogRecord {
-    pub request_id: String,
+    /// The request id as the response carries it (shared bytes, no copy).
+    pub request_id: http::HeaderValue,
     pub route: Arc<str>,
     pub service: Arc<str>,
     pub region: Arc<str>,
@@ -122,29 +160,37 @@ impl LoggedBody {
     fn emit(&mut self, complete: bool) {
         let Some(r) = self.rec.take() else { return };
         let total_ms = r.start.elapsed().as_secs_f64() * 1000.0;
-        self.log.write(json_line(&r, SystemTime::now(), total_ms, self.bytes, complete));
+        // Formatted into this thread's line buffer: no allocation per line.
+        thread_local! {
+            static LINE: RefCell<String> = RefCell::new(String::with_capacity(512));
+        }
+        LINE.with(|l| {
+            let mut l = l.borrow_mut();
+            l.clear();
+            json_line(&mut l, &r, SystemTime::now(), total_ms, self.bytes, complete);
+            self.log.write(&l);
+        });
     }
 }
 
 /// The log line: a JSON object with its keys in alphabetical order, as `serde_json` printed it
 /// from a `json!` map, written straight into one `String` — building a `serde_json::Value` and
 /// printing it cost more than the rest of a proxied request (the tests check both agree).
-fn json_line(r: &LogRecord, now: SystemTime, total_ms: f64, bytes_sent: u64, complete: bool) -> String {
+fn json_line(l: &mut String, r: &LogRecord, now: SystemTime, total_ms: f64, bytes_sent: u64, complete: bool) {
     use std::fmt::Write as _;
-    let mut l = String::with_capacity(320);
     l.push_str("{\"bytes_sent\":");
-    push_u64(&mut l, bytes_sent);
+    push_u64(l, bytes_sent);
     // An address's text has no character that JSON escapes.
     l.push_str(",\"client\":\"");
-    push_ip(&mut l, r.client);
+    push_ip(l, r.client);
     l.push_str(if complete { "\",\"complete\":true" } else { "\",\"complete\":false" });
     l.push_str(",\"endpoint\":");
     match r.endpoint {
         Some(SocketAddr::V4(e)) => {
             l.push('"');
-            push_ip(&mut l, IpAddr::V4(*e.ip()));
+            push_ip(l, IpAddr::V4(*e.ip()));
             l.push(':');
-            push_u64(&mut l, u64::from(e.port()));
+            push_u64(l, u64::from(e.port()));
             l.push('"');
         }
         Some(e) => {
@@ -153,36 +199,49 @@ fn json_line(r: &LogRecord, now: SystemTime, total_ms: f64, bytes_sent: u64, com
         None => l.push_str("null"),
     }
     l.push_str(",\"headers_ms\":");
-    push_millis(&mut l, r.headers_ms);
+    push_millis(l, r.headers_ms);
     l.push_str(",\"region\":");
-    push_json_str(&mut l, &r.region);
+    push_json_str(l, &r.region);
     l.push_str(",\"request_id\":");
-    push_json_str(&mut l, &r.request_id);
+    push_json_str(l, r.request_id.to_str().unwrap_or(""));
     l.push_str(",\"route\":");
-    push_json_str(&mut l, &r.route);
+    push_json_str(l, &r.route);
     l.push_str(",\"service\":");
-    push_json_str(&mut l, &r.service);
+    push_json_str(l, &r.service);
     l.push_str(",\"status\":");
-    push_u64(&mut l, u64::from(r.status));
+    push_u64(l, u64::from(r.status));
     l.push_str(",\"time\":\"");
-    write_rfc3339(&mut l, now);
+    write_rfc3339(l, now);
     l.push_str("\",\"total_ms\":");
-    push_millis(&mut l, total_ms);
+    push_millis(l, total_ms);
     l.push('}');
-    l
 }
 
-/// IPv4 by hand (the common case, and `Display` through `core::fmt` costs ~1,000 instructions);
-/// IPv6 through `Display`, whose compression rules are not worth copying.
+/// IPv4 by hand into one small buffer (the common case, and `Display` through `core::fmt`
+/// costs ~1,000 instructions); IPv6 through `Display`, whose compression rules are not worth
+/// copying.
 fn push_ip(out: &mut String, ip: IpAddr) {
     match ip {
         IpAddr::V4(v4) => {
+            let mut text = [0u8; 15];
+            let mut at = 0;
             for (i, o) in v4.octets().into_iter().enumerate() {
                 if i > 0 {
-                    out.push('.');
+                    text[at] = b'.';
+                    at += 1;
                 }
-                push_u64(out, u64::from(o));
+                if o >= 100 {
+                    text[at] = b'0' + o / 100;
+                    at += 1;
+                }
+                if o >= 10 {
+                    text[at] = b'0' + o / 10 % 10;
+                    at += 1;
+                }
+                text[at] = b'0' + o % 10;
+                at += 1;
             }
+            push_ascii(out, &text[..at]);
         }
         IpAddr::V6(v6) => {
             use std::fmt::Write as _;
@@ -202,7 +261,14 @@ fn push_u64(out: &mut String, mut n: u64) {
             break;
         }
     }
-    out.extend(digits[i..].iter().map(|&d| d as char));
+    push_ascii(out, &digits[i..]);
+}
+
+/// Appends digits and other ASCII bytes (one copy, no per-character pushes).
+fn push_ascii(out: &mut String, ascii: &[u8]) {
+    if let Ok(s) = std::str::from_utf8(ascii) {
+        out.push_str(s);
+    }
 }
 
 /// Milliseconds rounded to the microsecond, printed as serde_json prints that `f64`: at least
@@ -220,16 +286,27 @@ fn push_millis(out: &mut String, ms: f64) {
 }
 
 /// `v` in exactly `width` digits, zero-padded (`v` must have at most `width` digits).
-fn push_padded(out: &mut String, v: u64, width: u32) {
-    for k in (0..width).rev() {
-        out.push((b'0' + (v / 10u64.pow(k) % 10) as u8) as char);
+fn push_padded(out: &mut String, v: u64, width: usize) {
+    let mut digits = [b'0'; 20];
+    let width = width.min(digits.len());
+    let mut v = v;
+    for d in digits[..width].iter_mut().rev() {
+        *d = b'0' + (v % 10) as u8;
+        v /= 10;
     }
+    push_ascii(out, &digits[..width]);
 }
 
 /// A JSON string with serde_json's escaping (`\"`, `\\`, `\n`-style short forms, `\u00XX` for
 /// other control characters; everything else as is).
 fn push_json_str(out: &mut String, s: &str) {
     out.push('"');
+    if !s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
+        // Nearly every value (ids, names): nothing to escape.
+        out.push_str(s);
+        out.push('"');
+        return;
+    }
     let mut start = 0;
     for (i, b) in s.bytes().enumerate() {
         let short = match b {
@@ -308,10 +385,37 @@ pub fn humantime_rfc3339(t: SystemTime) -> String {
     s
 }
 
-/// Appends `YYYY-MM-DDTHH:MM:SS.mmmZ` (UTC) to `out`.
+/// Appends `YYYY-MM-DDTHH:MM:SS.mmmZ` (UTC) to `out`. The part up to the seconds is computed
+/// once per second per thread.
 fn write_rfc3339(out: &mut String, t: SystemTime) {
+    use std::cell::Cell;
+    thread_local! {
+        static SECOND: Cell<(u64, [u8; 20])> = const { Cell::new((u64::MAX, [0; 20])) };
+    }
     let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
     let secs = d.as_secs();
+    let mut text = SECOND.with(|c| {
+        let (at, text) = c.get();
+        if at == secs {
+            return text;
+        }
+        let text = seconds_rfc3339(secs);
+        c.set((secs, text));
+        text
+    });
+    let ms = d.subsec_millis();
+    text[19] = b'.';
+    let mut line = [0u8; 24];
+    line[..20].copy_from_slice(&text);
+    line[20] = b'0' + (ms / 100) as u8;
+    line[21] = b'0' + (ms / 10 % 10) as u8;
+    line[22] = b'0' + (ms % 10) as u8;
+    line[23] = b'Z';
+    push_ascii(out, &line);
+}
+
+/// `YYYY-MM-DDTHH:MM:SS` and one spare byte for the seconds since the epoch (UTC).
+fn seconds_rfc3339(secs: u64) -> [u8; 20] {
     let (days, rem) = (secs / 86_400, secs % 86_400);
     let (h, m, s) = (rem / 3600, (rem % 3600) / 60, rem % 60);
     // Civil-from-days (Howard Hinnant's algorithm).
@@ -324,21 +428,28 @@ fn write_rfc3339(out: &mut String, t: SystemTime) {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    // Years 0..=9999, the only ones RFC 3339 writes; digits by hand, as this runs per request.
+    // Years 0..=9999, the only ones RFC 3339 writes.
     let year = year.clamp(0, 9999) as u64;
-    let fields: [(u64, u32, u8); 7] = [
+    let fields: [(u64, usize, u8); 6] = [
         (year, 4, b'-'),
         (month as u64, 2, b'-'),
         (day as u64, 2, b'T'),
         (h, 2, b':'),
         (m, 2, b':'),
-        (s, 2, b'.'),
-        (u64::from(d.subsec_millis()), 3, b'Z'),
+        (s, 2, b' '),
     ];
+    let mut out = [0u8; 20];
+    let mut at = 0;
     for (v, width, sep) in fields {
-        push_padded(out, v, width);
-        out.push(sep as char);
+        let mut v = v;
+        for d in out[at..at + width].iter_mut().rev() {
+            *d = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+        out[at + width] = sep;
+        at += width + 1;
     }
+    out
 }
 
 #[cfg(test)]
@@ -352,10 +463,12 @@ mod tests {
         assert_eq!(humantime_rfc3339(t), "2026-11-18T11:06:40.123Z");
     }
 
-    fn record(request_id: &str, endpoint: Option<SocketAddr>, headers_ms: f64) -> LogRecord {
+    /// A record whose route is `name` (any text: names are escaped) and whose request id is a
+    /// valid header value with characters JSON escapes.
+    fn record(name: &str, endpoint: Option<SocketAddr>, headers_ms: f64) -> LogRecord {
         LogRecord {
-            request_id: request_id.into(),
-            route: Arc::from("web"),
+            request_id: http::HeaderValue::from_static("983c2a38\"43\\3bf367"),
+            route: Arc::from(name),
             service: Arc::from("upstream"),
             region: Arc::from("eu-west"),
             endpoint,
@@ -370,7 +483,7 @@ mod tests {
     fn reference(r: &LogRecord, now: SystemTime, total_ms: f64, bytes: u64, complete: bool) -> String {
         serde_json::json!({
             "time": humantime_rfc3339(now),
-            "request_id": r.request_id,
+            "request_id": r.request_id.to_str().unwrap(),
             "route": &*r.route,
             "service": &*r.service,
             "region": &*r.region,
@@ -396,7 +509,8 @@ mod tests {
                 let r = record(id, endpoints[j % 3], ms);
                 let total = millis[millis.len() - 1 - j];
                 let (bytes, complete) = ((i * j) as u64 * 977, j % 3 != 0);
-                let line = json_line(&r, now, total, bytes, complete);
+                let mut line = String::new();
+                json_line(&mut line, &r, now, total, bytes, complete);
                 assert_eq!(line, reference(&r, now, total, bytes, complete));
                 serde_json::from_str::<serde_json::Value>(&line).unwrap();
             }
@@ -415,10 +529,10 @@ mod tests {
         let log = AccessLog::start(Some(&path)).unwrap();
         let other = log.clone();
         for i in 0..1000 {
-            log.write(format!("{{\"n\":{i}}}"));
+            log.write(&format!("{{\"n\":{i}}}"));
         }
         drop(log);
-        other.write("{\"n\":\"last\"}".into());
+        other.write("{\"n\":\"last\"}");
         drop(other); // joins the writer: no waiting needed before reading
         let text = std::fs::read_to_string(&path).unwrap();
         let lines: Vec<&str> = text.lines().collect();
@@ -432,7 +546,7 @@ mod tests {
     fn a_line_reaches_the_file_while_the_log_stays_open() {
         let path = temp_log("open");
         let log = AccessLog::start(Some(&path)).unwrap();
-        log.write("{\"n\":1}".into());
+        log.write("{\"n\":1}");
         // Written after FLUSH_AFTER without another line or a shutdown; the generous deadline
         // only keeps a broken writer from hanging the test.
         let deadline = Instant::now() + Duration::from_secs(30);

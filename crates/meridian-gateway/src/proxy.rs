@@ -247,7 +247,7 @@ impl Proxy {
     ) -> Response<GwBody> {
         let Some(log) = &self.node.access_log else { return resp };
         let rec = LogRecord {
-            request_id: rid_str(rid).to_string(),
+            request_id: rid.clone(),
             route: Arc::clone(route),
             service: Arc::clone(service),
             region: self.node.region.clone(),
