@@ -17,5 +17,7 @@ mod proxying;
 mod reload;
 #[path = "gateway/resilience.rs"]
 mod resilience;
+#[path = "gateway/server_wire.rs"]
+mod server_wire;
 #[path = "gateway/upstream_wire.rs"]
 mod upstream_wire;

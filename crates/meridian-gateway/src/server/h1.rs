@@ -20,7 +20,7 @@ use std::task::Poll;
 use std::time::{Duration, SystemTime};
 
 use bytes::{Bytes, BytesMut};
-use http::header::{CONNECTION, CONTENT_LENGTH, DATE, EXPECT, TRANSFER_ENCODING, UPGRADE};
+use http::header::{CONNECTION, CONTENT_LENGTH, DATE, EXPECT, TE, TRANSFER_ENCODING, UPGRADE};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
 use http_body::Body;
 use http_body_util::BodyExt;
@@ -127,6 +127,10 @@ where
         };
         let method_head = parts.method == Method::HEAD;
         let http10 = parts.version == Version::HTTP_10;
+        // Trailers go out only to a client that said it takes them (RFC 9110 §6.5.1).
+        let te_trailers = parts.headers.get_all(TE).iter().any(|v| {
+            v.as_bytes().split(|&b| b == b',').any(|t| t.trim_ascii().eq_ignore_ascii_case(b"trailers"))
+        });
         let mut keep_alive = wants_keep_alive(&parts.headers, http10);
         let req = Request::from_parts(parts, body);
         let resp = match shared.kind {
@@ -134,7 +138,8 @@ where
             ListenerKind::Peer => shared.proxy.handle_peer(req, &shared.info).await,
         };
         keep_alive &= !shutdown.is_stopping();
-        match write_response(&mut io, &mut wbuf, resp, method_head, http10, keep_alive).await {
+        let request = RequestSide { method_head, http10, te_trailers };
+        match write_response(&mut io, &mut wbuf, resp, request, keep_alive).await {
             Ok(true) => {}
             Ok(false) => {
                 let _ = io.shutdown().await;
@@ -268,15 +273,24 @@ enum Framing {
     Close,
 }
 
+/// What the response's framing depends on in the request.
+#[derive(Clone, Copy)]
+struct RequestSide {
+    method_head: bool,
+    http10: bool,
+    /// The client accepts trailers (`TE: trailers`).
+    te_trailers: bool,
+}
+
 /// Writes the response; returns whether the connection stays open.
 async fn write_response<T: AsyncRead + AsyncWrite + Unpin>(
     io: &mut Io<T>,
     wbuf: &mut Vec<u8>,
     resp: Response<GwBody>,
-    method_head: bool,
-    http10: bool,
+    request: RequestSide,
     mut keep_alive: bool,
 ) -> io::Result<bool> {
+    let RequestSide { method_head, http10, te_trailers } = request;
     let (parts, mut body) = resp.into_parts();
     let status = parts.status;
     let headers = &parts.headers;
@@ -307,16 +321,21 @@ async fn write_response<T: AsyncRead + AsyncWrite + Unpin>(
     // The first piece of the body goes with the head when it is ready now.
     let mut sent: u64 = 0;
     let mut first: Option<Bytes> = None;
+    let mut trailers: Option<HeaderMap> = None;
     let mut ended = framing == Framing::None || body.is_end_stream();
     if !ended {
         let polled = poll_fn(|cx| Poll::Ready(Pin::new(&mut body).poll_frame(cx))).await;
         match polled {
-            Poll::Ready(Some(Ok(f))) => first = f.into_data().ok(),
+            Poll::Ready(Some(Ok(f))) => match f.into_data() {
+                Ok(d) => first = Some(d),
+                Err(f) => trailers = f.into_trailers().ok(),
+            },
             Poll::Ready(Some(Err(e))) => return Err(io::Error::other(e)),
             Poll::Ready(None) => ended = true,
             Poll::Pending => {}
         }
-        ended |= body.is_end_stream();
+        // Trailers that came first are written with the last chunk, below.
+        ended |= body.is_end_stream() && trailers.is_none();
     }
     let data = first.unwrap_or_default();
     sent += data.len() as u64;
@@ -345,7 +364,13 @@ async fn write_response<T: AsyncRead + AsyncWrite + Unpin>(
                 Some(Err(e)) => return Err(io::Error::other(e)),
                 Some(Ok(f)) => f,
             };
-            let Ok(data) = frame.into_data() else { continue };
+            let data = match frame.into_data() {
+                Ok(d) => d,
+                Err(f) => {
+                    trailers = f.into_trailers().ok();
+                    continue;
+                }
+            };
             if data.is_empty() {
                 continue;
             }
@@ -366,7 +391,18 @@ async fn write_response<T: AsyncRead + AsyncWrite + Unpin>(
             poll_fn(|cx| io.poll_write_parts(cx, &mut p, &mut w)).await?;
         }
         if framing == Framing::Chunked {
-            let mut p: [&[u8]; 1] = [b"0\r\n\r\n"];
+            size_line.clear();
+            size_line.extend_from_slice(b"0\r\n");
+            if te_trailers && let Some(t) = &trailers {
+                for (name, value) in t {
+                    size_line.extend_from_slice(name.as_str().as_bytes());
+                    size_line.extend_from_slice(b": ");
+                    size_line.extend_from_slice(value.as_bytes());
+                    size_line.extend_from_slice(b"\r\n");
+                }
+            }
+            size_line.extend_from_slice(b"\r\n");
+            let mut p: [&[u8]; 1] = [&size_line];
             poll_fn(|cx| io.poll_write_parts(cx, &mut p, &mut w)).await?;
         }
     }

@@ -355,50 +355,16 @@ enum Parsed {
 
 /// Parses a response head at the front of `rbuf` (which it then drops). `None`: incomplete.
 fn parse_head(rbuf: &mut BytesMut, head_only: bool) -> Result<Option<Parsed>, String> {
-    // Most responses have few fields: a small table first (it is initialised on every call).
-    match parse_head_with::<FEW_HEADERS>(rbuf, head_only) {
-        Err(ParseError::Head(httparse::Error::TooManyHeaders)) => {
-            parse_head_with::<MAX_HEADERS>(rbuf, head_only)
-        }
-        r => r,
-    }
-    .map_err(|e| match e {
-        ParseError::Head(e) => format!("invalid response head: {e}"),
-        ParseError::Other(m) => m,
-    })
-}
-
-/// Header fields parsed on the first attempt.
-const FEW_HEADERS: usize = 24;
-
-enum ParseError {
-    Head(httparse::Error),
-    Other(String),
-}
-
-impl From<String> for ParseError {
-    fn from(m: String) -> Self {
-        ParseError::Other(m)
-    }
-}
-
-impl From<&str> for ParseError {
-    fn from(m: &str) -> Self {
-        ParseError::Other(m.to_string())
-    }
-}
-
-fn parse_head_with<const N: usize>(
-    rbuf: &mut BytesMut,
-    head_only: bool,
-) -> Result<Option<Parsed>, ParseError> {
-    let mut headers = [httparse::EMPTY_HEADER; N];
-    let mut r = httparse::Response::new(&mut headers);
-    let len = match r.parse(rbuf) {
-        Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) => return Ok(None),
-        Err(e) => return Err(ParseError::Head(e)),
-    };
+    // Uninitialised slots: nothing to fill per response.
+    let mut fields = [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+    let mut r = httparse::Response::new(&mut []);
+    let len =
+        match httparse::ParserConfig::default().parse_response_with_uninit_headers(&mut r, rbuf, &mut fields)
+        {
+            Ok(httparse::Status::Complete(n)) => n,
+            Ok(httparse::Status::Partial) => return Ok(None),
+            Err(e) => return Err(format!("invalid response head: {e}")),
+        };
     let code = r.code.unwrap_or(0);
     let status = StatusCode::from_u16(code).map_err(|_| format!("invalid status code {code}"))?;
     let http10 = r.version == Some(0);
@@ -411,7 +377,7 @@ fn parse_head_with<const N: usize>(
     }
     // Offsets of names and values in the head, so values can share the head's bytes.
     let base = rbuf.as_ptr() as usize;
-    let mut spans = [(0u32, 0u32, 0u32, 0u32); N];
+    let mut spans = [(0u32, 0u32, 0u32, 0u32); MAX_HEADERS];
     let n = r.headers.len();
     for (span, h) in spans.iter_mut().zip(r.headers.iter()) {
         let ns = h.name.as_ptr() as usize - base;

@@ -1,0 +1,909 @@
+//! Wire-level behaviour of the gateway toward its clients (the HTTP/1.1 server loop in
+//! `server/h1.rs`, and hyper behind it for what that loop hands over): keep-alive, pipelining,
+//! `Connection` handling for HTTP/1.1 and HTTP/1.0, response framing (length, chunked,
+//! close-delimited, HEAD), request bodies (inline, large, chunked, `Expect`), malformed and
+//! oversized heads, upgrades and h2c on a connection, timeouts, shutdown and truncated bodies.
+//!
+//! Every client here is raw TCP: it writes exact bytes and parses the exact response bytes, so
+//! a framing mistake (a stray body byte, a missing terminator, a length that lies) shows up as
+//! a parse failure of the next response on the connection.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use meridian_testkit::TestUpstream;
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::harness::*;
+
+/// Longest any single wait in these tests may take.
+const WAIT: Duration = Duration::from_secs(10);
+
+// ---------------------------------------------------------------------------------------------
+// The raw client and its response reader.
+
+/// One response as the client parsed it off the wire.
+#[derive(Debug)]
+struct Resp {
+    status: u16,
+    /// The head as received (status line and fields), for messages.
+    head: String,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+    /// The body came with chunked framing (and was decoded).
+    chunked: bool,
+    /// The body was delimited by the connection's end.
+    until_close: bool,
+}
+
+impl Resp {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    fn count(&self, name: &str) -> usize {
+        self.headers.iter().filter(|(k, _)| k.eq_ignore_ascii_case(name)).count()
+    }
+
+    /// Whether a comma-separated field `name` carries `token` (case-insensitive).
+    fn has_token(&self, name: &str, token: &str) -> bool {
+        self.headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+            .flat_map(|(_, v)| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case(token))
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+enum Fill {
+    Data,
+    Eof,
+    Timeout,
+}
+
+/// A raw TCP client: exact bytes out, responses parsed from a buffer of what came in.
+struct Client {
+    s: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Client {
+    async fn connect(addr: SocketAddr) -> Client {
+        let s = TcpStream::connect(addr).await.unwrap();
+        s.set_nodelay(true).unwrap();
+        Client { s, buf: Vec::new() }
+    }
+
+    async fn send(&mut self, bytes: impl AsRef<[u8]>) {
+        self.s.write_all(bytes.as_ref()).await.unwrap();
+    }
+
+    /// Reads more into the buffer, waiting at most `wait`. A reset counts as the end.
+    async fn fill_within(&mut self, wait: Duration) -> Fill {
+        // Read straight into the heap buffer: a large array in these futures overflows the
+        // test thread's stack in debug builds.
+        self.buf.reserve(64 * 1024);
+        match tokio::time::timeout(wait, self.s.read_buf(&mut self.buf)).await {
+            Err(_) => Fill::Timeout,
+            Ok(Ok(0)) | Ok(Err(_)) => Fill::Eof,
+            Ok(Ok(_)) => Fill::Data,
+        }
+    }
+
+    /// Reads more; false at the end of the stream. Panics when nothing comes within [`WAIT`].
+    async fn fill(&mut self) -> bool {
+        match self.fill_within(WAIT).await {
+            Fill::Data => true,
+            Fill::Eof => false,
+            Fill::Timeout => panic!(
+                "nothing from the gateway within {WAIT:?}; buffered: {:?}",
+                String::from_utf8_lossy(&self.buf)
+            ),
+        }
+    }
+
+    async fn line(&mut self) -> String {
+        loop {
+            if let Some(p) = find(&self.buf, b"\r\n") {
+                let line = String::from_utf8_lossy(&self.buf[..p]).into_owned();
+                self.buf.drain(..p + 2);
+                return line;
+            }
+            assert!(
+                self.fill().await,
+                "EOF inside a line; buffered: {:?}",
+                String::from_utf8_lossy(&self.buf)
+            );
+        }
+    }
+
+    async fn exact(&mut self, n: usize) -> Vec<u8> {
+        while self.buf.len() < n {
+            assert!(
+                self.fill().await,
+                "EOF after {} of {n} body bytes: {:?}",
+                self.buf.len(),
+                String::from_utf8_lossy(&self.buf[..self.buf.len().min(200)])
+            );
+        }
+        self.buf.drain(..n).collect()
+    }
+
+    /// Reads a response head; `None` on EOF before a complete head (with nothing buffered).
+    async fn head(&mut self) -> Option<(u16, String, Vec<(String, String)>)> {
+        let end = loop {
+            if let Some(p) = find(&self.buf, b"\r\n\r\n") {
+                break p;
+            }
+            if !self.fill().await {
+                assert!(
+                    self.buf.is_empty(),
+                    "EOF inside a response head: {:?}",
+                    String::from_utf8_lossy(&self.buf)
+                );
+                return None;
+            }
+        };
+        let head = String::from_utf8_lossy(&self.buf[..end]).into_owned();
+        self.buf.drain(..end + 4);
+        let mut lines = head.split("\r\n");
+        let status_line = lines.next().unwrap();
+        let mut parts = status_line.splitn(3, ' ');
+        let version = parts.next().unwrap();
+        assert!(version == "HTTP/1.1" || version == "HTTP/1.0", "status line {status_line:?}");
+        let status: u16 = parts
+            .next()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("status line {status_line:?}"));
+        let headers = lines
+            .map(|l| {
+                let (k, v) = l.split_once(':').unwrap_or_else(|| panic!("header line {l:?} in {head:?}"));
+                (k.to_string(), v.trim().to_string())
+            })
+            .collect();
+        Some((status, head, headers))
+    }
+
+    /// Reads one whole response to a request (`to_head`: the request was HEAD), framing its body
+    /// by the rules of RFC 9112 §6.3. Panics on EOF or a framing error.
+    async fn response(&mut self, to_head: bool) -> Resp {
+        let (status, head, headers) = self.head().await.expect("EOF before a response");
+        let mut r = Resp { status, head, headers, body: Vec::new(), chunked: false, until_close: false };
+        if to_head || (100..200).contains(&status) || status == 204 || status == 304 {
+            return r;
+        }
+        if let Some(te) = r.header("transfer-encoding") {
+            assert!(te.eq_ignore_ascii_case("chunked"), "unexpected transfer-encoding in {}", r.head);
+            assert!(r.header("content-length").is_none(), "both framings in {}", r.head);
+            r.chunked = true;
+            loop {
+                let line = self.line().await;
+                let size = usize::from_str_radix(line.split(';').next().unwrap().trim(), 16)
+                    .unwrap_or_else(|_| panic!("chunk size line {line:?} after {} body bytes", r.body.len()));
+                if size == 0 {
+                    while !self.line().await.is_empty() {}
+                    break;
+                }
+                let data = self.exact(size + 2).await;
+                assert_eq!(&data[size..], b"\r\n", "chunk data ends with CRLF");
+                r.body.extend_from_slice(&data[..size]);
+            }
+        } else if let Some(n) = r.header("content-length") {
+            assert_eq!(r.count("content-length"), 1, "one content-length in {}", r.head);
+            let n: usize = n.parse().unwrap_or_else(|_| panic!("content-length in {}", r.head));
+            r.body = self.exact(n).await;
+        } else {
+            r.until_close = true;
+            while self.fill().await {}
+            r.body = std::mem::take(&mut self.buf);
+        }
+        r
+    }
+
+    /// Whether the gateway closes the connection within `wait`, with no more bytes sent.
+    async fn closes_within(&mut self, wait: Duration) -> bool {
+        let end = tokio::time::Instant::now() + wait;
+        loop {
+            match self.fill_within(end.saturating_duration_since(tokio::time::Instant::now())).await {
+                Fill::Eof => break,
+                Fill::Timeout => return false,
+                Fill::Data => {}
+            }
+        }
+        assert!(self.buf.is_empty(), "bytes before the close: {:?}", String::from_utf8_lossy(&self.buf));
+        true
+    }
+
+    /// The connection is still open: no byte and no EOF for a moment.
+    async fn assert_open(&mut self) {
+        match self.fill_within(Duration::from_millis(200)).await {
+            Fill::Timeout => {}
+            Fill::Eof => panic!("the gateway closed the connection"),
+            Fill::Data => panic!("unexpected bytes: {:?}", String::from_utf8_lossy(&self.buf)),
+        }
+    }
+
+    /// The stream, with nothing left unread.
+    fn into_stream(self) -> TcpStream {
+        assert!(self.buf.is_empty(), "unread bytes: {:?}", String::from_utf8_lossy(&self.buf));
+        self.s
+    }
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+fn get(path: &str) -> String {
+    format!("GET {path} HTTP/1.1\r\nHost: gw.test\r\n\r\n")
+}
+
+/// `n` bytes of a repeating, position-dependent pattern.
+fn pattern(n: usize) -> Vec<u8> {
+    (0..n).map(|i| (i % 251) as u8 ^ (i >> 12) as u8).collect()
+}
+
+/// Chunked encoding of `body` in chunks of `size`.
+fn chunked(body: &[u8], size: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    for c in body.chunks(size) {
+        out.extend_from_slice(format!("{:x}\r\n", c.len()).as_bytes());
+        out.extend_from_slice(c);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"0\r\n\r\n");
+    out
+}
+
+// ---------------------------------------------------------------------------------------------
+// A scripted raw upstream (as in upstream_wire.rs): exact response bytes, every request recorded.
+
+/// One request as the scripted upstream parsed it.
+#[derive(Clone, Debug)]
+struct Seen {
+    method: String,
+    target: String,
+    headers: Vec<(String, String)>,
+    /// The body, decoded when it came chunked.
+    body: Vec<u8>,
+}
+
+impl Seen {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+}
+
+struct Reply {
+    bytes: Vec<u8>,
+    /// Close the connection after the reply.
+    close: bool,
+}
+
+impl Reply {
+    fn keep(bytes: impl Into<Vec<u8>>) -> Reply {
+        Reply { bytes: bytes.into(), close: false }
+    }
+
+    fn close(bytes: impl Into<Vec<u8>>) -> Reply {
+        Reply { bytes: bytes.into(), close: true }
+    }
+}
+
+/// `200 OK` with a Content-Length body, keep-alive.
+fn ok(body: &str) -> Reply {
+    Reply::keep(format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}", body.len()))
+}
+
+type Script = dyn Fn(&Seen) -> Reply + Send + Sync;
+
+struct Scripted {
+    addr: SocketAddr,
+    seen: Arc<Mutex<Vec<Seen>>>,
+}
+
+impl Scripted {
+    async fn start(script: impl Fn(&Seen) -> Reply + Send + Sync + 'static) -> Scripted {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let script: Arc<Script> = Arc::new(script);
+        let s = Arc::clone(&seen);
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = l.accept().await {
+                let (script, seen) = (Arc::clone(&script), Arc::clone(&s));
+                tokio::spawn(async move { upstream_serve(stream, &*script, &seen).await });
+            }
+        });
+        Scripted { addr, seen }
+    }
+
+    fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    /// The only request seen with this method and target.
+    fn one(&self, method: &str, target: &str) -> Seen {
+        let all: Vec<Seen> =
+            self.seen().into_iter().filter(|r| r.method == method && r.target == target).collect();
+        assert_eq!(all.len(), 1, "{method} {target} seen once: {all:#?}");
+        all.into_iter().next().unwrap()
+    }
+}
+
+async fn upstream_serve(mut s: TcpStream, script: &Script, seen: &Mutex<Vec<Seen>>) {
+    let mut buf = Vec::new();
+    while let Some(req) = upstream_request(&mut s, &mut buf).await {
+        let reply = script(&req);
+        seen.lock().unwrap().push(req);
+        if s.write_all(&reply.bytes).await.is_err() {
+            return;
+        }
+        if reply.close {
+            let _ = s.shutdown().await;
+            return;
+        }
+    }
+}
+
+async fn upstream_fill(s: &mut TcpStream, buf: &mut Vec<u8>) -> bool {
+    buf.reserve(16 * 1024);
+    matches!(s.read_buf(buf).await, Ok(n) if n > 0)
+}
+
+async fn upstream_line(s: &mut TcpStream, buf: &mut Vec<u8>) -> Option<String> {
+    loop {
+        if let Some(p) = find(buf, b"\r\n") {
+            let line = String::from_utf8_lossy(&buf[..p]).into_owned();
+            buf.drain(..p + 2);
+            return Some(line);
+        }
+        if !upstream_fill(s, buf).await {
+            return None;
+        }
+    }
+}
+
+async fn upstream_exact(s: &mut TcpStream, buf: &mut Vec<u8>, n: usize) -> Option<Vec<u8>> {
+    while buf.len() < n {
+        if !upstream_fill(s, buf).await {
+            return None;
+        }
+    }
+    Some(buf.drain(..n).collect())
+}
+
+/// A request: head up to the blank line, then the body by chunked or Content-Length.
+async fn upstream_request(s: &mut TcpStream, buf: &mut Vec<u8>) -> Option<Seen> {
+    let end = loop {
+        if let Some(p) = find(buf, b"\r\n\r\n") {
+            break p;
+        }
+        if !upstream_fill(s, buf).await {
+            return None;
+        }
+    };
+    let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+    buf.drain(..end + 4);
+    let mut lines = head.split("\r\n");
+    let mut rl = lines.next()?.splitn(3, ' ');
+    let (method, target) = (rl.next()?.to_string(), rl.next()?.to_string());
+    let headers: Vec<(String, String)> =
+        lines.filter_map(|l| l.split_once(':')).map(|(k, v)| (k.to_string(), v.trim().to_string())).collect();
+    let mut req = Seen { method, target, headers, body: Vec::new() };
+    if req.header("transfer-encoding").is_some_and(|v| v.to_ascii_lowercase().contains("chunked")) {
+        loop {
+            let line = upstream_line(s, buf).await?;
+            let size = usize::from_str_radix(line.split(';').next()?.trim(), 16).ok()?;
+            if size == 0 {
+                while !upstream_line(s, buf).await?.is_empty() {}
+                break;
+            }
+            let data = upstream_exact(s, buf, size + 2).await?;
+            req.body.extend_from_slice(&data[..size]);
+        }
+    } else if let Some(n) = req.header("content-length") {
+        let n: usize = n.parse().ok()?;
+        req.body = upstream_exact(s, buf, n).await?;
+    }
+    Some(req)
+}
+
+/// The default script: `GET /x` → `200` with body `GET /x`; `HEAD` → a head announcing
+/// `content-length: 1234` (no body); `/chunked` → a chunked body ([`CHUNKED_BODY`]).
+fn default_script(r: &Seen) -> Reply {
+    match (r.method.as_str(), r.target.as_str()) {
+        ("HEAD", _) => Reply::keep("HTTP/1.1 200 OK\r\ncontent-length: 1234\r\nx-head: yes\r\n\r\n"),
+        (_, "/chunked") => {
+            let mut out = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n".to_vec();
+            out.extend_from_slice(&chunked(CHUNKED_BODY, 5));
+            Reply::keep(out)
+        }
+        (_, "/trailers") => Reply::keep(
+            "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\nx-checksum: abc\r\n\r\n",
+        ),
+        _ => ok(&format!("{} {} {}", r.method, r.target, r.body.len())),
+    }
+}
+
+const CHUNKED_BODY: &[u8] = b"hello, chunked world of the gateway";
+
+async fn scripted_gateway() -> (Scripted, Gw) {
+    let up = Scripted::start(default_script).await;
+    let gw = Gw::start(&global(&[up.addr], "", CATCH_ALL)).await;
+    (up, gw)
+}
+
+/// A plain GET on `c` gets the default script's answer.
+async fn assert_get_works(c: &mut Client, path: &str) {
+    c.send(get(path)).await;
+    let r = c.response(false).await;
+    assert_eq!(r.status, 200, "{}", r.head);
+    assert_eq!(r.text(), format!("GET {path} 0"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// The cases.
+
+#[tokio::test]
+async fn keep_alive_serves_sequential_requests_in_order_on_one_connection() {
+    let (up, gw) = scripted_gateway().await;
+    let mut c = Client::connect(gw.addr()).await;
+    for i in 0..5 {
+        let path = format!("/k{i}");
+        c.send(get(&path)).await;
+        let r = c.response(false).await;
+        assert_eq!(r.status, 200, "{}", r.head);
+        let want = format!("GET {path} 0");
+        assert_eq!(r.text(), want);
+        assert_eq!(r.header("content-length"), Some(want.len().to_string().as_str()), "{}", r.head);
+        assert!(r.header("date").is_some_and(|d| d.ends_with(" GMT")), "a date: {}", r.head);
+        assert!(!r.has_token("connection", "close"), "{}", r.head);
+    }
+    c.assert_open().await;
+    let targets: Vec<String> = up.seen().into_iter().map(|s| s.target).collect();
+    assert_eq!(targets, ["/k0", "/k1", "/k2", "/k3", "/k4"]);
+}
+
+#[tokio::test]
+async fn pipelined_requests_in_one_write_are_answered_in_order() {
+    let (up, gw) = scripted_gateway().await;
+    let mut c = Client::connect(gw.addr()).await;
+    c.send(format!("{}{}{}", get("/p1"), get("/p2"), get("/p3"))).await;
+    for i in 1..=3 {
+        let r = c.response(false).await;
+        assert_eq!(r.status, 200, "{}", r.head);
+        assert_eq!(r.text(), format!("GET /p{i} 0"));
+    }
+    c.assert_open().await;
+    assert_get_works(&mut c, "/p4").await;
+    assert_eq!(up.seen().len(), 4);
+}
+
+#[tokio::test]
+async fn connection_close_from_an_http11_client_closes_after_the_response() {
+    let (_up, gw) = scripted_gateway().await;
+    let mut c = Client::connect(gw.addr()).await;
+    assert_get_works(&mut c, "/first").await;
+    c.send("GET /last HTTP/1.1\r\nHost: gw.test\r\nConnection: close\r\n\r\n").await;
+    let r = c.response(false).await;
+    assert_eq!(r.status, 200, "{}", r.head);
+    assert_eq!(r.text(), "GET /last 0");
+    assert!(r.has_token("connection", "close"), "{}", r.head);
+    assert!(c.closes_within(WAIT).await, "the gateway closes after `Connection: close`");
+}
+
+#[tokio::test]
+async fn http10_clients_close_by_default_and_keep_alive_when_asked() {
+    let (up, gw) = scripted_gateway().await;
+
+    let mut c = Client::connect(gw.addr()).await;
+    c.send("GET /old HTTP/1.0\r\nHost: gw.test\r\n\r\n").await;
+    let r = c.response(false).await;
+    assert_eq!(r.status, 200, "{}", r.head);
+    assert_eq!(r.text(), "GET /old 0");
+    assert!(!r.has_token("connection", "keep-alive"), "{}", r.head);
+    assert!(c.closes_within(WAIT).await, "an HTTP/1.0 connection closes after its response");
+
+    let mut c = Client::connect(gw.addr()).await;
+    for path in ["/ka1", "/ka2"] {
+        c.send(format!("GET {path} HTTP/1.0\r\nHost: gw.test\r\nConnection: keep-alive\r\n\r\n")).await;
+        let r = c.response(false).await;
+        assert_eq!(r.status, 200, "{}", r.head);
+        assert_eq!(r.text(), format!("GET {path} 0"));
+        assert!(r.has_token("connection", "keep-alive"), "{}", r.head);
+        assert!(r.header("content-length").is_some(), "{}", r.head);
+    }
+    // Without the token again: the last response, then the close.
+    c.send("GET /ka3 HTTP/1.0\r\nHost: gw.test\r\n\r\n").await;
+    let r = c.response(false).await;
+    assert_eq!(r.text(), "GET /ka3 0");
+    assert!(c.closes_within(WAIT).await);
+    assert_eq!(up.seen().len(), 4);
+}
+
+#[tokio::test]
+async fn head_responses_carry_the_upstream_length_and_no_body() {
+    let (up, gw) = scripted_gateway().await;
+    let mut c = Client::connect(gw.addr()).await;
+    c.send("HEAD /h HTTP/1.1\r\nHost: gw.test\r\n\r\n").await;
+    let r = c.response(true).await;
+    assert_eq!(r.status, 200, "{}", r.head);
+    assert_eq!(r.header("content-length"), Some("1234"), "{}", r.head);
+    assert_eq!(r.header("x-head"), Some("yes"));
+    assert!(r.header("transfer-encoding").is_none(), "{}", r.head);
+    // Any body byte sent for the HEAD would be read as the start of the next response.
+    assert_get_works(&mut c, "/after-head").await;
+
+    // The same, pipelined in one write.
+    c.send(format!("HEAD /h2 HTTP/1.1\r\nHost: gw.test\r\n\r\n{}", get("/after-head-2"))).await;
+    let r = c.response(true).await;
+    assert_eq!((r.status, r.header("content-length")), (200, Some("1234")), "{}", r.head);
+    let r = c.response(false).await;
+    assert_eq!(r.text(), "GET /after-head-2 0");
+    c.assert_open().await;
+    assert_eq!(up.one("HEAD", "/h").body.len(), 0);
+}
+
+#[tokio::test]
+async fn a_chunked_upstream_body_is_chunked_to_http11_and_close_delimited_to_http10() {
+    let (_up, gw) = scripted_gateway().await;
+    let mut c = Client::connect(gw.addr()).await;
+    c.send(get("/chunked")).await;
+    let r = c.response(false).await;
+    assert_eq!(r.status, 200, "{}", r.head);
+    assert!(r.chunked, "chunked framing to an HTTP/1.1 client: {}", r.head);
+    assert_eq!(r.body, CHUNKED_BODY);
+    assert_get_works(&mut c, "/after-chunked").await;
+    c.assert_open().await;
+
+    let mut c = Client::connect(gw.addr()).await;
+    c.send("GET /chunked HTTP/1.0\r\nHost: gw.test\r\n\r\n").await;
+    let r = c.response(false).await;
+    assert_eq!(r.status, 200, "{}", r.head);
+    assert!(
+        !r.chunked && r.header("transfer-encoding").is_none(),
+        "no chunked framing for HTTP/1.0: {}",
+        r.head
+    );
+    assert!(r.until_close, "delimited by the close: {}", r.head);
+    assert_eq!(r.body, CHUNKED_BODY);
+
+    // Even when an HTTP/1.0 client asks for keep-alive: the body's end is the connection's.
+    let mut c = Client::connect(gw.addr()).await;
+    c.send("GET /chunked HTTP/1.0\r\nHost: gw.test\r\nConnection: keep-alive\r\n\r\n").await;
+    let r = c.response(false).await;
+    assert!(r.header("transfer-encoding").is_none(), "{}", r.head);
+    assert!(!r.has_token("connection", "keep-alive") || r.header("content-length").is_some(), "{}", r.head);
+    assert_eq!(r.body, CHUNKED_BODY);
+}
+
+#[tokio::test]
+async fn content_length_request_bodies_arrive_exactly_inline_and_through_hyper() {
+    let (up, gw) = scripted_gateway().await;
+    let mut c = Client::connect(gw.addr()).await;
+    for (path, n) in [("/small", 1024usize), ("/big", 100 * 1024)] {
+        let body = pattern(n);
+        let mut req =
+            format!("POST {path} HTTP/1.1\r\nHost: gw.test\r\nContent-Length: {n}\r\n\r\n").into_bytes();
+        req.extend_from_slice(&body);
+        c.send(req).await;
+        let r = c.response(false).await;
+        assert_eq!(r.status, 200, "{}", r.head);
+        assert_eq!(r.text(), format!("POST {path} {n}"));
+        let seen = up.one("POST", path);
+        assert_eq!(seen.body.len(), n);
+        assert!(seen.body == body, "{path}: the upstream got other bytes");
+        assert_get_works(&mut c, &format!("{path}/after")).await;
+    }
+    c.assert_open().await;
+
+    // An inline body pipelined with the next request: the body ends where its length says.
+    let mut c = Client::connect(gw.addr()).await;
+    let body = pattern(1024);
+    let mut req = b"POST /piped HTTP/1.1\r\nHost: gw.test\r\nContent-Length: 1024\r\n\r\n".to_vec();
+    req.extend_from_slice(&body);
+    req.extend_from_slice(get("/after-piped").as_bytes());
+    c.send(req).await;
+    assert_eq!(c.response(false).await.text(), "POST /piped 1024");
+    assert_eq!(c.response(false).await.text(), "GET /after-piped 0");
+    assert!(up.one("POST", "/piped").body == body, "the upstream got other bytes");
+}
+
+#[tokio::test]
+async fn a_request_trickled_byte_by_byte_is_served() {
+    let (up, gw) = scripted_gateway().await;
+    let mut c = Client::connect(gw.addr()).await;
+    let req = b"POST /slow HTTP/1.1\r\nHost: gw.test\r\nContent-Length: 5\r\n\r\nhello";
+    for b in req.chunks(1) {
+        c.send(b).await;
+        tokio::task::yield_now().await;
+    }
+    let r = c.response(false).await;
+    assert_eq!(r.text(), "POST /slow 5");
+    assert_eq!(up.one("POST", "/slow").body, b"hello");
+    assert_get_works(&mut c, "/after-slow").await;
+}
+
+#[tokio::test]
+async fn chunked_request_bodies_arrive_decoded() {
+    let (up, gw) = scripted_gateway().await;
+    let mut c = Client::connect(gw.addr()).await;
+    let body = pattern(3000);
+    let mut req = b"POST /te HTTP/1.1\r\nHost: gw.test\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    req.extend_from_slice(&chunked(&body, 700));
+    c.send(req).await;
+    let r = c.response(false).await;
+    assert_eq!(r.status, 200, "{}", r.head);
+    assert_eq!(r.text(), "POST /te 3000");
+    assert!(up.one("POST", "/te").body == body, "the upstream got other bytes");
+    assert_get_works(&mut c, "/after-te").await;
+
+    // Pipelined behind a request the gateway serves itself, and followed by another: the
+    // bytes read before the hand-over reach hyper in order.
+    let mut c = Client::connect(gw.addr()).await;
+    let mut req = get("/before-te").into_bytes();
+    req.extend_from_slice(b"POST /te2 HTTP/1.1\r\nHost: gw.test\r\nTransfer-Encoding: chunked\r\n\r\n");
+    req.extend_from_slice(&chunked(&body, 1000));
+    req.extend_from_slice(get("/after-te2").as_bytes());
+    c.send(req).await;
+    assert_eq!(c.response(false).await.text(), "GET /before-te 0");
+    assert_eq!(c.response(false).await.text(), "POST /te2 3000");
+    assert_eq!(c.response(false).await.text(), "GET /after-te2 0");
+    assert!(up.one("POST", "/te2").body == body, "the upstream got other bytes");
+    c.assert_open().await;
+}
+
+#[tokio::test]
+async fn expect_100_continue_gets_the_body_to_the_upstream() {
+    let (up, gw) = scripted_gateway().await;
+    let mut c = Client::connect(gw.addr()).await;
+    c.send("POST /expect HTTP/1.1\r\nHost: gw.test\r\nContent-Length: 11\r\nExpect: 100-continue\r\n\r\n")
+        .await;
+    // As curl does: wait a while for `100 Continue`, then send the body anyway.
+    let mut got_continue = false;
+    let mut early_final = None;
+    if let Fill::Data = c.fill_within(Duration::from_secs(3)).await {
+        let r = c.response(false).await;
+        if r.status == 100 {
+            got_continue = true;
+        } else {
+            early_final = Some(r);
+        }
+    }
+    assert!(early_final.is_none(), "a final response before the body was sent: {early_final:?}");
+    c.send("hello world").await;
+    let r = c.response(false).await;
+    assert_eq!(r.status, 200, "{} (100 Continue seen: {got_continue})", r.head);
+    assert_eq!(r.text(), "POST /expect 11");
+    assert_eq!(up.one("POST", "/expect").body, b"hello world");
+    assert_get_works(&mut c, "/after-expect").await;
+}
+
+#[tokio::test]
+async fn malformed_request_lines_get_400_and_never_reach_the_upstream() {
+    let (up, gw) = scripted_gateway().await;
+    for bad in ["GET / HTTP/1.1 extra\r\nHost: x\r\n\r\n", "G@T / HTTP/1.1\r\nHost: x\r\n\r\n"] {
+        let (resp, closed) = raw(gw.addr(), bad.as_bytes(), WAIT).await;
+        assert!(resp.starts_with("HTTP/1.1 400 "), "{bad:?} → {resp:?}");
+        assert!(closed, "{bad:?}: the connection is closed after a 400");
+    }
+    // Mid-connection, after a request served by the gateway's own loop.
+    let mut c = Client::connect(gw.addr()).await;
+    assert_get_works(&mut c, "/before-bad").await;
+    c.send("G@T / HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    let r = c.response(false).await;
+    assert_eq!(r.status, 400, "{}", r.head);
+    assert!(c.closes_within(WAIT).await);
+    let targets: Vec<String> = up.seen().into_iter().map(|s| s.target).collect();
+    assert_eq!(targets, ["/before-bad"], "only the good request reached the upstream");
+}
+
+#[tokio::test]
+async fn too_many_headers_after_a_served_request_get_431_on_the_same_connection() {
+    let (up, gw) = scripted_gateway().await;
+    let mut c = Client::connect(gw.addr()).await;
+    assert_get_works(&mut c, "/before-431").await;
+    // Host and 100 more: 101 fields, one over the default limit.
+    let mut req = String::from("GET /too-many HTTP/1.1\r\nHost: gw.test\r\n");
+    for i in 0..100 {
+        req.push_str(&format!("x-h{i}: v\r\n"));
+    }
+    req.push_str("\r\n");
+    c.send(req).await;
+    let r = c.response(false).await;
+    assert_eq!(r.status, 431, "{}", r.head);
+    let targets: Vec<String> = up.seen().into_iter().map(|s| s.target).collect();
+    assert_eq!(targets, ["/before-431"]);
+}
+
+#[tokio::test]
+async fn a_websocket_upgrade_works_after_plain_requests_on_the_connection() {
+    let up = TestUpstream::start("a").await;
+    let gw = Gw::start(&global(&[up.addr()], "", CATCH_ALL)).await;
+    let mut c = Client::connect(gw.addr()).await;
+    for i in 0..2 {
+        c.send(get(&format!("/plain{i}"))).await;
+        let r = c.response(false).await;
+        assert_eq!(r.status, 200, "{}", r.head);
+        let v: Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(v["path"], format!("/plain{i}"));
+    }
+    let stream = c.into_stream();
+    let (mut ws, resp) =
+        tokio::time::timeout(WAIT, tokio_tungstenite::client_async(format!("ws://{}/ws", gw.addr()), stream))
+            .await
+            .expect("handshake in time")
+            .unwrap();
+    assert_eq!(resp.status(), 101);
+    for i in 0..3 {
+        ws.send(tokio_tungstenite::tungstenite::Message::text(format!("hello {i}"))).await.unwrap();
+        let m = tokio::time::timeout(WAIT, ws.next()).await.expect("echo in time").unwrap().unwrap();
+        assert_eq!(m.into_text().unwrap().as_str(), format!("hello {i}"));
+    }
+    ws.close(None).await.unwrap();
+    assert_eq!(up.requests_to("/plain0") + up.requests_to("/plain1"), 2);
+}
+
+#[tokio::test]
+async fn h2c_prior_knowledge_is_served_on_a_fresh_connection() {
+    let up = TestUpstream::start("a").await;
+    let gw = Gw::start(&global(&[up.addr()], "", CATCH_ALL)).await;
+    let tcp = TcpStream::connect(gw.addr()).await.unwrap();
+    let (h2, conn) = tokio::time::timeout(WAIT, h2::client::handshake(tcp)).await.unwrap().unwrap();
+    tokio::spawn(conn);
+    let mut h2 = tokio::time::timeout(WAIT, h2.ready()).await.unwrap().unwrap();
+    for i in 0..2 {
+        let path = format!("/h2c{i}");
+        let req = http::Request::get(gw.url(&path)).body(()).unwrap();
+        let (resp, _) = h2.send_request(req, true).unwrap();
+        let resp = tokio::time::timeout(WAIT, resp).await.unwrap().unwrap();
+        assert_eq!(resp.status(), 200);
+        let mut body = resp.into_body();
+        let mut bytes = Vec::new();
+        while let Some(d) = tokio::time::timeout(WAIT, body.data()).await.unwrap() {
+            let d = d.unwrap();
+            let _ = body.flow_control().release_capacity(d.len());
+            bytes.extend_from_slice(&d);
+        }
+        let v: Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(v["path"], path);
+        h2 = tokio::time::timeout(WAIT, h2.ready()).await.unwrap().unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_slowloris_head_is_cut_off_by_the_header_read_timeout() {
+    let (up, gw) = {
+        let up = Scripted::start(default_script).await;
+        let gw = Gw::start_with(
+            &global(&[up.addr], "", CATCH_ALL),
+            "    limits:\n      header_read_timeout: 300ms\n",
+            "",
+        )
+        .await;
+        (up, gw)
+    };
+    let mut c = Client::connect(gw.addr()).await;
+    c.send("GET / HTTP/1.1\r\nHost: x\r\n").await;
+    assert!(c.closes_within(Duration::from_secs(5)).await, "the half head's connection was not closed");
+    // The same after a request served on the connection.
+    let mut c = Client::connect(gw.addr()).await;
+    assert_get_works(&mut c, "/served").await;
+    c.send("GET /never HTTP/1.1\r\nHost: x\r\n").await;
+    assert!(
+        c.closes_within(Duration::from_secs(5)).await,
+        "the second half head's connection was not closed"
+    );
+    let targets: Vec<String> = up.seen().into_iter().map(|s| s.target).collect();
+    assert_eq!(targets, ["/served"]);
+}
+
+#[tokio::test]
+async fn idle_keep_alive_connections_are_closed_after_the_idle_timeout() {
+    let up = Scripted::start(default_script).await;
+    let gw = Gw::start_with(
+        &global(&[up.addr], "", CATCH_ALL),
+        "    limits:\n      idle_timeout: 300ms\n      header_read_timeout: 10s\n",
+        "",
+    )
+    .await;
+    // Served by the gateway's own loop.
+    let mut own = Client::connect(gw.addr()).await;
+    assert_get_works(&mut own, "/idle").await;
+    // Served by hyper (a chunked request body hands the connection over).
+    let mut handed = Client::connect(gw.addr()).await;
+    let mut req = b"POST /te HTTP/1.1\r\nHost: gw.test\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    req.extend_from_slice(&chunked(b"abc", 2));
+    handed.send(req).await;
+    let r = handed.response(false).await;
+    assert_eq!(r.text(), "POST /te 3");
+    assert!(own.closes_within(Duration::from_secs(5)).await, "own loop: idle connection not closed");
+    assert!(handed.closes_within(Duration::from_secs(5)).await, "hyper: idle connection not closed");
+}
+
+#[tokio::test]
+async fn idle_connections_are_closed_when_the_gateway_stops() {
+    let (up, gw) = scripted_gateway().await;
+    let mut own = Client::connect(gw.addr()).await;
+    assert_get_works(&mut own, "/idle").await;
+    let mut handed = Client::connect(gw.addr()).await;
+    let mut req = b"POST /te HTTP/1.1\r\nHost: gw.test\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    req.extend_from_slice(&chunked(b"abc", 2));
+    handed.send(req).await;
+    assert_eq!(handed.response(false).await.text(), "POST /te 3");
+    own.assert_open().await;
+    handed.assert_open().await;
+    gw.running.as_ref().unwrap().shutdown.stop();
+    assert!(own.closes_within(WAIT).await, "own loop: idle keep-alive not closed on stop");
+    assert!(handed.closes_within(WAIT).await, "hyper: idle keep-alive not closed on stop");
+    assert_eq!(up.seen().len(), 2);
+}
+
+#[tokio::test]
+async fn a_body_cut_by_the_upstream_never_looks_complete_to_the_client() {
+    let up = Scripted::start(|r| match r.target.as_str() {
+        "/cut" => Reply::close(b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\n0123456789".to_vec()),
+        _ => default_script(r),
+    })
+    .await;
+    let gw = Gw::start(&global(&[up.addr], "", CATCH_ALL)).await;
+    for http10 in [false, true] {
+        let mut c = Client::connect(gw.addr()).await;
+        let version = if http10 { "1.0" } else { "1.1" };
+        c.send(format!("GET /cut HTTP/{version}\r\nHost: gw.test\r\n\r\n")).await;
+        // Everything until the gateway closes.
+        while c.fill().await {}
+        let got = std::mem::take(&mut c.buf);
+        let text = String::from_utf8_lossy(&got).into_owned();
+        let Some(end) = find(&got, b"\r\n\r\n") else { continue };
+        let head = &text[..end];
+        let body = &got[end + 4..];
+        let lower = head.to_ascii_lowercase();
+        if head.starts_with("HTTP/1.1 200 ") {
+            assert!(!lower.contains("transfer-encoding"), "HTTP/{version}: {text:?}");
+            assert!(lower.contains("content-length: 1000\r\n"), "the announced length is kept: {text:?}");
+            assert!(body.len() < 1000, "HTTP/{version}: a cut body arrived whole? {text:?}");
+            assert_eq!(body, b"0123456789", "HTTP/{version}");
+        } else {
+            assert!(head.starts_with("HTTP/1.1 502 "), "HTTP/{version}: {text:?}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_large_response_arrives_byte_exact() {
+    let up = TestUpstream::start("a").await;
+    let gw = Gw::start(&global(&[up.addr()], "", CATCH_ALL)).await;
+    let n = 2 * 1024 * 1024;
+    let mut c = Client::connect(gw.addr()).await;
+    c.send(get(&format!("/bytes/{n}"))).await;
+    let r = c.response(false).await;
+    assert_eq!(r.status, 200, "{}", r.head);
+    assert_eq!(r.header("content-length"), Some(n.to_string().as_str()), "{}", r.head);
+    assert_eq!(r.body.len(), n);
+    let wrong = r.body.iter().enumerate().position(|(i, &b)| b != (i % 256) as u8);
+    assert_eq!(wrong, None, "first wrong byte");
+    c.send(get("/after-large")).await;
+    let r = c.response(false).await;
+    let v: Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(v["path"], "/after-large");
+}
+
+#[tokio::test]
+async fn trailers_reach_only_clients_that_accept_them() {
+    let (_up, gw) = scripted_gateway().await;
+    let ask = |te: &str| format!("GET /trailers HTTP/1.1\r\nHost: gw.test\r\n{te}Connection: close\r\n\r\n");
+    let (with, _) = raw(gw.addr(), ask("TE: trailers\r\n").as_bytes(), WAIT).await;
+    assert!(with.ends_with("5\r\nhello\r\n0\r\nx-checksum: abc\r\n\r\n"), "{with}");
+    let (without, _) = raw(gw.addr(), ask("").as_bytes(), WAIT).await;
+    assert!(without.ends_with("5\r\nhello\r\n0\r\n\r\n"), "{without}");
+}
