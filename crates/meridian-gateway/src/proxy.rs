@@ -141,7 +141,7 @@ impl Proxy {
             region_header: &self.node.region_header,
         };
         let result = match client_upgrade {
-            Some(on_upgrade) => forward_upgrade(&cx, parts, body, on_upgrade).await,
+            Some(on_upgrade) => Box::pin(forward_upgrade(&cx, parts, body, on_upgrade)).await,
             None => forward(&cx, parts, body, None).await,
         };
         let (mut resp, endpoint) = match result {

@@ -120,7 +120,8 @@ where
         let body = if body_len == 0 {
             GwBody::Empty
         } else {
-            match read_body(&mut io, &mut rbuf, body_len).await {
+            // Boxed, like the other rare paths: its timer would size every idle connection.
+            match Box::pin(read_body(&mut io, &mut rbuf, body_len)).await {
                 Some(b) => GwBody::full(b),
                 None => return Served::Closed,
             }
@@ -133,9 +134,11 @@ where
         });
         let mut keep_alive = wants_keep_alive(&parts.headers, http10);
         let req = Request::from_parts(parts, body);
+        // The request's work lives in its own allocation while it runs (as nginx's request
+        // pool does): inline, its future would size the connection's task, idle or not.
         let resp = match shared.kind {
-            ListenerKind::Public => shared.proxy.handle(req, &shared.info).await,
-            ListenerKind::Peer => shared.proxy.handle_peer(req, &shared.info).await,
+            ListenerKind::Public => Box::pin(shared.proxy.handle(req, &shared.info)).await,
+            ListenerKind::Peer => Box::pin(shared.proxy.handle_peer(req, &shared.info)).await,
         };
         keep_alive &= !shutdown.is_stopping();
         let request = RequestSide { method_head, http10, te_trailers };

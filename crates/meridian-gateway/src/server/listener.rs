@@ -158,23 +158,25 @@ async fn serve_conn(
                 Served::HandOver(prefix, io) => (prefix, io),
             };
             let io = TokioIo::new(ActivityIo::new(Prefixed::new(prefix, io), activity.clone()));
-            drive(io, shared, builder, limits.idle_timeout.get(), activity, shutdown).await
+            Box::pin(drive(io, shared, builder, limits.idle_timeout.get(), activity, shutdown)).await
         }
         Some(acceptor) => {
-            let tls = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => {
-                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                    return;
-                }
-                Err(_) => {
-                    tracing::debug!(%peer, "TLS handshake timed out");
-                    return;
-                }
-            };
+            let tls =
+                match Box::pin(tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream))).await {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => {
+                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::debug!(%peer, "TLS handshake timed out");
+                        return;
+                    }
+                };
             if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
                 let io = TokioIo::new(ActivityIo::new(tls, activity.clone()));
-                return drive(io, shared, builder, limits.idle_timeout.get(), activity, shutdown).await;
+                return Box::pin(drive(io, shared, builder, limits.idle_timeout.get(), activity, shutdown))
+                    .await;
             }
             let (prefix, io) = match h1::serve(ServerIo::Tls(Box::new(tls)), &shared, limits, &shutdown).await
             {
@@ -182,7 +184,7 @@ async fn serve_conn(
                 Served::HandOver(prefix, io) => (prefix, io),
             };
             let io = TokioIo::new(ActivityIo::new(Prefixed::new(prefix, io), activity.clone()));
-            drive(io, shared, builder, limits.idle_timeout.get(), activity, shutdown).await
+            Box::pin(drive(io, shared, builder, limits.idle_timeout.get(), activity, shutdown)).await
         }
     }
 }

@@ -140,14 +140,16 @@ impl EndpointPool {
                 if let Some(s) = self.pop_idle(now) {
                     return Ok(Conn { sender: Sender::H1(s), reused: true });
                 }
-                let s = self.connect_h1(connect_timeout).await?;
+                // Boxed: connecting (TLS included) is rare and its future large; inline, it would
+                // size every connection's task, idle ones too.
+                let s = Box::pin(self.connect_h1(connect_timeout)).await?;
                 Ok(Conn { sender: Sender::H1(s), reused: false })
             }
             UpstreamProtocol::Http2 => {
                 if let Some(s) = self.shared_h2() {
                     return Ok(Conn { sender: Sender::H2(s), reused: true });
                 }
-                let s = self.connect_h2(connect_timeout).await?;
+                let s = Box::pin(self.connect_h2(connect_timeout)).await?;
                 *lock(&self.h2) = Some(s.clone());
                 Ok(Conn { sender: Sender::H2(s), reused: false })
             }
