@@ -236,3 +236,25 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for Prefixed<I> {
         Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
     }
 }
+
+/// A `Content-Length` value: digits only (RFC 9110 §8.6; no sign, no list), optional
+/// surrounding whitespace. Anything else is not a length.
+pub fn content_length(value: &[u8]) -> Option<u64> {
+    let v = value.trim_ascii();
+    if v.is_empty() || v.len() > 19 || !v.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    v.iter().try_fold(0u64, |n, &d| n.checked_mul(10)?.checked_add(u64::from(d - b'0')))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn content_lengths_are_digits_only() {
+        assert_eq!(super::content_length(b"0"), Some(0));
+        assert_eq!(super::content_length(b" 1024 "), Some(1024));
+        for bad in [&b""[..], b"+5", b"-1", b"5,5", b"0x10", b"1 2", b"99999999999999999999"] {
+            assert_eq!(super::content_length(bad), None, "{:?}", String::from_utf8_lossy(bad));
+        }
+    }
+}

@@ -31,7 +31,7 @@ use tokio::time::Instant;
 
 use super::listener::{ConnShared, ListenerKind};
 use crate::body::GwBody;
-use crate::wire::Io;
+use crate::wire::{self, Io};
 
 /// Largest request body read whole before the request goes to the proxy (with a
 /// `Content-Length`); larger bodies are streamed by hyper.
@@ -198,7 +198,7 @@ fn parse(rbuf: &mut BytesMut, max_fields: usize, limits: &ListenerLimits) -> Par
             return Parsed::HandOver;
         }
         if name.eq_ignore_ascii_case(CONTENT_LENGTH.as_str().as_bytes()) {
-            let Some(v) = std::str::from_utf8(h.value).ok().and_then(|v| v.trim().parse::<u64>().ok()) else {
+            let Some(v) = wire::content_length(h.value) else {
                 return Parsed::HandOver;
             };
             if body_len.is_some_and(|b| b != v) || v > INLINE_BODY.min(limits.max_body_bytes) {
@@ -418,7 +418,7 @@ async fn write_response<T: AsyncRead + AsyncWrite + Unpin>(
 }
 
 fn content_length(h: &HeaderMap) -> Option<u64> {
-    h.get(CONTENT_LENGTH)?.to_str().ok()?.trim().parse().ok()
+    wire::content_length(h.get(CONTENT_LENGTH)?.as_bytes())
 }
 
 fn chunk_size_line(buf: &mut Vec<u8>, len: usize) {
@@ -562,6 +562,7 @@ mod tests {
             "POST / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n",
             "POST / HTTP/1.1\r\nContent-Length: 999999\r\n\r\n",
             "POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n",
+            "POST / HTTP/1.1\r\nContent-Length: +3\r\n\r\nabc",
             "GET / HTTP/1.1\r\nBad Header: x\r\n\r\n",
             "GET / HTTP/9.9\r\n\r\n",
         ] {

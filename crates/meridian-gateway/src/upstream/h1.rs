@@ -26,7 +26,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::{Buf, Bytes, BytesMut};
-use http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
+use http::header::{CONNECTION, CONTENT_LENGTH, EXPECT, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode, Uri, Version};
 use http_body::{Body, Frame, SizeHint};
 use tokio::net::TcpStream;
@@ -207,15 +207,30 @@ impl Conn {
 
     /// While the request body waits, the endpoint may answer already: then stop sending.
     fn poll_early_answer(&mut self, cx: &mut Context<'_>) -> Poll<Result<bool, SendError>> {
-        match self.io.poll_read_into(cx, &mut self.rbuf, READ_SPACE) {
-            Poll::Ready(Ok(0)) => Poll::Ready(Err(SendError::Failed(
-                "the endpoint closed the connection during the request".into(),
-            ))),
-            Poll::Ready(Ok(_)) => Poll::Ready(Ok(false)),
-            Poll::Ready(Err(e)) => {
-                Poll::Ready(Err(SendError::Failed(format!("reading the response failed: {e}"))))
+        loop {
+            match self.io.poll_read_into(cx, &mut self.rbuf, READ_SPACE) {
+                Poll::Ready(Ok(0)) => {
+                    return Poll::Ready(Err(SendError::Failed(
+                        "the endpoint closed the connection during the request".into(),
+                    )));
+                }
+                Poll::Ready(Ok(_)) => {
+                    // Interim responses (`100 Continue`) do not stop the body; a final one does.
+                    loop {
+                        match parse_head(&mut self.rbuf, false) {
+                            Ok(Some(Parsed::Interim)) if self.rbuf.is_empty() => break,
+                            Ok(Some(Parsed::Interim)) => {}
+                            // Incomplete: the next read tells.
+                            Ok(None) if self.rbuf.len() < MAX_HEAD_BYTES => break,
+                            _ => return Poll::Ready(Ok(false)),
+                        }
+                    }
+                }
+                Poll::Ready(Err(e)) => {
+                    return Poll::Ready(Err(SendError::Failed(format!("reading the response failed: {e}"))));
+                }
+                Poll::Pending => return Poll::Pending,
             }
-            Poll::Pending => Poll::Pending,
         }
     }
 
@@ -290,7 +305,9 @@ fn encode_head(buf: &mut Vec<u8>, head: &RequestHead<'_>, framing: ReqFraming) {
     buf.extend_from_slice(if target.is_empty() { b"/" } else { target.as_bytes() });
     buf.extend_from_slice(b" HTTP/1.1\r\n");
     for (name, value) in head.headers {
-        if name == CONTENT_LENGTH || name == TRANSFER_ENCODING {
+        // The framing is ours; and the gateway has answered any `Expect` itself (it sends the
+        // body whatever the endpoint says), so the endpoint must not wait for a go-ahead.
+        if name == CONTENT_LENGTH || name == TRANSFER_ENCODING || name == EXPECT {
             continue;
         }
         buf.extend_from_slice(name.as_str().as_bytes());
@@ -405,9 +422,7 @@ fn parse_head(rbuf: &mut BytesMut, head_only: bool) -> Result<Option<Parsed>, St
                 .next()
                 .is_some_and(|c| c.trim_ascii().eq_ignore_ascii_case(b"chunked"));
         } else if name == CONTENT_LENGTH {
-            let v = std::str::from_utf8(value.as_bytes())
-                .ok()
-                .and_then(|s| s.trim().parse::<u64>().ok())
+            let v = crate::wire::content_length(value.as_bytes())
                 .ok_or_else(|| "invalid Content-Length in the response".to_string())?;
             if length.is_some_and(|l| l != v) {
                 return Err("conflicting Content-Length values in the response".into());
@@ -765,6 +780,7 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert("host", HeaderValue::from_static("svc"));
         headers.insert("transfer-encoding", HeaderValue::from_static("chunked"));
+        headers.insert("expect", HeaderValue::from_static("100-continue"));
         let head = RequestHead { method: &Method::POST, uri: &uri, headers: &headers };
         let mut buf = Vec::new();
         encode_head(&mut buf, &head, framing(&head, &GwBody::full("abc")));

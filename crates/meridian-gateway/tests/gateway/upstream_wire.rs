@@ -669,3 +669,44 @@ async fn an_upstream_that_never_answers_times_out_with_504() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn an_interim_response_while_the_body_streams_does_not_stop_it() {
+    // An endpoint that says `100 Continue` as soon as it has the head, then reads the whole
+    // chunked body and answers with its length.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let Ok((mut s, _)) = listener.accept().await else { return };
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+            let Ok(n) = s.read(&mut chunk).await else { return };
+            if n == 0 {
+                return;
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        }
+        let _ = s.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await;
+        while !buf.ends_with(b"0\r\n\r\n") {
+            let Ok(n) = s.read(&mut chunk).await else { return };
+            if n == 0 {
+                return;
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        }
+        let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\ndone").await;
+    });
+    let gw = Gw::start(&global(&[addr], "", CATCH_ALL)).await;
+    // A body that arrives in pieces, so the gateway is still sending it when the 100 comes.
+    let parts = futures_util::stream::unfold(0u32, |i| async move {
+        if i == 5 {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        Some((Ok::<_, std::io::Error>(vec![b'x'; 100]), i + 1))
+    });
+    let r = wire_client().post(gw.url("/slow")).body(reqwest::Body::wrap_stream(parts)).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), "done");
+}
