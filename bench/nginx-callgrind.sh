@@ -1,0 +1,121 @@
+#!/usr/bin/env bash
+# nginx's instructions per request under callgrind, on the request bench/callgrind.sh calls
+# `get`, so the gateway's count can be compared with nginx's on the same tool and machine.
+#
+#   bench/nginx-callgrind.sh [--count N] [--repeats N]
+#
+# nginx runs as a reverse proxy the way bench/proxy.sh runs it (one worker, access log off,
+# upstream keepalive over HTTP/1.1) but in the foreground without a master process, under
+# `valgrind --tool=callgrind`, in front of meridian-gateway-bench's fixed upstream. The mix
+# client sends `GET /api/items?page=2` N times on one keep-alive connection. Per request:
+# instructions of a run with N requests minus a run with none, divided by N. There is no
+# warm-up (nginx cannot answer the guard's other warm-up requests the gateway's way), so one
+# connection's set-up stays in the count: well under 1 % at the default 1,000 requests.
+# BENCH_BIN=/path skips the build, as in bench/callgrind.sh. Loopback only; everything started
+# here is stopped on exit. See docs/benchmarks.md ("Third round").
+set -euo pipefail
+
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+UPSTREAM_PORT=${CALLGRIND_UPSTREAM_PORT:-19120}
+PROXY_PORT=${CALLGRIND_NGINX_PORT:-19121}
+COUNT=1000
+REPEATS=2
+PROFILE=ci-perf
+
+usage() { sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+fail() { log "error: $*"; exit 2; }
+
+while (($#)); do
+    case $1 in
+        --count) COUNT=${2:?}; shift 2 ;;
+        --repeats) REPEATS=${2:?}; shift 2 ;;
+        -h | --help) usage; exit 0 ;;
+        *) usage >&2; fail "unknown argument: $1" ;;
+    esac
+done
+for v in COUNT REPEATS; do
+    if ! [[ ${!v} =~ ^[0-9]+$ ]] || ((${!v} == 0)); then fail "$v must be a positive integer (got '${!v}')"; fi
+done
+((COUNT <= 100000 && REPEATS <= 5)) || fail "--count <= 100000, --repeats <= 5"
+
+bench_install_traps
+command -v valgrind >/dev/null || fail "valgrind is missing (Debian: apt-get install valgrind)"
+find_nginx
+make_workdir
+
+if [[ -n "${BENCH_BIN:-}" ]]; then
+    [[ -x "$BENCH_BIN" ]] || fail "BENCH_BIN=$BENCH_BIN is not an executable"
+else
+    log "building: cargo build --locked --profile $PROFILE -p meridian-gateway --bin meridian-gateway-bench"
+    (cd "$REPO_ROOT" && cargo build --locked --profile "$PROFILE" -p meridian-gateway --bin meridian-gateway-bench >&2) ||
+        fail "cargo build failed"
+    BENCH_BIN=${CARGO_TARGET_DIR:-$REPO_ROOT/target}/$PROFILE/meridian-gateway-bench
+fi
+
+check_port_free "$UPSTREAM_PORT"
+check_port_free "$PROXY_PORT"
+"$BENCH_BIN" upstream --listen "$HOST:$UPSTREAM_PORT" >"$WORKDIR/upstream.log" 2>&1 &
+STARTED_PIDS+=("$!")
+wait_port "$UPSTREAM_PORT" "$!" upstream "$WORKDIR/upstream.log"
+
+d=$WORKDIR/nginx
+mkdir -p "$d/tmp"
+cat >"$d/nginx.conf" <<EOF
+daemon off;
+master_process off;
+worker_processes 1;
+pid $d/nginx.pid;
+error_log $d/error.log warn;
+events { worker_connections 1024; }
+http {
+$(nginx_http_common "$d")
+    upstream backend { server $HOST:$UPSTREAM_PORT; keepalive 64; }
+    server {
+        listen $HOST:$PROXY_PORT;
+        location / {
+            proxy_pass http://backend;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }
+    }
+}
+EOF
+
+# measure count: sets TOTAL to the instructions (Ir) of the nginx process.
+measure() {
+    local count=$1 out=$WORKDIR/callgrind.out
+    rm -f "$out"
+    valgrind --tool=callgrind --callgrind-out-file="$out" --dump-instr=no --dump-line=no \
+        "$NGINX" -p "$d/" -c "$d/nginx.conf" -e "$d/error.log" >"$d/stdout.log" 2>&1 &
+    local pid=$!
+    STARTED_PIDS+=("$pid")
+    START_DEADLINE_S=120 wait_port "$PROXY_PORT" "$pid" "nginx under callgrind" "$d/error.log"
+    "$BENCH_BIN" mix --addr "$HOST:$PROXY_PORT" --warmup 0 --scenario get --count "$count" \
+        >"$WORKDIR/mix.json" 2>"$WORKDIR/mix.err" || { cat "$WORKDIR/mix.err" >&2; fail "the request mix failed"; }
+    # SIGTERM: nginx's fast shutdown (a graceful one waits for its idle upstream connections).
+    kill -TERM "$pid"
+    local deadline=$((SECONDS + 120))
+    while kill -0 "$pid" 2>/dev/null; do
+        ((SECONDS < deadline)) || fail "nginx did not stop within 120 s of SIGTERM"
+        sleep 0.1
+    done
+    wait "$pid" 2>/dev/null || true
+    local total
+    total=$(awk '$1 == "totals:" || $1 == "summary:" {print $2; exit}' "$out" 2>/dev/null || true)
+    [[ $total =~ ^[0-9]+$ ]] || { tail -n 20 "$d/stdout.log" >&2; fail "no instruction total in $out"; }
+    TOTAL=$total
+}
+
+log "nginx under callgrind: $("$NGINX" -v 2>&1), $COUNT requests of the guard's get, $REPEATS repeats"
+results=()
+for ((rep = 1; rep <= REPEATS; rep++)); do
+    measure 0
+    base=$TOTAL
+    measure "$COUNT"
+    pr=$(awk -v a="$TOTAL" -v b="$base" -v n="$COUNT" 'BEGIN {printf "%.0f", (a - b) / n}')
+    log "repeat $rep: none $base, $COUNT requests $TOTAL: $pr per request"
+    results+=("$pr")
+done
+printf '%s\n' "${results[@]}" | sort -g | awk '{a[NR] = $1} END {printf "nginx get: %s instructions per request (middle of %d repeats)\n", a[int((NR + 1) / 2)], NR}'
