@@ -222,27 +222,7 @@ fn json_line(l: &mut String, r: &LogRecord, now: SystemTime, total_ms: f64, byte
 /// copying.
 fn push_ip(out: &mut String, ip: IpAddr) {
     match ip {
-        IpAddr::V4(v4) => {
-            let mut text = [0u8; 15];
-            let mut at = 0;
-            for (i, o) in v4.octets().into_iter().enumerate() {
-                if i > 0 {
-                    text[at] = b'.';
-                    at += 1;
-                }
-                if o >= 100 {
-                    text[at] = b'0' + o / 100;
-                    at += 1;
-                }
-                if o >= 10 {
-                    text[at] = b'0' + o / 10 % 10;
-                    at += 1;
-                }
-                text[at] = b'0' + o % 10;
-                at += 1;
-            }
-            push_ascii(out, &text[..at]);
-        }
+        IpAddr::V4(v4) => push_ascii(out, crate::ascii::ipv4(v4).as_bytes()),
         IpAddr::V6(v6) => {
             use std::fmt::Write as _;
             let _ = write!(out, "{v6}");
@@ -250,18 +230,8 @@ fn push_ip(out: &mut String, ip: IpAddr) {
     }
 }
 
-fn push_u64(out: &mut String, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    push_ascii(out, &digits[i..]);
+fn push_u64(out: &mut String, n: u64) {
+    push_ascii(out, crate::ascii::decimal(n).as_bytes());
 }
 
 /// Appends digits and other ASCII bytes (one copy, no per-character pushes).

@@ -5,6 +5,7 @@
 
 pub mod access_log;
 pub mod admin;
+pub mod ascii;
 pub mod body;
 pub mod config_source;
 pub mod error;

@@ -86,28 +86,8 @@ impl HopBuf {
 
     pub(super) fn put_ip(&mut self, ip: IpAddr) {
         match ip {
-            // Four decimal octets, digit by digit, into a scratch array; one copy.
-            IpAddr::V4(v4) => {
-                let mut tmp = [0u8; 15];
-                let mut n = 0;
-                for (i, o) in v4.octets().into_iter().enumerate() {
-                    if i > 0 {
-                        tmp[n] = b'.';
-                        n += 1;
-                    }
-                    if o >= 100 {
-                        tmp[n] = b'0' + o / 100;
-                        n += 1;
-                    }
-                    if o >= 10 {
-                        tmp[n] = b'0' + (o / 10) % 10;
-                        n += 1;
-                    }
-                    tmp[n] = b'0' + o % 10;
-                    n += 1;
-                }
-                self.put(&tmp[..n]);
-            }
+            // Built on the stack; one copy.
+            IpAddr::V4(v4) => self.put(crate::ascii::ipv4(v4).as_bytes()),
             IpAddr::V6(_) => {
                 use std::fmt::Write as _;
                 // Writing to this buffer cannot fail.

@@ -30,6 +30,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 
 use super::listener::{ConnShared, ListenerKind};
+use crate::ascii;
 use crate::body::GwBody;
 use crate::wire::{self, Io};
 
@@ -422,19 +423,7 @@ fn content_length(h: &HeaderMap) -> Option<u64> {
 }
 
 fn chunk_size_line(buf: &mut Vec<u8>, len: usize) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut digits = [0u8; 16];
-    let mut i = digits.len();
-    let mut n = len;
-    loop {
-        i -= 1;
-        digits[i] = HEX[n & 15];
-        n >>= 4;
-        if n == 0 {
-            break;
-        }
-    }
-    buf.extend_from_slice(&digits[i..]);
+    buf.extend_from_slice(ascii::hex(len as u64).as_bytes());
     buf.extend_from_slice(b"\r\n");
 }
 
@@ -471,18 +460,7 @@ fn encode_head(
     match framing {
         Framing::Length(n) => {
             buf.extend_from_slice(b"content-length: ");
-            let mut digits = [0u8; 20];
-            let mut i = digits.len();
-            let mut n = n;
-            loop {
-                i -= 1;
-                digits[i] = b'0' + (n % 10) as u8;
-                n /= 10;
-                if n == 0 {
-                    break;
-                }
-            }
-            buf.extend_from_slice(&digits[i..]);
+            buf.extend_from_slice(ascii::decimal(n).as_bytes());
             buf.extend_from_slice(b"\r\n");
         }
         Framing::Chunked => buf.extend_from_slice(b"transfer-encoding: chunked\r\n"),

@@ -290,7 +290,7 @@ fn chunk_frame(framing: ReqFraming, len: usize) -> (Vec<u8>, &'static [u8]) {
         return (Vec::new(), b"");
     }
     let mut v = Vec::with_capacity(18);
-    v.extend_from_slice(format!("{len:x}").as_bytes());
+    v.extend_from_slice(crate::ascii::hex(len as u64).as_bytes());
     v.extend_from_slice(b"\r\n");
     (v, b"\r\n")
 }
@@ -319,26 +319,12 @@ fn encode_head(buf: &mut Vec<u8>, head: &RequestHead<'_>, framing: ReqFraming) {
         ReqFraming::None => {}
         ReqFraming::Length(n) => {
             buf.extend_from_slice(b"content-length: ");
-            push_decimal(buf, n);
+            buf.extend_from_slice(crate::ascii::decimal(n).as_bytes());
             buf.extend_from_slice(b"\r\n");
         }
         ReqFraming::Chunked => buf.extend_from_slice(b"transfer-encoding: chunked\r\n"),
     }
     buf.extend_from_slice(b"\r\n");
-}
-
-fn push_decimal(buf: &mut Vec<u8>, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    buf.extend_from_slice(&digits[i..]);
 }
 
 /// How a response body ends.

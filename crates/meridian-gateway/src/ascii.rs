@@ -1,0 +1,81 @@
+//! Numbers and IPv4 addresses as ASCII text on the stack, for the hot paths that write them
+//! into headers, framing and log lines (`core::fmt` costs hundreds of instructions a call).
+
+use std::net::Ipv4Addr;
+
+/// Up to 20 bytes of ASCII text built without allocating.
+pub struct Text {
+    buf: [u8; 20],
+    start: usize,
+    end: usize,
+}
+
+impl Text {
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.buf[self.start..self.end]
+    }
+}
+
+/// `n` in decimal.
+pub fn decimal(n: u64) -> Text {
+    digits(n, 10)
+}
+
+/// `n` in lower-case hexadecimal (chunk sizes).
+pub fn hex(n: u64) -> Text {
+    digits(n, 16)
+}
+
+fn digits(mut n: u64, radix: u64) -> Text {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut buf = [0u8; 20];
+    let mut start = buf.len();
+    loop {
+        start -= 1;
+        buf[start] = DIGITS[(n % radix) as usize];
+        n /= radix;
+        if n == 0 {
+            break;
+        }
+    }
+    Text { buf, start, end: 20 }
+}
+
+/// Dotted-decimal IPv4.
+pub fn ipv4(ip: Ipv4Addr) -> Text {
+    let mut buf = [0u8; 20];
+    let mut end = 0;
+    for (i, o) in ip.octets().into_iter().enumerate() {
+        if i > 0 {
+            buf[end] = b'.';
+            end += 1;
+        }
+        if o >= 100 {
+            buf[end] = b'0' + o / 100;
+            end += 1;
+        }
+        if o >= 10 {
+            buf[end] = b'0' + o / 10 % 10;
+            end += 1;
+        }
+        buf[end] = b'0' + o % 10;
+        end += 1;
+    }
+    Text { buf, start: 0, end }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_and_addresses() {
+        assert_eq!(decimal(0).as_bytes(), b"0");
+        assert_eq!(decimal(u64::MAX).as_bytes(), u64::MAX.to_string().as_bytes());
+        assert_eq!(hex(0x1f4).as_bytes(), b"1f4");
+        assert_eq!(hex(u64::MAX).as_bytes(), b"ffffffffffffffff");
+        for ip in ["0.0.0.0", "10.0.255.7", "255.255.255.255", "127.0.0.1"] {
+            assert_eq!(ipv4(ip.parse().unwrap()).as_bytes(), ip.as_bytes());
+        }
+    }
+}
