@@ -185,9 +185,7 @@ fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
 }
 
 fn has_token(v: &HeaderValue, token: &str) -> bool {
-    v.to_str().is_ok_and(|s| {
-        s.split(',').any(|t| t.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case(token))
-    })
+    crate::wire::has_token(v.as_bytes(), token.as_bytes())
 }
 
 /// RFC 7239 values are tokens or quoted strings; `host:port` needs quoting.

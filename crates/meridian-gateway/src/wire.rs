@@ -237,6 +237,15 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for Prefixed<I> {
     }
 }
 
+/// Whether a comma-separated field value (`Connection`, `TE`) lists `token`, in any case and
+/// whatever parameters follow it (`trailers;q=1`).
+pub fn has_token(value: &[u8], token: &[u8]) -> bool {
+    value.split(|&b| b == b',').any(|t| {
+        let name = t.split(|&b| b == b';').next().unwrap_or_default();
+        name.trim_ascii().eq_ignore_ascii_case(token)
+    })
+}
+
 /// A `Content-Length` value: digits only (RFC 9110 §8.6; no sign, no list), optional
 /// surrounding whitespace. Anything else is not a length.
 pub fn content_length(value: &[u8]) -> Option<u64> {

@@ -20,7 +20,7 @@ use std::task::Poll;
 use std::time::{Duration, SystemTime};
 
 use bytes::{Bytes, BytesMut};
-use http::header::{CONNECTION, CONTENT_LENGTH, DATE, EXPECT, TE, TRANSFER_ENCODING, UPGRADE};
+use http::header::{CONNECTION, CONTENT_LENGTH, DATE, EXPECT, TRANSFER_ENCODING, UPGRADE};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
 use http_body::Body;
 use http_body_util::BodyExt;
@@ -52,11 +52,22 @@ pub enum Served<T> {
     HandOver(Bytes, Io<T>),
 }
 
+/// What the loop needs to know about a request besides its head, read while parsing it.
+#[derive(Clone, Copy)]
+struct Meta {
+    /// The `Content-Length` of a body read here (0: none).
+    body_len: u64,
+    /// The client wants the connection kept after this request (RFC 9112 §9.3).
+    keep_alive: bool,
+    /// The client accepts trailers (`TE: trailers`, RFC 9110 §6.5.1).
+    te_trailers: bool,
+}
+
 /// A request head parsed from the buffer, or why the request is not served here. (Returned
 /// once per request and matched right away: boxing the head would cost an allocation.)
 #[allow(clippy::large_enum_variant)]
 enum Parsed {
-    Request(Request<()>, u64),
+    Request(Request<()>, Meta),
     Incomplete,
     HandOver,
 }
@@ -85,10 +96,10 @@ where
     let max_fields = limits.max_header_count.min(MAX_FIELDS);
     loop {
         let started = Instant::now();
-        let (head, body_len) = loop {
+        let (head, meta) = loop {
             if !rbuf.is_empty() {
                 match parse(&mut rbuf, max_fields, limits) {
-                    Parsed::Request(r, n) => break (r, n),
+                    Parsed::Request(r, m) => break (r, m),
                     Parsed::HandOver => return Served::HandOver(rbuf.freeze(), io),
                     Parsed::Incomplete if rbuf.len() >= limits.max_header_bytes => {
                         return Served::HandOver(rbuf.freeze(), io);
@@ -118,22 +129,18 @@ where
             }
         };
         let (parts, ()) = head.into_parts();
-        let body = if body_len == 0 {
+        let body = if meta.body_len == 0 {
             GwBody::Empty
         } else {
             // Boxed, like the other rare paths: its timer would size every idle connection.
-            match Box::pin(read_body(&mut io, &mut rbuf, body_len)).await {
+            match Box::pin(read_body(&mut io, &mut rbuf, meta.body_len)).await {
                 Some(b) => GwBody::full(b),
                 None => return Served::Closed,
             }
         };
         let method_head = parts.method == Method::HEAD;
         let http10 = parts.version == Version::HTTP_10;
-        // Trailers go out only to a client that said it takes them (RFC 9110 §6.5.1).
-        let te_trailers = parts.headers.get_all(TE).iter().any(|v| {
-            v.as_bytes().split(|&b| b == b',').any(|t| t.trim_ascii().eq_ignore_ascii_case(b"trailers"))
-        });
-        let mut keep_alive = wants_keep_alive(&parts.headers, http10);
+        let mut keep_alive = meta.keep_alive;
         let req = Request::from_parts(parts, body);
         // The request's work lives in its own allocation while it runs (as nginx's request
         // pool does): inline, its future would size the connection's task, idle or not.
@@ -142,7 +149,7 @@ where
             ListenerKind::Peer => Box::pin(shared.proxy.handle_peer(req, &shared.info)).await,
         };
         keep_alive &= !shutdown.is_stopping();
-        let request = RequestSide { method_head, http10, te_trailers };
+        let request = RequestSide { method_head, http10, te_trailers: meta.te_trailers };
         match write_response(&mut io, &mut wbuf, resp, request, keep_alive).await {
             Ok(true) => {}
             Ok(false) => {
@@ -208,6 +215,14 @@ fn parse(rbuf: &mut BytesMut, max_fields: usize, limits: &ListenerLimits) -> Par
             body_len = Some(v);
         }
     }
+    let fields = |name: &'static str| {
+        req.headers.iter().filter(move |h| h.name.eq_ignore_ascii_case(name)).map(|h| h.value)
+    };
+    let meta = Meta {
+        body_len: body_len.unwrap_or(0),
+        keep_alive: wants_keep_alive(fields("connection"), minor == 0),
+        te_trailers: fields("te").any(|v| wire::has_token(v, b"trailers")),
+    };
     let head = rbuf.split_to(len).freeze();
     let Ok(uri) = Uri::from_maybe_shared(head.slice(path_range)) else { return Parsed::HandOver };
     // Room for what the proxy adds (forwarding headers, the request id).
@@ -226,22 +241,18 @@ fn parse(rbuf: &mut BytesMut, max_fields: usize, limits: &ListenerLimits) -> Par
     *r.uri_mut() = uri;
     *r.version_mut() = if minor == 0 { Version::HTTP_10 } else { Version::HTTP_11 };
     *r.headers_mut() = map;
-    Parsed::Request(r, body_len.unwrap_or(0))
+    Parsed::Request(r, meta)
 }
 
-/// Whether the client wants the connection kept after this request (RFC 9112 §9.3).
-fn wants_keep_alive(headers: &HeaderMap, http10: bool) -> bool {
+/// Whether the client wants the connection kept after this request (RFC 9112 §9.3), from its
+/// `Connection` field values.
+fn wants_keep_alive<'a>(connection: impl IntoIterator<Item = &'a [u8]>, http10: bool) -> bool {
     let mut keep = !http10;
-    for v in headers.get_all(CONNECTION) {
-        for token in v.as_bytes().split(|&b| b == b',') {
-            let t = token.trim_ascii();
-            if t.eq_ignore_ascii_case(b"close") {
-                return false;
-            }
-            if t.eq_ignore_ascii_case(b"keep-alive") {
-                keep = true;
-            }
+    for v in connection {
+        if wire::has_token(v, b"close") {
+            return false;
         }
+        keep |= wire::has_token(v, b"keep-alive");
     }
     keep
 }
@@ -315,7 +326,7 @@ async fn write_response<T: AsyncRead + AsyncWrite + Unpin>(
     } else {
         Framing::Chunked
     };
-    if headers.get_all(CONNECTION).iter().any(|v| v.as_bytes().eq_ignore_ascii_case(b"close")) {
+    if headers.get_all(CONNECTION).iter().any(|v| wire::has_token(v.as_bytes(), b"close")) {
         keep_alive = false;
     }
     wbuf.clear();
@@ -519,11 +530,15 @@ mod tests {
     #[test]
     fn plain_requests_are_parsed_here() {
         let mut b = BytesMut::from("GET /a?b=c HTTP/1.1\r\nHost: x\r\nX-A: 1\r\nX-A: 2\r\n\r\nGET /next");
-        let Parsed::Request(r, n) = parse(&mut b, 100, &limits()) else { panic!("not parsed") };
+        let Parsed::Request(r, Meta { body_len: n, .. }) = parse(&mut b, 100, &limits()) else {
+            panic!("not parsed")
+        };
         assert_eq!((r.method(), r.uri().path(), r.uri().query(), n), (&Method::GET, "/a", Some("b=c"), 0));
         assert_eq!(r.headers().get_all("x-a").iter().count(), 2);
         assert_eq!(&b[..], b"GET /next", "the next request stays in the buffer");
-        let Parsed::Request(r, n) = parse_str("POST / HTTP/1.0\r\nContent-Length: 5\r\n\r\nhello") else {
+        let Parsed::Request(r, Meta { body_len: n, .. }) =
+            parse_str("POST / HTTP/1.0\r\nContent-Length: 5\r\n\r\nhello")
+        else {
             panic!("not parsed")
         };
         assert_eq!((r.version(), n), (Version::HTTP_10, 5));
@@ -552,16 +567,13 @@ mod tests {
 
     #[test]
     fn keep_alive_follows_the_version_and_connection() {
-        let h = |v: &'static str| {
-            let mut m = HeaderMap::new();
-            m.insert(CONNECTION, HeaderValue::from_static(v));
-            m
-        };
-        assert!(wants_keep_alive(&HeaderMap::new(), false));
-        assert!(!wants_keep_alive(&HeaderMap::new(), true));
-        assert!(!wants_keep_alive(&h("close"), false));
-        assert!(wants_keep_alive(&h("Keep-Alive"), true));
-        assert!(!wants_keep_alive(&h("keep-alive, close"), false));
+        let h = |v: &'static str| [v.as_bytes()];
+        let none: [&[u8]; 0] = [];
+        assert!(wants_keep_alive(none, false));
+        assert!(!wants_keep_alive(none, true));
+        assert!(!wants_keep_alive(h("close"), false));
+        assert!(wants_keep_alive(h("Keep-Alive"), true));
+        assert!(!wants_keep_alive(h("keep-alive, close"), false));
     }
 
     #[test]

@@ -33,6 +33,7 @@ use tokio::net::TcpStream;
 
 use super::pool::EndpointPool;
 use crate::body::{BoxError, GwBody};
+use crate::wire;
 
 /// Largest response head accepted (Envoy's default limit is 60 KiB, nginx's 4–8 KiB).
 pub const MAX_HEAD_BYTES: usize = 64 * 1024;
@@ -415,12 +416,9 @@ fn parse_head(rbuf: &mut BytesMut, head_only: bool) -> Result<Option<Parsed>, St
             }
             length = Some(v);
         } else if name == CONNECTION {
-            let has = |t: &[u8]| {
-                value.as_bytes().split(|&b| b == b',').any(|x| x.trim_ascii().eq_ignore_ascii_case(t))
-            };
-            if has(b"close") {
+            if wire::has_token(value.as_bytes(), b"close") {
                 close = true;
-            } else if http10 && has(b"keep-alive") {
+            } else if http10 && wire::has_token(value.as_bytes(), b"keep-alive") {
                 close = false;
             }
         }
