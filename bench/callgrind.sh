@@ -170,18 +170,7 @@ measure() {
     wait "$CURRENT_CHILD" || rc=$?
     CURRENT_CHILD=""
     ((rc == 0)) || { cat "$WORKDIR/mix.$RUN.err" >&2; fail "the request mix ($scenario × $count) failed"; }
-    kill -TERM "$pid"
-    local deadline=$((SECONDS + 120))
-    while kill -0 "$pid" 2>/dev/null; do
-        ((SECONDS < deadline)) || fail "the gateway did not stop within 120 s of SIGTERM"
-        sleep 0.1
-    done
-    wait "$pid" 2>/dev/null || true
-    local total
-    total=$(awk '$1 == "totals:" || $1 == "summary:" {print $2; exit}' "$out" 2>/dev/null || true)
-    [[ $total =~ ^[0-9]+$ ]] || { tail -n 20 "$glog" >&2; fail "no instruction total in $out"; }
-    rm -f "$out"
-    TOTAL=$total
+    callgrind_stop "$pid" gateway "$out" "$glog" || exit 2
 }
 
 # measure_scenario name count: the mix request and the gateway's bootstrap for a scenario.

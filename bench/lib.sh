@@ -220,6 +220,26 @@ tls_session() { # port -> "TLSv1.3 TLS_AES_256_GCM_SHA384" as an OpenSSL client 
 # ---------------------------------------------------------------------------------------------
 # servers
 
+# callgrind_stop pid name out log: SIGTERM a process running under callgrind, wait up to 120 s
+# for it (callgrind writes its profile on exit), set TOTAL to the instructions (Ir) in `out`
+# and remove it. Returns 1 (after saying why, with the log's tail) when either fails.
+callgrind_stop() {
+    local pid=$1 name=$2 out=$3 logfile=$4
+    kill -TERM "$pid"
+    local deadline=$((SECONDS + 120))
+    while kill -0 "$pid" 2>/dev/null; do
+        ((SECONDS < deadline)) || { log "error: $name did not stop within 120 s of SIGTERM"; return 1; }
+        sleep 0.1
+    done
+    wait "$pid" 2>/dev/null || true
+    local total
+    total=$(awk '$1 == "totals:" || $1 == "summary:" {print $2; exit}' "$out" 2>/dev/null || true)
+    [[ $total =~ ^[0-9]+$ ]] || { tail -n 20 "$logfile" >&2; log "error: no instruction total in $out"; return 1; }
+    rm -f "$out"
+    # shellcheck disable=SC2034 # read by the caller
+    TOTAL=$total
+}
+
 make_workdir() {
     WORKDIR=$(mktemp -d "${TMPDIR:-/tmp}/meridian-bench.XXXXXX")
 }

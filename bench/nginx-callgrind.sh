@@ -95,17 +95,7 @@ measure() {
     "$BENCH_BIN" mix --addr "$HOST:$PROXY_PORT" --warmup 0 --scenario get --count "$count" \
         >"$WORKDIR/mix.json" 2>"$WORKDIR/mix.err" || { cat "$WORKDIR/mix.err" >&2; fail "the request mix failed"; }
     # SIGTERM: nginx's fast shutdown (a graceful one waits for its idle upstream connections).
-    kill -TERM "$pid"
-    local deadline=$((SECONDS + 120))
-    while kill -0 "$pid" 2>/dev/null; do
-        ((SECONDS < deadline)) || fail "nginx did not stop within 120 s of SIGTERM"
-        sleep 0.1
-    done
-    wait "$pid" 2>/dev/null || true
-    local total
-    total=$(awk '$1 == "totals:" || $1 == "summary:" {print $2; exit}' "$out" 2>/dev/null || true)
-    [[ $total =~ ^[0-9]+$ ]] || { tail -n 20 "$d/stdout.log" >&2; fail "no instruction total in $out"; }
-    TOTAL=$total
+    callgrind_stop "$pid" nginx "$out" "$d/stdout.log" || exit 2
 }
 
 log "nginx under callgrind: $("$NGINX" -v 2>&1), $COUNT requests of the guard's get, $REPEATS repeats"
