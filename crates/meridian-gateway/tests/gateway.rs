@@ -17,6 +17,8 @@ mod proxying;
 mod reload;
 #[path = "gateway/resilience.rs"]
 mod resilience;
+#[path = "gateway/scripted.rs"]
+mod scripted;
 #[path = "gateway/server_wire.rs"]
 mod server_wire;
 #[path = "gateway/upstream_wire.rs"]

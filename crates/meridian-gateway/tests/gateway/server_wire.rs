@@ -9,16 +9,16 @@
 //! a parse failure of the next response on the connection.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use meridian_testkit::TestUpstream;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
 use crate::harness::*;
+use crate::scripted::*;
 
 /// Longest any single wait in these tests may take.
 const WAIT: Duration = Duration::from_secs(10);
@@ -238,183 +238,8 @@ impl Client {
     }
 }
 
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
-}
-
 fn get(path: &str) -> String {
     format!("GET {path} HTTP/1.1\r\nHost: gw.test\r\n\r\n")
-}
-
-/// `n` bytes of a repeating, position-dependent pattern.
-fn pattern(n: usize) -> Vec<u8> {
-    (0..n).map(|i| (i % 251) as u8 ^ (i >> 12) as u8).collect()
-}
-
-/// Chunked encoding of `body` in chunks of `size`.
-fn chunked(body: &[u8], size: usize) -> Vec<u8> {
-    let mut out = Vec::new();
-    for c in body.chunks(size) {
-        out.extend_from_slice(format!("{:x}\r\n", c.len()).as_bytes());
-        out.extend_from_slice(c);
-        out.extend_from_slice(b"\r\n");
-    }
-    out.extend_from_slice(b"0\r\n\r\n");
-    out
-}
-
-// ---------------------------------------------------------------------------------------------
-// A scripted raw upstream (as in upstream_wire.rs): exact response bytes, every request recorded.
-
-/// One request as the scripted upstream parsed it.
-#[derive(Clone, Debug)]
-struct Seen {
-    method: String,
-    target: String,
-    headers: Vec<(String, String)>,
-    /// The body, decoded when it came chunked.
-    body: Vec<u8>,
-}
-
-impl Seen {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
-    }
-}
-
-struct Reply {
-    bytes: Vec<u8>,
-    /// Close the connection after the reply.
-    close: bool,
-}
-
-impl Reply {
-    fn keep(bytes: impl Into<Vec<u8>>) -> Reply {
-        Reply { bytes: bytes.into(), close: false }
-    }
-
-    fn close(bytes: impl Into<Vec<u8>>) -> Reply {
-        Reply { bytes: bytes.into(), close: true }
-    }
-}
-
-/// `200 OK` with a Content-Length body, keep-alive.
-fn ok(body: &str) -> Reply {
-    Reply::keep(format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}", body.len()))
-}
-
-type Script = dyn Fn(&Seen) -> Reply + Send + Sync;
-
-struct Scripted {
-    addr: SocketAddr,
-    seen: Arc<Mutex<Vec<Seen>>>,
-}
-
-impl Scripted {
-    async fn start(script: impl Fn(&Seen) -> Reply + Send + Sync + 'static) -> Scripted {
-        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = l.local_addr().unwrap();
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let script: Arc<Script> = Arc::new(script);
-        let s = Arc::clone(&seen);
-        tokio::spawn(async move {
-            while let Ok((stream, _)) = l.accept().await {
-                let (script, seen) = (Arc::clone(&script), Arc::clone(&s));
-                tokio::spawn(async move { upstream_serve(stream, &*script, &seen).await });
-            }
-        });
-        Scripted { addr, seen }
-    }
-
-    fn seen(&self) -> Vec<Seen> {
-        self.seen.lock().unwrap().clone()
-    }
-
-    /// The only request seen with this method and target.
-    fn one(&self, method: &str, target: &str) -> Seen {
-        let all: Vec<Seen> =
-            self.seen().into_iter().filter(|r| r.method == method && r.target == target).collect();
-        assert_eq!(all.len(), 1, "{method} {target} seen once: {all:#?}");
-        all.into_iter().next().unwrap()
-    }
-}
-
-async fn upstream_serve(mut s: TcpStream, script: &Script, seen: &Mutex<Vec<Seen>>) {
-    let mut buf = Vec::new();
-    while let Some(req) = upstream_request(&mut s, &mut buf).await {
-        let reply = script(&req);
-        seen.lock().unwrap().push(req);
-        if s.write_all(&reply.bytes).await.is_err() {
-            return;
-        }
-        if reply.close {
-            let _ = s.shutdown().await;
-            return;
-        }
-    }
-}
-
-async fn upstream_fill(s: &mut TcpStream, buf: &mut Vec<u8>) -> bool {
-    buf.reserve(16 * 1024);
-    matches!(s.read_buf(buf).await, Ok(n) if n > 0)
-}
-
-async fn upstream_line(s: &mut TcpStream, buf: &mut Vec<u8>) -> Option<String> {
-    loop {
-        if let Some(p) = find(buf, b"\r\n") {
-            let line = String::from_utf8_lossy(&buf[..p]).into_owned();
-            buf.drain(..p + 2);
-            return Some(line);
-        }
-        if !upstream_fill(s, buf).await {
-            return None;
-        }
-    }
-}
-
-async fn upstream_exact(s: &mut TcpStream, buf: &mut Vec<u8>, n: usize) -> Option<Vec<u8>> {
-    while buf.len() < n {
-        if !upstream_fill(s, buf).await {
-            return None;
-        }
-    }
-    Some(buf.drain(..n).collect())
-}
-
-/// A request: head up to the blank line, then the body by chunked or Content-Length.
-async fn upstream_request(s: &mut TcpStream, buf: &mut Vec<u8>) -> Option<Seen> {
-    let end = loop {
-        if let Some(p) = find(buf, b"\r\n\r\n") {
-            break p;
-        }
-        if !upstream_fill(s, buf).await {
-            return None;
-        }
-    };
-    let head = String::from_utf8_lossy(&buf[..end]).into_owned();
-    buf.drain(..end + 4);
-    let mut lines = head.split("\r\n");
-    let mut rl = lines.next()?.splitn(3, ' ');
-    let (method, target) = (rl.next()?.to_string(), rl.next()?.to_string());
-    let headers: Vec<(String, String)> =
-        lines.filter_map(|l| l.split_once(':')).map(|(k, v)| (k.to_string(), v.trim().to_string())).collect();
-    let mut req = Seen { method, target, headers, body: Vec::new() };
-    if req.header("transfer-encoding").is_some_and(|v| v.to_ascii_lowercase().contains("chunked")) {
-        loop {
-            let line = upstream_line(s, buf).await?;
-            let size = usize::from_str_radix(line.split(';').next()?.trim(), 16).ok()?;
-            if size == 0 {
-                while !upstream_line(s, buf).await?.is_empty() {}
-                break;
-            }
-            let data = upstream_exact(s, buf, size + 2).await?;
-            req.body.extend_from_slice(&data[..size]);
-        }
-    } else if let Some(n) = req.header("content-length") {
-        let n: usize = n.parse().ok()?;
-        req.body = upstream_exact(s, buf, n).await?;
-    }
-    Some(req)
 }
 
 /// The default script: `GET /x` → `200` with body `GET /x`; `HEAD` → a head announcing

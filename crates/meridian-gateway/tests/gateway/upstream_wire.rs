@@ -7,232 +7,18 @@
 //! gives, so the tests pin what goes over the wire whatever HTTP client the gateway uses.
 
 use std::hash::{Hash, Hasher};
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 
 use crate::harness::*;
+use crate::scripted::*;
 
 /// Longest any single wait in these tests may take.
 const WAIT: Duration = Duration::from_secs(10);
-
-/// One request as the scripted upstream parsed it.
-#[derive(Clone, Debug)]
-struct Seen {
-    /// Which accepted connection carried it (0 for the first).
-    conn: usize,
-    method: String,
-    /// The request-target bytes, as sent.
-    target: String,
-    /// Header fields in order, names as sent.
-    headers: Vec<(String, String)>,
-    /// The body, decoded when it came chunked.
-    body: Vec<u8>,
-    chunked: bool,
-}
-
-impl Seen {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
-    }
-}
-
-/// What the upstream does after writing a reply.
-enum After {
-    /// Waits for the next request on the connection.
-    KeepAlive,
-    /// Closes the connection.
-    Close,
-    /// Holds the connection open, reading nothing more into requests, until the peer closes.
-    Hang,
-}
-
-struct Reply {
-    bytes: Vec<u8>,
-    after: After,
-}
-
-impl Reply {
-    fn keep(bytes: impl Into<Vec<u8>>) -> Reply {
-        Reply { bytes: bytes.into(), after: After::KeepAlive }
-    }
-
-    fn close(bytes: impl Into<Vec<u8>>) -> Reply {
-        Reply { bytes: bytes.into(), after: After::Close }
-    }
-
-    fn hang() -> Reply {
-        Reply { bytes: Vec::new(), after: After::Hang }
-    }
-}
-
-/// `200 OK` with a Content-Length body, keep-alive.
-fn ok(body: &str) -> Reply {
-    Reply::keep(format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}", body.len()))
-}
-
-type Script = dyn Fn(&Seen) -> Reply + Send + Sync;
-
-/// A raw-TCP upstream answering from a script.
-struct Scripted {
-    addr: SocketAddr,
-    accepted: Arc<AtomicUsize>,
-    closed: Arc<AtomicUsize>,
-    seen: Arc<Mutex<Vec<Seen>>>,
-}
-
-impl Scripted {
-    async fn start(script: impl Fn(&Seen) -> Reply + Send + Sync + 'static) -> Scripted {
-        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = l.local_addr().unwrap();
-        let accepted = Arc::new(AtomicUsize::new(0));
-        let closed = Arc::new(AtomicUsize::new(0));
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let script: Arc<Script> = Arc::new(script);
-        let (a, c, s) = (Arc::clone(&accepted), Arc::clone(&closed), Arc::clone(&seen));
-        tokio::spawn(async move {
-            while let Ok((stream, _)) = l.accept().await {
-                let conn = a.fetch_add(1, Ordering::SeqCst);
-                let (script, seen, closed) = (Arc::clone(&script), Arc::clone(&s), Arc::clone(&c));
-                tokio::spawn(async move {
-                    serve(stream, conn, &*script, &seen).await;
-                    closed.fetch_add(1, Ordering::SeqCst);
-                });
-            }
-        });
-        Scripted { addr, accepted, closed, seen }
-    }
-
-    fn accepted(&self) -> usize {
-        self.accepted.load(Ordering::SeqCst)
-    }
-
-    fn closed(&self) -> usize {
-        self.closed.load(Ordering::SeqCst)
-    }
-
-    fn seen(&self) -> Vec<Seen> {
-        self.seen.lock().unwrap().clone()
-    }
-
-    /// Requests seen with this method and request-target.
-    fn count(&self, method: &str, target: &str) -> usize {
-        self.seen.lock().unwrap().iter().filter(|r| r.method == method && r.target == target).count()
-    }
-
-    /// The only request seen with this method and target.
-    fn one(&self, method: &str, target: &str) -> Seen {
-        let all: Vec<Seen> =
-            self.seen().into_iter().filter(|r| r.method == method && r.target == target).collect();
-        assert_eq!(all.len(), 1, "{method} {target} seen once: {all:#?}");
-        all.into_iter().next().unwrap()
-    }
-}
-
-async fn serve(mut s: TcpStream, conn: usize, script: &Script, seen: &Mutex<Vec<Seen>>) {
-    let mut buf = Vec::new();
-    while let Some(req) = read_request(&mut s, &mut buf, conn).await {
-        let reply = script(&req);
-        seen.lock().unwrap().push(req);
-        if s.write_all(&reply.bytes).await.is_err() {
-            return;
-        }
-        match reply.after {
-            After::KeepAlive => {}
-            After::Close => {
-                let _ = s.shutdown().await;
-                return;
-            }
-            After::Hang => {
-                let mut sink = [0u8; 4096];
-                while matches!(s.read(&mut sink).await, Ok(n) if n > 0) {}
-                return;
-            }
-        }
-    }
-}
-
-/// Reads more bytes into `buf`; false at end of stream or on error.
-async fn fill(s: &mut TcpStream, buf: &mut Vec<u8>) -> bool {
-    let mut chunk = [0u8; 16 * 1024];
-    match s.read(&mut chunk).await {
-        Ok(0) | Err(_) => false,
-        Ok(n) => {
-            buf.extend_from_slice(&chunk[..n]);
-            true
-        }
-    }
-}
-
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
-}
-
-async fn read_line(s: &mut TcpStream, buf: &mut Vec<u8>) -> Option<String> {
-    loop {
-        if let Some(p) = find(buf, b"\r\n") {
-            let line = String::from_utf8_lossy(&buf[..p]).into_owned();
-            buf.drain(..p + 2);
-            return Some(line);
-        }
-        if !fill(s, buf).await {
-            return None;
-        }
-    }
-}
-
-async fn read_exact_into(s: &mut TcpStream, buf: &mut Vec<u8>, n: usize) -> Option<Vec<u8>> {
-    while buf.len() < n {
-        if !fill(s, buf).await {
-            return None;
-        }
-    }
-    Some(buf.drain(..n).collect())
-}
-
-/// A request: head up to the blank line, then the body by chunked or Content-Length.
-async fn read_request(s: &mut TcpStream, buf: &mut Vec<u8>, conn: usize) -> Option<Seen> {
-    let end = loop {
-        if let Some(p) = find(buf, b"\r\n\r\n") {
-            break p;
-        }
-        if !fill(s, buf).await {
-            return None;
-        }
-    };
-    let head = String::from_utf8_lossy(&buf[..end]).into_owned();
-    buf.drain(..end + 4);
-    let mut lines = head.split("\r\n");
-    let mut rl = lines.next()?.splitn(3, ' ');
-    let (method, target) = (rl.next()?.to_string(), rl.next()?.to_string());
-    let headers: Vec<(String, String)> =
-        lines.filter_map(|l| l.split_once(':')).map(|(k, v)| (k.to_string(), v.trim().to_string())).collect();
-    let mut req = Seen { conn, method, target, headers, body: Vec::new(), chunked: false };
-    req.chunked = req.header("transfer-encoding").is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
-    if req.chunked {
-        loop {
-            let line = read_line(s, buf).await?;
-            let size = usize::from_str_radix(line.split(';').next()?.trim(), 16).ok()?;
-            if size == 0 {
-                // Trailer fields up to the blank line.
-                while !read_line(s, buf).await?.is_empty() {}
-                break;
-            }
-            let data = read_exact_into(s, buf, size + 2).await?;
-            assert_eq!(&data[size..], b"\r\n", "chunk data ends with CRLF");
-            req.body.extend_from_slice(&data[..size]);
-        }
-    } else if let Some(n) = req.header("content-length") {
-        let n: usize = n.parse().ok()?;
-        req.body = read_exact_into(s, buf, n).await?;
-    }
-    Some(req)
-}
 
 /// A client whose every request (body included) is bounded in time.
 fn wire_client() -> reqwest::Client {
@@ -260,23 +46,6 @@ fn checksum(b: &[u8]) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     b.hash(&mut h);
     h.finish()
-}
-
-/// `n` bytes of a repeating, position-dependent pattern.
-fn pattern(n: usize) -> Vec<u8> {
-    (0..n).map(|i| (i % 251) as u8 ^ (i >> 12) as u8).collect()
-}
-
-/// Chunked encoding of `body` in chunks of `size`.
-fn chunked(body: &[u8], size: usize) -> Vec<u8> {
-    let mut out = Vec::new();
-    for c in body.chunks(size) {
-        out.extend_from_slice(format!("{:x}\r\n", c.len()).as_bytes());
-        out.extend_from_slice(c);
-        out.extend_from_slice(b"\r\n");
-    }
-    out.extend_from_slice(b"0\r\n\r\n");
-    out
 }
 
 /// A chunked body with a chunk extension and a trailer section.
