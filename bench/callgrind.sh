@@ -84,17 +84,7 @@ command -v valgrind >/dev/null || fail "valgrind is missing (Debian: apt-get ins
 make_workdir
 
 # --- the binary -----------------------------------------------------------------------------
-if [[ -n "${BENCH_BIN:-}" ]]; then
-    [[ -x "$BENCH_BIN" ]] || fail "BENCH_BIN=$BENCH_BIN is not an executable"
-else
-    log "building: cargo build --locked --profile $PROFILE -p meridian-gateway --bin meridian-gateway-bench"
-    (cd "$REPO_ROOT" && cargo build --locked --profile "$PROFILE" -p meridian-gateway --bin meridian-gateway-bench >&2) ||
-        fail "cargo build failed"
-    dir=$PROFILE
-    [[ $PROFILE == dev ]] && dir=debug
-    BENCH_BIN=${CARGO_TARGET_DIR:-$REPO_ROOT/target}/$dir/meridian-gateway-bench
-    [[ -x "$BENCH_BIN" ]] || fail "$BENCH_BIN not found after the build"
-fi
+ensure_bench_bin "$PROFILE" || exit 2
 GATEWAY_BIN=${GATEWAY_BIN:-$BENCH_BIN}
 [[ -x "$GATEWAY_BIN" ]] || fail "GATEWAY_BIN=$GATEWAY_BIN is not an executable"
 

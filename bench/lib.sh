@@ -220,6 +220,23 @@ tls_session() { # port -> "TLSv1.3 TLS_AES_256_GCM_SHA384" as an OpenSSL client 
 # ---------------------------------------------------------------------------------------------
 # servers
 
+# ensure_bench_bin profile: BENCH_BIN (when set, it must be an executable) or a fresh build of
+# `meridian-gateway-bench` in that cargo profile. Returns 1 after saying why when neither works.
+ensure_bench_bin() {
+    local profile=$1
+    if [[ -n "${BENCH_BIN:-}" ]]; then
+        [[ -x "$BENCH_BIN" ]] || { log "error: BENCH_BIN=$BENCH_BIN is not an executable"; return 1; }
+        return 0
+    fi
+    log "building: cargo build --locked --profile $profile -p meridian-gateway --bin meridian-gateway-bench"
+    (cd "$REPO_ROOT" && cargo build --locked --profile "$profile" -p meridian-gateway --bin meridian-gateway-bench >&2) ||
+        { log "error: cargo build failed"; return 1; }
+    local dir=$profile
+    [[ $profile == dev ]] && dir=debug
+    BENCH_BIN=${CARGO_TARGET_DIR:-$REPO_ROOT/target}/$dir/meridian-gateway-bench
+    [[ -x "$BENCH_BIN" ]] || { log "error: $BENCH_BIN not found after the build"; return 1; }
+}
+
 # callgrind_stop pid name out log: SIGTERM a process running under callgrind, wait up to 120 s
 # for it (callgrind writes its profile on exit), set TOTAL to the instructions (Ir) in `out`
 # and remove it. Returns 1 (after saying why, with the log's tail) when either fails.

@@ -45,14 +45,7 @@ command -v valgrind >/dev/null || fail "valgrind is missing (Debian: apt-get ins
 find_nginx
 make_workdir
 
-if [[ -n "${BENCH_BIN:-}" ]]; then
-    [[ -x "$BENCH_BIN" ]] || fail "BENCH_BIN=$BENCH_BIN is not an executable"
-else
-    log "building: cargo build --locked --profile $PROFILE -p meridian-gateway --bin meridian-gateway-bench"
-    (cd "$REPO_ROOT" && cargo build --locked --profile "$PROFILE" -p meridian-gateway --bin meridian-gateway-bench >&2) ||
-        fail "cargo build failed"
-    BENCH_BIN=${CARGO_TARGET_DIR:-$REPO_ROOT/target}/$PROFILE/meridian-gateway-bench
-fi
+ensure_bench_bin "$PROFILE" || exit 2
 
 check_port_free "$UPSTREAM_PORT"
 check_port_free "$PROXY_PORT"
