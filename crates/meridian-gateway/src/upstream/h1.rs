@@ -216,13 +216,21 @@ impl Conn {
                     )));
                 }
                 Poll::Ready(Ok(_)) => {
-                    // Interim responses (`100 Continue`) do not stop the body; a final one does.
+                    // Interim responses (`100 Continue`) are dropped and do not stop the body; a
+                    // final one does, and stays in the buffer for `read_head`.
                     loop {
+                        // `HTTP/1.x NNN`: the status code's first digit is byte 9.
+                        if self.rbuf.len() < 10 {
+                            break;
+                        }
+                        if self.rbuf[9] != b'1' {
+                            return Poll::Ready(Ok(false));
+                        }
                         match parse_head(&mut self.rbuf, false) {
                             Ok(Some(Parsed::Interim)) if self.rbuf.is_empty() => break,
                             Ok(Some(Parsed::Interim)) => {}
-                            // Incomplete: the next read tells.
                             Ok(None) if self.rbuf.len() < MAX_HEAD_BYTES => break,
+                            // Malformed, too large, or an unasked 101: `read_head` says so.
                             _ => return Poll::Ready(Ok(false)),
                         }
                     }

@@ -466,3 +466,37 @@ async fn an_interim_response_while_the_body_streams_does_not_stop_it() {
     assert_eq!(r.status(), 200);
     assert_eq!(r.text().await.unwrap(), "done");
 }
+
+#[tokio::test]
+async fn an_endpoint_answering_before_the_body_ends_is_heard() {
+    // An endpoint that refuses the upload as soon as it has the head, then drains what comes.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let Ok((mut s, _)) = listener.accept().await else { return };
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+            match s.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+        let _ = s
+            .write_all(b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 3\r\nconnection: close\r\n\r\nbig")
+            .await;
+        while matches!(s.read(&mut chunk).await, Ok(n) if n > 0) {}
+    });
+    let gw = Gw::start(&global(&[addr], "", CATCH_ALL)).await;
+    let parts = futures_util::stream::unfold(0u32, |i| async move {
+        if i == 20 {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        Some((Ok::<_, std::io::Error>(vec![b'x'; 100]), i + 1))
+    });
+    let r =
+        wire_client().post(gw.url("/upload")).body(reqwest::Body::wrap_stream(parts)).send().await.unwrap();
+    assert_eq!(r.status(), 413);
+    assert_eq!(r.text().await.unwrap(), "big");
+}
