@@ -237,6 +237,14 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for Prefixed<I> {
     }
 }
 
+/// Appends one header field line, `name: value` and CRLF.
+pub fn put_field(buf: &mut Vec<u8>, name: &http::HeaderName, value: &http::HeaderValue) {
+    buf.extend_from_slice(name.as_str().as_bytes());
+    buf.extend_from_slice(b": ");
+    buf.extend_from_slice(value.as_bytes());
+    buf.extend_from_slice(b"\r\n");
+}
+
 /// Whether a comma-separated field value (`Connection`, `TE`) lists `token`, in any case and
 /// whatever parameters follow it (`trailers;q=1`).
 pub fn has_token(value: &[u8], token: &[u8]) -> bool {

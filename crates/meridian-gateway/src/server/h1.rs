@@ -410,10 +410,7 @@ async fn write_response<T: AsyncRead + AsyncWrite + Unpin>(
             size_line.extend_from_slice(b"0\r\n");
             if te_trailers && let Some(t) = &trailers {
                 for (name, value) in t {
-                    size_line.extend_from_slice(name.as_str().as_bytes());
-                    size_line.extend_from_slice(b": ");
-                    size_line.extend_from_slice(value.as_bytes());
-                    size_line.extend_from_slice(b"\r\n");
+                    wire::put_field(&mut size_line, name, value);
                 }
             }
             size_line.extend_from_slice(b"\r\n");
@@ -463,10 +460,7 @@ fn encode_head(
         }
         has_date |= name == DATE;
         has_connection |= name == CONNECTION;
-        buf.extend_from_slice(name.as_str().as_bytes());
-        buf.extend_from_slice(b": ");
-        buf.extend_from_slice(value.as_bytes());
-        buf.extend_from_slice(b"\r\n");
+        wire::put_field(buf, name, value);
     }
     match framing {
         Framing::Length(n) => {
