@@ -28,6 +28,10 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use meridian_gateway::config_source::{ConfigSource, FileSource, StaticSource};
 
+/// The allocator `meridian` runs with, so the counts here are the gateway's.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let r = match args.first().map(String::as_str) {
