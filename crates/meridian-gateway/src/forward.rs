@@ -342,7 +342,9 @@ pub async fn forward(
                     uri: &parts.uri,
                     headers: hop_headers.as_ref().unwrap_or(&parts.headers),
                 };
-                tokio::time::timeout(per_try, pool::send_h1(c, ep, &head, req_body)).await
+                // The connection's own timer (no timer-wheel work per request).
+                let by = tokio::time::Instant::from_std(now) + per_try;
+                Ok(pool::send_h1(c, ep, &head, req_body, by, per_try).await)
             }
             Sender::H2(s) => {
                 let headers = hop_headers.unwrap_or_else(|| parts.headers.clone());
@@ -488,7 +490,7 @@ fn remaining(deadline: Option<Instant>) -> Option<Duration> {
     }
 }
 
-fn timeout_error(which: &str, d: Option<Duration>) -> ProxyError {
+pub(crate) fn timeout_error(which: &str, d: Option<Duration>) -> ProxyError {
     ProxyError::new(
         ErrorCode::GatewayTimeout,
         crate::error::Source::Upstream,

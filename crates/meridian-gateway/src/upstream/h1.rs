@@ -55,6 +55,8 @@ pub struct Conn {
     rbuf: BytesMut,
     /// The request head being written (kept for its capacity).
     wbuf: Vec<u8>,
+    /// The try timer, kept armed across requests (see [`TryTimer`]).
+    timer: TryTimer,
 }
 
 /// Why a request failed, as far as retry decisions need to know.
@@ -62,6 +64,8 @@ pub struct Conn {
 pub enum SendError {
     /// Not one byte of the request reached the transport: safe to send anywhere else.
     NotSent(io::Error),
+    /// No response head before the try's deadline.
+    TimedOut,
     /// The request (or part of it) went out and no usable response came back.
     Failed(String),
     /// Reading the client's request body failed; the cause is kept for classification.
@@ -78,7 +82,7 @@ enum ReqFraming {
 
 impl Conn {
     pub fn new(io: Io) -> Conn {
-        Conn { io, rbuf: BytesMut::new(), wbuf: Vec::new() }
+        Conn { io, rbuf: BytesMut::new(), wbuf: Vec::new(), timer: TryTimer::default() }
     }
 
     /// Whether a pooled connection can carry a request: nothing has arrived on it since its
@@ -91,12 +95,38 @@ impl Conn {
     /// and gives it back to `pool` when it ends cleanly. The head is borrowed: it is only
     /// copied onto the wire, and stays with the caller for a later try (even when this future
     /// is dropped by a timeout).
+    ///
+    /// Without a response head by `deadline`, the try fails with [`SendError::TimedOut`] and
+    /// the connection is closed.
     pub async fn send(
         mut self,
         head: &RequestHead<'_>,
-        mut body: GwBody,
+        body: GwBody,
         pool: &Arc<EndpointPool>,
+        deadline: tokio::time::Instant,
     ) -> Result<Response<RespBody>, SendError> {
+        let mut timer = std::mem::take(&mut self.timer);
+        let answer = {
+            let exchange = std::pin::pin!(self.exchange(head, body));
+            let mut exchange = exchange;
+            poll_fn(|cx| match exchange.as_mut().poll(cx) {
+                Poll::Ready(r) => Poll::Ready(r),
+                Poll::Pending => timer.poll_expired(cx, deadline).map(|()| Err(SendError::TimedOut)),
+            })
+            .await
+        };
+        let (resp, framing, keep_alive) = answer?;
+        self.timer = timer;
+        Ok(resp.map(|()| RespBody::new(self, framing, keep_alive, pool)))
+    }
+
+    /// Writes the request and reads the final response head: the response without its body,
+    /// the body's framing and whether the connection may be kept.
+    async fn exchange(
+        &mut self,
+        head: &RequestHead<'_>,
+        mut body: GwBody,
+    ) -> Result<(Response<()>, Framing, bool), SendError> {
         let head_only = head.method == Method::HEAD;
         let framing = framing(head, &body);
         encode_head(&mut self.wbuf, head, framing);
@@ -127,8 +157,7 @@ impl Conn {
         }
         drop(body);
         let (resp, framing, keep_alive) = self.read_head(head_only).await.map_err(SendError::Failed)?;
-        let keep_alive = keep_alive && complete;
-        Ok(resp.map(|()| RespBody::new(self, framing, keep_alive, pool)))
+        Ok((resp, framing, keep_alive && complete))
     }
 
     /// Streams a request body. Returns whether it was written whole: an endpoint may answer
@@ -268,6 +297,33 @@ impl Conn {
                 });
             }
         }
+    }
+}
+
+/// A connection's try timer. A tokio timer per try costs an insertion into the timer wheel and
+/// a removal on every request; this one stays armed while the connection is pooled and is only
+/// moved when it fires early (the previous try's deadline came first) or is later than this
+/// try's deadline. On a busy keep-alive connection that is once per timeout period instead of
+/// twice per request. A firing while the connection sits in the pool wakes its last user once,
+/// for nothing.
+#[derive(Default)]
+struct TryTimer(Option<Pin<Box<tokio::time::Sleep>>>);
+
+impl TryTimer {
+    /// Ready once `deadline` has passed; otherwise registers `cx` to be woken by then.
+    fn poll_expired(&mut self, cx: &mut Context<'_>, deadline: tokio::time::Instant) -> Poll<()> {
+        let sleep = self.0.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        if sleep.deadline() > deadline {
+            sleep.as_mut().reset(deadline);
+        }
+        while sleep.as_mut().poll(cx).is_ready() {
+            if tokio::time::Instant::now() >= deadline {
+                return Poll::Ready(());
+            }
+            // An earlier try's deadline: wait for this one's.
+            sleep.as_mut().reset(deadline);
+        }
+        Poll::Pending
     }
 }
 

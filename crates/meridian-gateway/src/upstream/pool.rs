@@ -345,8 +345,10 @@ pub async fn send_h1(
     pool: &Arc<EndpointPool>,
     head: &h1::RequestHead<'_>,
     body: GwBody,
+    deadline: tokio::time::Instant,
+    per_try: std::time::Duration,
 ) -> Result<http::Response<RespStream>, ProxyError> {
-    match conn.send(head, body, pool).await {
+    match conn.send(head, body, pool, deadline).await {
         Ok(resp) => Ok(resp.map(RespStream::H1)),
         Err(h1::SendError::NotSent(e)) => Err(ProxyError::new(
             ErrorCode::BadGateway,
@@ -363,6 +365,7 @@ pub async fn send_h1(
             format!("upstream request failed: {msg}"),
         )),
         Err(h1::SendError::Body(e)) => Err(request_body_error(&*e)),
+        Err(h1::SendError::TimedOut) => Err(crate::forward::timeout_error("per-try", Some(per_try))),
     }
 }
 

@@ -43,19 +43,27 @@ pub(crate) enum After {
 pub(crate) struct Reply {
     pub(crate) bytes: Vec<u8>,
     pub(crate) after: After,
+    /// How long the upstream waits before writing the reply.
+    pub(crate) delay: std::time::Duration,
 }
 
 impl Reply {
     pub(crate) fn keep(bytes: impl Into<Vec<u8>>) -> Reply {
-        Reply { bytes: bytes.into(), after: After::KeepAlive }
+        Reply { bytes: bytes.into(), after: After::KeepAlive, delay: std::time::Duration::ZERO }
     }
 
     pub(crate) fn close(bytes: impl Into<Vec<u8>>) -> Reply {
-        Reply { bytes: bytes.into(), after: After::Close }
+        Reply { bytes: bytes.into(), after: After::Close, delay: std::time::Duration::ZERO }
     }
 
     pub(crate) fn hang() -> Reply {
-        Reply { bytes: Vec::new(), after: After::Hang }
+        Reply { bytes: Vec::new(), after: After::Hang, delay: std::time::Duration::ZERO }
+    }
+
+    /// This reply, written after `delay`.
+    pub(crate) fn after(mut self, delay: std::time::Duration) -> Reply {
+        self.delay = delay;
+        self
     }
 }
 
@@ -127,6 +135,9 @@ pub(crate) async fn serve(mut s: TcpStream, conn: usize, script: &Script, seen: 
     while let Some(req) = read_request(&mut s, &mut buf, conn).await {
         let reply = script(&req);
         seen.lock().unwrap().push(req);
+        if !reply.delay.is_zero() {
+            tokio::time::sleep(reply.delay).await;
+        }
         if s.write_all(&reply.bytes).await.is_err() {
             return;
         }

@@ -427,6 +427,33 @@ async fn an_upstream_that_never_answers_times_out_with_504() {
 }
 
 #[tokio::test]
+async fn each_try_on_a_reused_connection_gets_its_own_per_try_deadline() {
+    // The per-try timer of a pooled connection stays armed between requests at the previous
+    // try's deadline. A later, slow answer on the same connection that arrives after that old
+    // deadline but within its own must get through; one past its own deadline is a 504.
+    let up = Scripted::start(|seen| match seen.target.as_str() {
+        "/slow" => ok("slow").after(Duration::from_millis(1300)),
+        "/too-slow" => ok("late").after(Duration::from_millis(4000)),
+        _ => ok("fast"),
+    })
+    .await;
+    let routes = "routes:\n  - name: all\n    match: { path: { prefix: / } }\n    service: svc\n    retries: { attempts: 0 }\n    timeouts: { per_try: 2s }\n";
+    let gw = Gw::start(&global(&[up.addr], "", routes)).await;
+    let client = wire_client();
+    let r = client.get(gw.url("/fast")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), "fast");
+    // The first try's deadline passes while this one waits for its answer.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let r = client.get(gw.url("/slow")).send().await.unwrap();
+    assert_eq!(r.status(), 200, "an answer within its own per-try timeout");
+    assert_eq!(r.text().await.unwrap(), "slow");
+    assert_eq!(up.accepted(), 1, "both requests went over one pooled connection");
+    let r = client.get(gw.url("/too-slow")).send().await.unwrap();
+    assert_eq!(json_error(r, 504).await, "GatewayTimeout");
+}
+
+#[tokio::test]
 async fn an_interim_response_while_the_body_streams_does_not_stop_it() {
     // An endpoint that says `100 Continue` as soon as it has the head, then reads the whole
     // chunked body and answers with its length.
