@@ -4,6 +4,7 @@
 //! created at, plus one, so that `0` can mean "never". Milliseconds are ample for ejections,
 //! breaker windows and slow start, and 64 bits of them never run out.
 
+use std::cell::Cell;
 use std::time::{Duration, Instant};
 
 /// The instant stored times count from.
@@ -17,7 +18,23 @@ impl Epoch {
 
     /// `t` as stored ticks; instants before the epoch count as the epoch itself.
     pub fn ticks(self, t: Instant) -> u64 {
-        ms(t.saturating_duration_since(self.0)).saturating_add(1)
+        // A proxied request asks for one instant's ticks several times (availability, the
+        // breaker, slow start, the outcome), and each conversion is a checked time
+        // subtraction: the last one is remembered per thread.
+        thread_local! {
+            static LAST: Cell<Option<(Instant, Instant, u64)>> = const { Cell::new(None) };
+        }
+        LAST.with(|last| {
+            if let Some((epoch, at, ticks)) = last.get()
+                && epoch == self.0
+                && at == t
+            {
+                return ticks;
+            }
+            let ticks = ms(t.saturating_duration_since(self.0)).saturating_add(1);
+            last.set(Some((self.0, t, ticks)));
+            ticks
+        })
     }
 
     /// The instant of stored ticks (`ticks` ≥ 1).

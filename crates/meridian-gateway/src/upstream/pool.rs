@@ -92,7 +92,8 @@ pub struct EndpointPool {
     protocol: UpstreamProtocol,
     max_idle: usize,
     idle_timeout: Duration,
-    idle: Mutex<Vec<(h1::Conn, Instant)>>,
+    /// Idle connections, each with the instant it expires at (`None`: it does not).
+    idle: Mutex<Vec<(h1::Conn, Option<Instant>)>>,
     h2: Mutex<Option<http2::SendRequest<GwBody>>>,
     /// Requests in flight to this endpoint (least-request balancing, status).
     pub in_flight: AtomicU32,
@@ -178,7 +179,7 @@ impl EndpointPool {
             // Keep the warmest connections: the oldest idle one goes.
             idle.remove(0);
         }
-        idle.push((s, Instant::now()));
+        idle.push((s, Instant::now().checked_add(self.idle_timeout)));
     }
 
     /// Idle connections currently pooled (HTTP/1.1).
@@ -188,9 +189,9 @@ impl EndpointPool {
 
     fn pop_idle(&self, now: Instant) -> Option<h1::Conn> {
         loop {
-            let (mut c, since) = lock(&self.idle).pop()?;
+            let (mut c, expires) = lock(&self.idle).pop()?;
             // Too old, or the endpoint closed it (or sent something unasked) while it idled.
-            if now.saturating_duration_since(since) < self.idle_timeout && c.is_quiet() {
+            if expires.is_none_or(|at| now < at) && c.is_quiet() {
                 return Some(c);
             }
         }
