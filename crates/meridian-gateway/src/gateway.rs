@@ -13,6 +13,7 @@ use meridian_core::Shutdown;
 use meridian_model::{Bootstrap, ConfigErrors, ValidConfig};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::access_log::AccessLog;
@@ -25,6 +26,7 @@ use crate::region::Drains;
 use crate::server::listener::{self, Listener, ListenerKind};
 use crate::server::tls::{self, CertStore};
 use crate::state::{self, NodeEnv, Snapshot};
+use crate::worker::{self, ListenerSpec};
 
 /// How often certificate files are checked for changes.
 const CERT_POLL: Duration = Duration::from_secs(2);
@@ -37,6 +39,8 @@ pub struct Running {
     pub shutdown: Shutdown,
     pub config: Arc<Mutex<ConfigStatus>>,
     tracker: TaskTracker,
+    /// Cancelled when the grace period runs out: listener workers drop what they still serve.
+    abandon: CancellationToken,
     drain_period: Duration,
     grace_period: Duration,
 }
@@ -64,6 +68,7 @@ impl Running {
         if tokio::time::timeout(self.grace_period, self.tracker.wait()).await.is_err() {
             tracing::warn!(grace = ?self.grace_period, "connections still open after the grace period; closing");
         }
+        self.abandon.cancel();
     }
 
     /// Waits for SIGTERM or SIGINT, then shuts down gracefully; a second signal stops at once.
@@ -139,6 +144,10 @@ pub async fn start(bootstrap: Bootstrap, mut source: Box<dyn ConfigSource>) -> a
     let proxy = Proxy { state: Arc::clone(&current), node };
     source.attach(SourceCtx { status: Arc::clone(&status), node: Arc::clone(&proxy.node) });
     let tracker = TaskTracker::new();
+    // Listener workers besides this runtime (see `worker`): each gets a duplicate of every
+    // listening socket.
+    let extra_workers = bootstrap.workers.unwrap_or(1).saturating_sub(1);
+    let mut specs: Vec<Vec<ListenerSpec>> = (0..extra_workers).map(|_| Vec::new()).collect();
 
     let mut bound = Vec::new();
     for l in &bootstrap.listeners {
@@ -157,6 +166,9 @@ pub async fn start(bootstrap: Bootstrap, mut source: Box<dyn ConfigSource>) -> a
         let listener =
             Listener { name: l.name.clone(), kind: ListenerKind::Public, tcp, tls, limits: l.limits.clone() };
         bound.push((l.name.clone(), listener.local_addr()?));
+        for s in &mut specs {
+            s.push(ListenerSpec::of(&listener).context("duplicating a listening socket for a worker")?);
+        }
         tokio::spawn(listener::serve(listener, proxy.clone(), shutdown.clone(), tracker.clone()));
         tracing::info!(listener = %l.name, addr = %bound.last().map(|b| b.1).unwrap_or(([0, 0, 0, 0], 0).into()), tls = l.tls.is_some(), "listening");
     }
@@ -174,7 +186,19 @@ pub async fn start(bootstrap: Bootstrap, mut source: Box<dyn ConfigSource>) -> a
         };
         bound.push(("peer".into(), listener.local_addr()?));
         tracing::info!(addr = %p.address, "peer listener (mutual TLS)");
+        for s in &mut specs {
+            s.push(ListenerSpec::of(&listener).context("duplicating a listening socket for a worker")?);
+        }
         tokio::spawn(listener::serve(listener, proxy.clone(), shutdown.clone(), tracker.clone()));
+    }
+    let abandon = CancellationToken::new();
+    for (i, listeners) in specs.into_iter().enumerate() {
+        let id = u32::try_from(i + 1).unwrap_or(u32::MAX);
+        worker::spawn(id, listeners, proxy.clone(), shutdown.clone(), tracker.clone(), abandon.clone())
+            .context("starting a listener worker")?;
+    }
+    if extra_workers > 0 {
+        tracing::info!(workers = extra_workers + 1, "listener workers: one event loop each");
     }
 
     let admin_tcp = TcpListener::bind(&bootstrap.admin.address)
@@ -209,6 +233,7 @@ pub async fn start(bootstrap: Bootstrap, mut source: Box<dyn ConfigSource>) -> a
         shutdown,
         config: status,
         tracker,
+        abandon,
         drain_period: bootstrap.shutdown.drain_period.get(),
         grace_period: bootstrap.shutdown.grace_period.get(),
     })

@@ -25,5 +25,6 @@ pub mod status;
 pub mod timeout;
 pub mod upstream;
 pub mod wire;
+pub mod worker;
 
 pub use gateway::{Running, start};

@@ -23,3 +23,5 @@ mod scripted;
 mod server_wire;
 #[path = "gateway/upstream_wire.rs"]
 mod upstream_wire;
+#[path = "gateway/workers.rs"]
+mod workers;

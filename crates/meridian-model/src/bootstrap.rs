@@ -25,7 +25,7 @@ pub struct Bootstrap {
     /// Where the last-known-good global config is persisted. Default: none.
     #[serde(default)]
     pub snapshot_path: Option<PathBuf>,
-    /// Worker threads. Default: one per core.
+    /// Listener workers, one event loop (thread) each. Default: one per core.
     #[serde(default)]
     pub workers: Option<usize>,
     /// Addresses (CIDRs) whose `X-Forwarded-For`/`Forwarded` headers are believed.

@@ -4,7 +4,7 @@
 //!
 //! - `gateway -c BOOTSTRAP [--workers 1]`, or quick mode `gateway --listen L --upstream U
 //!   [--admin A] [--workers 1]`: the data plane exactly as `meridian gateway` runs it (the same
-//!   `meridian_gateway::start`, a current-thread runtime for one worker), without the command
+//!   `meridian_gateway::start`, current-thread runtimes, one per worker), without the command
 //!   line and log set-up of the main binary; `bench/proxy.sh` can run it as `MERIDIAN_BIN`.
 //! - `upstream --listen ADDR`: a fixed upstream, `200 "hello from backend\n"` (like the nginx
 //!   backend of bench/proxy.sh); request bodies are read and dropped.
@@ -60,18 +60,14 @@ fn number(args: &[String], name: &str, default: u32) -> anyhow::Result<u32> {
     flag(args, name).map_or(Ok(default), |v| v.parse().with_context(|| format!("{name} {v:?}")))
 }
 
-fn runtime(workers: u32) -> anyhow::Result<tokio::runtime::Runtime> {
-    // As `meridian gateway --workers N` builds it (crates/meridian/src/cmd/mod.rs).
-    let rt = if workers <= 1 {
-        tokio::runtime::Builder::new_current_thread().enable_all().build()?
-    } else {
-        tokio::runtime::Builder::new_multi_thread().worker_threads(workers as usize).enable_all().build()?
-    };
-    Ok(rt)
+/// As `meridian gateway` builds it (crates/meridian/src/cmd/gateway.rs): a current-thread
+/// runtime, the first of the listener workers.
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread().enable_all().build()?)
 }
 
 fn gateway(args: &[String]) -> anyhow::Result<()> {
-    let (bootstrap, source): (_, Box<dyn ConfigSource>) = match flag(args, "-c") {
+    let (mut bootstrap, source): (_, Box<dyn ConfigSource>) = match flag(args, "-c") {
         Some(path) => {
             let bootstrap =
                 meridian_model::load_bootstrap(&PathBuf::from(path)).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -93,7 +89,8 @@ fn gateway(args: &[String]) -> anyhow::Result<()> {
             (bootstrap, Box::new(StaticSource(Some(valid))))
         }
     };
-    runtime(number(args, "--workers", 1)?)?.block_on(async move {
+    bootstrap.workers = Some(number(args, "--workers", 1)?.max(1) as usize);
+    runtime()?.block_on(async move {
         let running = meridian_gateway::start(bootstrap, source).await?;
         running.run_until_signal().await
     })
@@ -101,7 +98,7 @@ fn gateway(args: &[String]) -> anyhow::Result<()> {
 
 fn upstream(args: &[String]) -> anyhow::Result<()> {
     let addr = flag(args, "--listen").context("upstream needs --listen ADDR")?.to_string();
-    runtime(1)?.block_on(async move {
+    runtime()?.block_on(async move {
         let listener = tokio::net::TcpListener::bind(&addr).await?;
         loop {
             let (stream, _) = listener.accept().await?;

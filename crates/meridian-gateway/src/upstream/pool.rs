@@ -19,6 +19,7 @@ use tokio::net::{TcpSocket, TcpStream};
 use super::h1;
 use crate::body::GwBody;
 use crate::error::{ProxyError, Retry, Source};
+use crate::worker;
 
 /// Where an endpoint is: a fixed address, or a hostname whose addresses are re-resolved.
 pub struct EndpointAddr {
@@ -86,14 +87,22 @@ pub struct Conn {
     pub reused: bool,
 }
 
+struct Idle {
+    conn: h1::Conn,
+    expires: Option<Instant>,
+    worker: u32,
+}
+
 /// Connection pool of one endpoint.
 pub struct EndpointPool {
     pub addr: EndpointAddr,
     protocol: UpstreamProtocol,
     max_idle: usize,
     idle_timeout: Duration,
-    /// Idle connections, each with the instant it expires at (`None`: it does not).
-    idle: Mutex<Vec<(h1::Conn, Option<Instant>)>>,
+    /// Idle connections, each with the instant it expires at (`None`: it does not) and the
+    /// listener worker whose reactor its socket is registered with (`crate::worker`): only
+    /// that worker's requests use it.
+    idle: Mutex<Vec<Idle>>,
     h2: Mutex<Option<http2::SendRequest<GwBody>>>,
     /// Requests in flight to this endpoint (least-request balancing, status).
     pub in_flight: AtomicU32,
@@ -179,7 +188,11 @@ impl EndpointPool {
             // Keep the warmest connections: the oldest idle one goes.
             idle.remove(0);
         }
-        idle.push((s, Instant::now().checked_add(self.idle_timeout)));
+        idle.push(Idle {
+            conn: s,
+            expires: Instant::now().checked_add(self.idle_timeout),
+            worker: worker::id(),
+        });
     }
 
     /// Idle connections currently pooled (HTTP/1.1).
@@ -188,11 +201,17 @@ impl EndpointPool {
     }
 
     fn pop_idle(&self, now: Instant) -> Option<h1::Conn> {
+        let me = worker::id();
         loop {
-            let (mut c, expires) = lock(&self.idle).pop()?;
+            let Idle { mut conn, expires, .. } = {
+                let mut idle = lock(&self.idle);
+                // The most recently used connection of this worker.
+                let i = idle.iter().rposition(|c| c.worker == me)?;
+                idle.remove(i)
+            };
             // Too old, or the endpoint closed it (or sent something unasked) while it idled.
-            if expires.is_none_or(|at| now < at) && c.is_quiet() {
-                return Some(c);
+            if expires.is_none_or(|at| now < at) && conn.is_quiet() {
+                return Some(conn);
             }
         }
     }

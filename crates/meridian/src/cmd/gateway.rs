@@ -23,13 +23,13 @@ pub struct Args {
     /// Quick mode: admin address (health endpoints).
     #[arg(long, default_value = "127.0.0.1:0")]
     admin: String,
-    /// Worker threads (default: one per core; overrides the bootstrap's `workers`).
+    /// Listener workers, one event loop each (default: one per core; overrides the bootstrap's `workers`).
     #[arg(long, env = "MERIDIAN_WORKERS")]
     workers: Option<usize>,
 }
 
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
-    let (bootstrap, source) = match (&a.config, &a.listen, &a.upstream) {
+    let (mut bootstrap, source) = match (&a.config, &a.listen, &a.upstream) {
         (Some(path), _, _) => {
             let b = meridian_model::load_bootstrap(path)
                 .map_err(|e| anyhow::anyhow!("invalid bootstrap {}:\n{e}", path.display()))?;
@@ -50,8 +50,11 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         }
         _ => bail!("give a bootstrap file (-c FILE) or quick mode (--listen ADDR --upstream ADDR)"),
     };
-    let workers = a.workers.or(bootstrap.workers);
-    let rt = super::runtime(workers)?;
+    // Listener workers: this thread's current-thread runtime is the first, `start` adds the
+    // rest (one event loop per thread; meridian_gateway::worker).
+    let workers = a.workers.or(bootstrap.workers).unwrap_or_else(super::cores).max(1);
+    bootstrap.workers = Some(workers);
+    let rt = super::runtime(Some(1))?;
     rt.block_on(async move {
         let source = match source {
             Some(s) => s,
