@@ -344,7 +344,7 @@ pub async fn forward(
                 };
                 // The connection's own timer (no timer-wheel work per request).
                 let by = tokio::time::Instant::from_std(now) + per_try;
-                Ok(pool::send_h1(c, ep, &head, req_body, by, per_try).await)
+                Ok(pool::sent_h1(c.send(&head, req_body, ep, by).await, per_try))
             }
             Sender::H2(s) => {
                 let headers = hop_headers.unwrap_or_else(|| parts.headers.clone());

@@ -358,17 +358,14 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Sends one request on a checked-out HTTP/1.1 connection and classifies failures for retry
-/// decisions.
-pub async fn send_h1(
-    conn: h1::Conn,
-    pool: &Arc<EndpointPool>,
-    head: &h1::RequestHead<'_>,
-    body: GwBody,
-    deadline: tokio::time::Instant,
+/// The outcome of [`h1::Conn::send`] on a checked-out connection, failures classified for
+/// retry decisions. (Not a wrapping future: every level of nesting copies the future below it
+/// into its own state once per request.)
+pub fn sent_h1(
+    sent: Result<http::Response<h1::RespBody>, h1::SendError>,
     per_try: std::time::Duration,
 ) -> Result<http::Response<RespStream>, ProxyError> {
-    match conn.send(head, body, pool, deadline).await {
+    match sent {
         Ok(resp) => Ok(resp.map(RespStream::H1)),
         Err(h1::SendError::NotSent(e)) => Err(ProxyError::new(
             ErrorCode::BadGateway,
