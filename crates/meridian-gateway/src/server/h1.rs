@@ -138,19 +138,25 @@ where
                 None => return Served::Closed,
             }
         };
-        let method_head = parts.method == Method::HEAD;
-        let http10 = parts.version == Version::HTTP_10;
-        let mut keep_alive = meta.keep_alive;
-        let req = Request::from_parts(parts, body);
-        // The request's work lives in its own allocation while it runs (as nginx's request
-        // pool does): inline, its future would size the connection's task, idle or not.
-        let resp = match shared.kind {
-            ListenerKind::Public => Box::pin(shared.proxy.handle(req, &shared.info)).await,
-            ListenerKind::Peer => Box::pin(shared.proxy.handle_peer(req, &shared.info)).await,
+        let request = RequestSide {
+            method_head: parts.method == Method::HEAD,
+            http10: parts.version == Version::HTTP_10,
+            te_trailers: meta.te_trailers,
         };
-        keep_alive &= !shutdown.is_stopping();
-        let request = RequestSide { method_head, http10, te_trailers: meta.te_trailers };
-        match write_response(&mut io, &mut wbuf, resp, request, keep_alive).await {
+        let req = Request::from_parts(parts, body);
+        // The request's work, and writing its response, live in one allocation while they run
+        // (as nginx's request pool does): inline, their futures would size the connection's
+        // task, idle or not.
+        let written = Box::pin(async {
+            let resp = match shared.kind {
+                ListenerKind::Public => shared.proxy.handle(req, &shared.info).await,
+                ListenerKind::Peer => shared.proxy.handle_peer(req, &shared.info).await,
+            };
+            let keep_alive = meta.keep_alive && !shutdown.is_stopping();
+            write_response(&mut io, &mut wbuf, resp, request, keep_alive).await
+        })
+        .await;
+        match written {
             Ok(true) => {}
             Ok(false) => {
                 let _ = io.shutdown().await;

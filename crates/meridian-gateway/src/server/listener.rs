@@ -150,41 +150,44 @@ async fn serve_conn(
         info: ConnInfo { peer, tls: tls.is_some(), max_body_bytes: limits.max_body_bytes },
         active: Arc::new(AtomicUsize::new(0)),
     });
-    match tls {
-        None => {
-            // HTTP/1.1 is served by our own loop; what it leaves (HTTP/2, upgrades, …) by hyper.
-            let (prefix, io) = match h1::serve(ServerIo::Tcp(stream), &shared, limits, &shutdown).await {
-                Served::Closed => return,
-                Served::HandOver(prefix, io) => (prefix, io),
-            };
-            let io = TokioIo::new(ActivityIo::new(Prefixed::new(prefix, io), activity.clone()));
-            Box::pin(drive(io, shared, builder, limits.idle_timeout.get(), activity, shutdown)).await
-        }
+    let io = match tls {
+        None => ServerIo::Tcp(stream),
         Some(acceptor) => {
-            let tls =
-                match Box::pin(tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream))).await {
-                    Ok(Ok(s)) => s,
-                    Ok(Err(e)) => {
-                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                        return;
-                    }
-                    Err(_) => {
-                        tracing::debug!(%peer, "TLS handshake timed out");
-                        return;
-                    }
-                };
+            // Boxed where it is made: held inline, the 1.2 KB TLS stream would stay in this
+            // future's state (and so in every connection's task) while the connection is served.
+            let Some(tls) = Box::pin(handshake(acceptor, stream, peer)).await else { return };
             if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
                 let io = TokioIo::new(ActivityIo::new(tls, activity.clone()));
                 return Box::pin(drive(io, shared, builder, limits.idle_timeout.get(), activity, shutdown))
                     .await;
             }
-            let (prefix, io) = match h1::serve(ServerIo::Tls(Box::new(tls)), &shared, limits, &shutdown).await
-            {
-                Served::Closed => return,
-                Served::HandOver(prefix, io) => (prefix, io),
-            };
-            let io = TokioIo::new(ActivityIo::new(Prefixed::new(prefix, io), activity.clone()));
-            Box::pin(drive(io, shared, builder, limits.idle_timeout.get(), activity, shutdown)).await
+            ServerIo::Tls(tls)
+        }
+    };
+    // HTTP/1.1 is served by our own loop; what it leaves (HTTP/2, upgrades, …) by hyper.
+    let (prefix, io) = match h1::serve(io, &shared, limits, &shutdown).await {
+        Served::Closed => return,
+        Served::HandOver(prefix, io) => (prefix, io),
+    };
+    let io = TokioIo::new(ActivityIo::new(Prefixed::new(prefix, io), activity.clone()));
+    Box::pin(drive(io, shared, builder, limits.idle_timeout.get(), activity, shutdown)).await
+}
+
+/// The TLS handshake of a client connection, within [`TLS_HANDSHAKE_TIMEOUT`].
+async fn handshake(
+    acceptor: TlsAcceptor,
+    stream: TcpStream,
+    peer: SocketAddr,
+) -> Option<Box<tokio_rustls::server::TlsStream<TcpStream>>> {
+    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+        Ok(Ok(s)) => Some(Box::new(s)),
+        Ok(Err(e)) => {
+            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+            None
+        }
+        Err(_) => {
+            tracing::debug!(%peer, "TLS handshake timed out");
+            None
         }
     }
 }
