@@ -94,6 +94,8 @@ where
     let stopping = shutdown.stopping_owned();
     tokio::pin!(stopping);
     let max_fields = limits.max_header_count.min(MAX_FIELDS);
+    // A client that takes no response bytes for this long is gone (nginx's `send_timeout`).
+    let send_stall = limits.idle_timeout.get();
     loop {
         let started = Instant::now();
         let (head, meta) = loop {
@@ -153,7 +155,7 @@ where
                 ListenerKind::Peer => shared.proxy.handle_peer(req, &shared.info).await,
             };
             let keep_alive = meta.keep_alive && !shutdown.is_stopping();
-            write_response(&mut io, &mut wbuf, resp, request, keep_alive).await
+            write_response(&mut io, &mut wbuf, resp, request, keep_alive, send_stall).await
         })
         .await;
         match written {
@@ -310,6 +312,7 @@ async fn write_response<T: AsyncRead + AsyncWrite + Unpin>(
     resp: Response<GwBody>,
     request: RequestSide,
     mut keep_alive: bool,
+    stall: Duration,
 ) -> io::Result<bool> {
     let RequestSide { method_head, http10, te_trailers } = request;
     let (parts, mut body) = resp.into_parts();
@@ -375,9 +378,8 @@ async fn write_response<T: AsyncRead + AsyncWrite + Unpin>(
         (Framing::Chunked, true, true) => b"0\r\n\r\n",
         _ => b"",
     };
-    let mut w = 0;
     let mut p: [&[u8]; 4] = [wbuf, &size_line, &data, chunk_end];
-    poll_fn(|cx| io.poll_write_parts(cx, &mut p, &mut w)).await?;
+    send(io, &mut p, stall).await?;
     if !ended {
         loop {
             let frame = match body.frame().await {
@@ -409,7 +411,7 @@ async fn write_response<T: AsyncRead + AsyncWrite + Unpin>(
                 b""
             };
             let mut p: [&[u8]; 3] = [&size_line, &data, end];
-            poll_fn(|cx| io.poll_write_parts(cx, &mut p, &mut w)).await?;
+            send(io, &mut p, stall).await?;
         }
         if framing == Framing::Chunked {
             size_line.clear();
@@ -421,7 +423,7 @@ async fn write_response<T: AsyncRead + AsyncWrite + Unpin>(
             }
             size_line.extend_from_slice(b"\r\n");
             let mut p: [&[u8]; 1] = [&size_line];
-            poll_fn(|cx| io.poll_write_parts(cx, &mut p, &mut w)).await?;
+            send(io, &mut p, stall).await?;
         }
     }
     if let Framing::Length(n) = framing
@@ -430,6 +432,35 @@ async fn write_response<T: AsyncRead + AsyncWrite + Unpin>(
         return Err(io::Error::other("response body shorter than its length"));
     }
     Ok(keep_alive && framing != Framing::Close)
+}
+
+/// Writes `parts` whole. Fails with `TimedOut` when the client takes no bytes for `stall`. The
+/// timer exists only once a write has to wait: a socket that takes the bytes at once costs none.
+async fn send<T: AsyncRead + AsyncWrite + Unpin>(
+    io: &mut Io<T>,
+    parts: &mut [&[u8]],
+    stall: Duration,
+) -> io::Result<()> {
+    let mut written = 0;
+    if let Poll::Ready(r) = poll_fn(|cx| Poll::Ready(io.poll_write_parts(cx, parts, &mut written))).await {
+        return r;
+    }
+    let timer = tokio::time::sleep(stall);
+    tokio::pin!(timer);
+    let mut progress = written;
+    loop {
+        tokio::select! {
+            biased;
+            r = poll_fn(|cx| io.poll_write_parts(cx, parts, &mut written)) => return r,
+            () = timer.as_mut() => {
+                if written == progress {
+                    return Err(io::Error::new(io::ErrorKind::TimedOut, "the client took no response bytes in time"));
+                }
+                progress = written;
+                timer.as_mut().reset(tokio::time::Instant::now() + stall);
+            }
+        }
+    }
 }
 
 fn content_length(h: &HeaderMap) -> Option<u64> {

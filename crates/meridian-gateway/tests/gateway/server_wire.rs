@@ -656,6 +656,41 @@ async fn idle_keep_alive_connections_are_closed_after_the_idle_timeout() {
 }
 
 #[tokio::test]
+async fn a_client_that_stops_reading_its_response_is_cut_off() {
+    // 64 MiB from the endpoint; the client asks for it and then takes nothing. Once the socket
+    // buffers are full, the gateway's writes make no progress; after the idle timeout it gives
+    // the connection up instead of holding it (nginx's send_timeout).
+    const BIG: usize = 64 << 20;
+    let up = Scripted::start(|_| {
+        let mut r = format!("HTTP/1.1 200 OK\r\ncontent-length: {BIG}\r\n\r\n").into_bytes();
+        r.resize(r.len() + BIG, b'x');
+        Reply::keep(r)
+    })
+    .await;
+    let gw =
+        Gw::start_with(&global(&[up.addr], "", CATCH_ALL), "    limits:\n      idle_timeout: 1s\n", "").await;
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    let mut s = sock.connect(gw.addr()).await.unwrap();
+    s.write_all(b"GET /big HTTP/1.1\r\nHost: gw.test\r\n\r\n").await.unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    // What the kernels still hold arrives, then the end: far less than the body.
+    let mut got = 0usize;
+    let mut buf = vec![0u8; 256 * 1024];
+    let ended = tokio::time::timeout(WAIT, async {
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got += n,
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the connection stayed open ({got} bytes read)");
+    assert!(got < BIG, "the whole body arrived ({got} bytes): the stalled client was not cut off");
+}
+
+#[tokio::test]
 async fn idle_connections_are_closed_when_the_gateway_stops() {
     let (up, gw) = scripted_gateway().await;
     let mut own = Client::connect(gw.addr()).await;
