@@ -4,6 +4,7 @@ use meridian_testkit::TestUpstream;
 use serde_json::Value;
 
 use crate::harness::*;
+use crate::scripted::{fill_until, find};
 
 #[tokio::test]
 async fn idempotent_requests_are_retried_and_posts_are_not() {
@@ -91,34 +92,22 @@ async fn no_endpoints_in_the_region_is_503() {
 /// connection once the answer is written, as a server with a short keep-alive timeout does
 /// between two requests. Reports each close on `closed`.
 async fn closing_upstream() -> (std::net::SocketAddr, tokio::sync::mpsc::UnboundedReceiver<()>) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(async move {
         while let Ok((mut s, _)) = l.accept().await {
             let mut head = Vec::new();
-            let mut buf = [0u8; 4096];
-            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                match s.read(&mut buf).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => head.extend_from_slice(&buf[..n]),
-                }
-            }
+            fill_until(&mut s, &mut head, |b| find(b, b"\r\n\r\n").is_some()).await;
             let text = String::from_utf8_lossy(&head).to_lowercase();
             let body_len: usize = text
                 .lines()
                 .find_map(|l| l.strip_prefix("content-length:"))
                 .and_then(|v| v.trim().parse().ok())
                 .unwrap_or(0);
-            let start = head.windows(4).position(|w| w == b"\r\n\r\n").map_or(head.len(), |p| p + 4);
-            let mut have = head.len() - start;
-            while have < body_len {
-                match s.read(&mut buf).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => have += n,
-                }
-            }
+            let start = find(&head, b"\r\n\r\n").map_or(head.len(), |p| p + 4);
+            fill_until(&mut s, &mut head, |b| b.len() >= start + body_len).await;
             let _ = s
                 .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: keep-alive\r\n\r\nok")
                 .await;

@@ -168,6 +168,16 @@ pub(crate) async fn fill(s: &mut TcpStream, buf: &mut Vec<u8>) -> bool {
     }
 }
 
+/// Reads into `buf` until `done(buf)`; false when the stream ends (or fails) first.
+pub(crate) async fn fill_until(s: &mut TcpStream, buf: &mut Vec<u8>, done: impl Fn(&[u8]) -> bool) -> bool {
+    while !done(buf) {
+        if !fill(s, buf).await {
+            return false;
+        }
+    }
+    true
+}
+
 pub(crate) fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }

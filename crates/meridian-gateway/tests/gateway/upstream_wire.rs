@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 
 use crate::harness::*;
@@ -462,34 +462,18 @@ async fn an_interim_response_while_the_body_streams_does_not_stop_it() {
     tokio::spawn(async move {
         let Ok((mut s, _)) = listener.accept().await else { return };
         let mut buf = Vec::new();
-        let mut chunk = [0u8; 4096];
-        while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-            let Ok(n) = s.read(&mut chunk).await else { return };
-            if n == 0 {
-                return;
-            }
-            buf.extend_from_slice(&chunk[..n]);
+        if !fill_until(&mut s, &mut buf, |b| find(b, b"\r\n\r\n").is_some()).await {
+            return;
         }
         let _ = s.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await;
-        while !buf.ends_with(b"0\r\n\r\n") {
-            let Ok(n) = s.read(&mut chunk).await else { return };
-            if n == 0 {
-                return;
-            }
-            buf.extend_from_slice(&chunk[..n]);
+        if !fill_until(&mut s, &mut buf, |b| b.ends_with(b"0\r\n\r\n")).await {
+            return;
         }
         let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\ndone").await;
     });
     let gw = Gw::start(&global(&[addr], "", CATCH_ALL)).await;
     // A body that arrives in pieces, so the gateway is still sending it when the 100 comes.
-    let parts = futures_util::stream::unfold(0u32, |i| async move {
-        if i == 5 {
-            return None;
-        }
-        tokio::time::sleep(Duration::from_millis(30)).await;
-        Some((Ok::<_, std::io::Error>(vec![b'x'; 100]), i + 1))
-    });
-    let r = wire_client().post(gw.url("/slow")).body(reqwest::Body::wrap_stream(parts)).send().await.unwrap();
+    let r = wire_client().post(gw.url("/slow")).body(slow_body(5)).send().await.unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.text().await.unwrap(), "done");
 }
@@ -502,28 +486,29 @@ async fn an_endpoint_answering_before_the_body_ends_is_heard() {
     tokio::spawn(async move {
         let Ok((mut s, _)) = listener.accept().await else { return };
         let mut buf = Vec::new();
-        let mut chunk = [0u8; 4096];
-        while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-            match s.read(&mut chunk).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            }
+        if !fill_until(&mut s, &mut buf, |b| find(b, b"\r\n\r\n").is_some()).await {
+            return;
         }
         let _ = s
             .write_all(b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 3\r\nconnection: close\r\n\r\nbig")
             .await;
-        while matches!(s.read(&mut chunk).await, Ok(n) if n > 0) {}
+        // Drain what still comes.
+        fill_until(&mut s, &mut buf, |_| false).await;
     });
     let gw = Gw::start(&global(&[addr], "", CATCH_ALL)).await;
-    let parts = futures_util::stream::unfold(0u32, |i| async move {
-        if i == 20 {
+    let r = wire_client().post(gw.url("/upload")).body(slow_body(20)).send().await.unwrap();
+    assert_eq!(r.status(), 413);
+    assert_eq!(r.text().await.unwrap(), "big");
+}
+
+/// A request body of `pieces` × 100 bytes, one piece every 30 ms.
+fn slow_body(pieces: u32) -> reqwest::Body {
+    let parts = futures_util::stream::unfold(0u32, move |i| async move {
+        if i == pieces {
             return None;
         }
         tokio::time::sleep(Duration::from_millis(30)).await;
         Some((Ok::<_, std::io::Error>(vec![b'x'; 100]), i + 1))
     });
-    let r =
-        wire_client().post(gw.url("/upload")).body(reqwest::Body::wrap_stream(parts)).send().await.unwrap();
-    assert_eq!(r.status(), 413);
-    assert_eq!(r.text().await.unwrap(), "big");
+    reqwest::Body::wrap_stream(parts)
 }
