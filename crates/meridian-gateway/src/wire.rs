@@ -237,6 +237,30 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for Prefixed<I> {
     }
 }
 
+/// A deadline timer that stays armed between uses: a tokio timer per use costs a timer-wheel
+/// insertion and removal, this one is only moved when it fires early (an earlier use's deadline
+/// came first) or is later than the deadline asked for. Serves the server loop's head-read
+/// timeout and each pooled client connection's per-try timeout.
+#[derive(Default)]
+pub struct LazyTimer(Option<Pin<Box<tokio::time::Sleep>>>);
+
+impl LazyTimer {
+    /// Ready once `deadline` has passed; otherwise registers `cx` to be woken by then.
+    pub fn poll_expired(&mut self, cx: &mut Context<'_>, deadline: tokio::time::Instant) -> Poll<()> {
+        let sleep = self.0.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        if sleep.deadline() > deadline {
+            sleep.as_mut().reset(deadline);
+        }
+        while sleep.as_mut().poll(cx).is_ready() {
+            if tokio::time::Instant::now() >= deadline {
+                return Poll::Ready(());
+            }
+            sleep.as_mut().reset(deadline);
+        }
+        Poll::Pending
+    }
+}
+
 /// Appends one header field line, `name: value` and CRLF.
 pub fn put_field(buf: &mut Vec<u8>, name: &http::HeaderName, value: &http::HeaderValue) {
     buf.extend_from_slice(name.as_str().as_bytes());

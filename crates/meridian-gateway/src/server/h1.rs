@@ -32,7 +32,7 @@ use tokio::time::Instant;
 use super::listener::{ConnShared, ListenerKind};
 use crate::ascii;
 use crate::body::GwBody;
-use crate::wire::{self, Io};
+use crate::wire::{self, Io, LazyTimer};
 
 /// Largest request body read whole before the request goes to the proxy (with a
 /// `Content-Length`); larger bodies are streamed by hyper.
@@ -89,8 +89,7 @@ where
     // start): hyper's header-read timeout, which also bounds idle keep-alive. One timer per
     // connection, moved only when it fires early (not once per request).
     let head_time = limits.header_read_timeout.get().min(limits.idle_timeout.get());
-    let timer = tokio::time::sleep(head_time);
-    tokio::pin!(timer);
+    let mut timer = LazyTimer::default();
     let stopping = shutdown.stopping_owned();
     tokio::pin!(stopping);
     let max_fields = limits.max_header_count.min(MAX_FIELDS);
@@ -119,13 +118,9 @@ where
                     Ok(0) | Err(_) => return Served::Closed,
                     Ok(_) => {}
                 },
-                () = timer.as_mut() => {
-                    let due = started + head_time;
-                    if Instant::now() >= due {
-                        tracing::debug!(peer = %shared.info.peer, "no request head in time; closing");
-                        return Served::Closed;
-                    }
-                    timer.as_mut().reset(due);
+                () = poll_fn(|cx| timer.poll_expired(cx, started + head_time)) => {
+                    tracing::debug!(peer = %shared.info.peer, "no request head in time; closing");
+                    return Served::Closed;
                 }
                 () = stopping.as_mut(), if rbuf.is_empty() => return Served::Closed,
             }

@@ -33,7 +33,7 @@ use tokio::net::TcpStream;
 
 use super::pool::EndpointPool;
 use crate::body::{BoxError, GwBody};
-use crate::wire;
+use crate::wire::{self, LazyTimer};
 
 /// Largest response head accepted (Envoy's default limit is 60 KiB, nginx's 4–8 KiB).
 pub const MAX_HEAD_BYTES: usize = 64 * 1024;
@@ -55,8 +55,10 @@ pub struct Conn {
     rbuf: BytesMut,
     /// The request head being written (kept for its capacity).
     wbuf: Vec<u8>,
-    /// The try timer, kept armed across requests (see [`TryTimer`]).
-    timer: TryTimer,
+    /// The try timer, kept armed across requests: a tokio timer per try would cost a
+    /// timer-wheel insertion and removal on every request. A firing while the connection
+    /// sits in the pool wakes its last user once, for nothing.
+    timer: LazyTimer,
 }
 
 /// Why a request failed, as far as retry decisions need to know.
@@ -82,7 +84,7 @@ enum ReqFraming {
 
 impl Conn {
     pub fn new(io: Io) -> Conn {
-        Conn { io, rbuf: BytesMut::new(), wbuf: Vec::new(), timer: TryTimer::default() }
+        Conn { io, rbuf: BytesMut::new(), wbuf: Vec::new(), timer: LazyTimer::default() }
     }
 
     /// Whether a pooled connection can carry a request: nothing has arrived on it since its
@@ -297,33 +299,6 @@ impl Conn {
                 });
             }
         }
-    }
-}
-
-/// A connection's try timer. A tokio timer per try costs an insertion into the timer wheel and
-/// a removal on every request; this one stays armed while the connection is pooled and is only
-/// moved when it fires early (the previous try's deadline came first) or is later than this
-/// try's deadline. On a busy keep-alive connection that is once per timeout period instead of
-/// twice per request. A firing while the connection sits in the pool wakes its last user once,
-/// for nothing.
-#[derive(Default)]
-struct TryTimer(Option<Pin<Box<tokio::time::Sleep>>>);
-
-impl TryTimer {
-    /// Ready once `deadline` has passed; otherwise registers `cx` to be woken by then.
-    fn poll_expired(&mut self, cx: &mut Context<'_>, deadline: tokio::time::Instant) -> Poll<()> {
-        let sleep = self.0.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
-        if sleep.deadline() > deadline {
-            sleep.as_mut().reset(deadline);
-        }
-        while sleep.as_mut().poll(cx).is_ready() {
-            if tokio::time::Instant::now() >= deadline {
-                return Poll::Ready(());
-            }
-            // An earlier try's deadline: wait for this one's.
-            sleep.as_mut().reset(deadline);
-        }
-        Poll::Pending
     }
 }
 
