@@ -213,7 +213,13 @@ async fn a_region_going_down_leaves_the_answer_without_an_empty_answer_on_the_wa
         assert!(Instant::now() < end, "still answering us-east-1 after {DEADLINE:?}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let h = lab.health().await;
+    // The answer moves as soon as one of the two probed children is judged down; the other
+    // follows once its own vantage points cross their failure threshold.
+    let h = lab
+        .until("both probed checks of us-east-1 judged down", |h| {
+            ["us-east-1-ready", "us-east-1-tcp"].iter().all(|c| check(h, c)["healthy"] == false)
+        })
+        .await;
     assert_eq!(check(&h, "us-east-1")["healthy"], false, "{h:#}");
     for probed in ["us-east-1-ready", "us-east-1-tcp"] {
         let c = check(&h, probed);
