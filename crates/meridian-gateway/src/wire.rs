@@ -22,21 +22,27 @@ pub enum Io<T> {
 
 impl<T: AsyncRead + AsyncWrite + Unpin> Io<T> {
     /// Reads what the transport has into `buf`'s spare room (at least `space / 2` of it);
-    /// `Ok(0)` is the end of the stream.
+    /// `Ok(0)` is the end of the stream. The room is made only once there is something to
+    /// read: a connection waiting for its next request holds no buffer (nginx frees its
+    /// read buffer between keep-alive requests too).
     pub fn poll_read_into(
         &mut self,
         cx: &mut Context<'_>,
         buf: &mut BytesMut,
         space: usize,
     ) -> Poll<io::Result<usize>> {
-        if buf.capacity() - buf.len() < space / 2 {
-            buf.reserve(space);
-        }
+        let make_room = |buf: &mut BytesMut| {
+            if buf.capacity() - buf.len() < space / 2 {
+                buf.reserve(space);
+            }
+        };
         match self {
             Io::Tcp(s) => {
                 let s: &TcpStream = s;
+                let had_none = buf.capacity() == 0;
                 loop {
                     ready!(s.poll_read_ready(cx))?;
+                    make_room(buf);
                     let room = buf.capacity() - buf.len();
                     let mut got = 0;
                     // A short read: report WouldBlock to tokio so it clears the readiness,
@@ -51,6 +57,11 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Io<T> {
                             if got > 0 {
                                 return Poll::Ready(Ok(got));
                             }
+                            // Readiness without bytes (a new connection's first event): the
+                            // room made for them goes again.
+                            if had_none && buf.is_empty() {
+                                *buf = BytesMut::new();
+                            }
                         }
                         Err(e) => return Poll::Ready(Err(e)),
                     }
@@ -60,6 +71,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Io<T> {
                 let mut tmp = [0u8; 8 * 1024];
                 let mut rb = ReadBuf::new(&mut tmp);
                 ready!(Pin::new(&mut **s).poll_read(cx, &mut rb))?;
+                make_room(buf);
                 buf.extend_from_slice(rb.filled());
                 Poll::Ready(Ok(rb.filled().len()))
             }
@@ -297,5 +309,29 @@ mod tests {
         for bad in [&b""[..], b"+5", b"-1", b"5,5", b"0x10", b"1 2", b"99999999999999999999"] {
             assert_eq!(super::content_length(bad), None, "{:?}", String::from_utf8_lossy(bad));
         }
+    }
+
+    /// A connection waiting for bytes holds no read buffer; one is made when bytes arrive.
+    #[tokio::test]
+    async fn a_waiting_read_holds_no_buffer() {
+        use std::future::poll_fn;
+        use std::task::Poll;
+
+        use bytes::BytesMut;
+        use tokio::io::AsyncWriteExt;
+        use tokio::net::{TcpListener, TcpStream};
+
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        let mut io: super::Io<TcpStream> = super::Io::Tcp(server);
+        let mut buf = BytesMut::new();
+        let waiting = poll_fn(|cx| Poll::Ready(io.poll_read_into(cx, &mut buf, 1024))).await;
+        assert!(waiting.is_pending());
+        assert_eq!(buf.capacity(), 0, "no buffer while nothing has arrived");
+        client.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
+        let n = poll_fn(|cx| io.poll_read_into(cx, &mut buf, 1024)).await.unwrap();
+        assert_eq!(&buf[..n], b"GET / HTTP/1.1\r\n\r\n");
+        assert!(buf.capacity() >= 512);
     }
 }

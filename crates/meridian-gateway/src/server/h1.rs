@@ -125,26 +125,23 @@ where
                 () = stopping.as_mut(), if rbuf.is_empty() => return Served::Closed,
             }
         };
-        let (parts, ()) = head.into_parts();
-        let body = if meta.body_len == 0 {
-            GwBody::Empty
-        } else {
-            // Boxed, like the other rare paths: its timer would size every idle connection.
-            match Box::pin(read_body(&mut io, &mut rbuf, meta.body_len)).await {
-                Some(b) => GwBody::full(b),
-                None => return Served::Closed,
-            }
-        };
-        let request = RequestSide {
-            method_head: parts.method == Method::HEAD,
-            http10: parts.version == Version::HTTP_10,
-            te_trailers: meta.te_trailers,
-        };
-        let req = Request::from_parts(parts, body);
-        // The request's work, and writing its response, live in one allocation while they run
-        // (as nginx's request pool does): inline, their futures would size the connection's
-        // task, idle or not.
+        // The request's work (reading a body that follows the head, the proxy, writing the
+        // response) lives in one allocation while it runs, as nginx's request pool does:
+        // inline, its futures and the request head would size the connection's task, idle or
+        // not.
         let written = Box::pin(async {
+            let (parts, ()) = head.into_parts();
+            let body = if meta.body_len == 0 {
+                GwBody::Empty
+            } else {
+                GwBody::full(read_body(&mut io, &mut rbuf, meta.body_len).await?)
+            };
+            let request = RequestSide {
+                method_head: parts.method == Method::HEAD,
+                http10: parts.version == Version::HTTP_10,
+                te_trailers: meta.te_trailers,
+            };
+            let req = Request::from_parts(parts, body);
             let resp = match shared.kind {
                 ListenerKind::Public => shared.proxy.handle(req, &shared.info).await,
                 ListenerKind::Peer => shared.proxy.handle_peer(req, &shared.info).await,
@@ -160,7 +157,7 @@ where
                 return Served::Closed;
             }
             Err(e) => {
-                tracing::debug!(peer = %shared.info.peer, error = %e, "writing the response failed");
+                tracing::debug!(peer = %shared.info.peer, error = %e, "closing the connection");
                 return Served::Closed;
             }
         }
@@ -260,24 +257,27 @@ fn wants_keep_alive<'a>(connection: impl IntoIterator<Item = &'a [u8]>, http10: 
     keep
 }
 
-/// Reads a body of `len` bytes (at most [`INLINE_BODY`]) that follows the head.
+/// Reads a body of `len` bytes (at most [`INLINE_BODY`]) that follows the head, within
+/// [`BODY_TIMEOUT`].
 async fn read_body<T: AsyncRead + AsyncWrite + Unpin>(
     io: &mut Io<T>,
     rbuf: &mut BytesMut,
     len: u64,
-) -> Option<Bytes> {
-    let len = usize::try_from(len).ok()?;
+) -> io::Result<Bytes> {
+    let len = usize::try_from(len).map_err(io::Error::other)?;
     let read = async {
         while rbuf.len() < len {
             let want = len - rbuf.len();
-            match poll_fn(|cx| io.poll_read_into(cx, rbuf, want.max(HEAD_SPACE))).await {
-                Ok(0) | Err(_) => return None,
-                Ok(_) => {}
+            if poll_fn(|cx| io.poll_read_into(cx, rbuf, want.max(HEAD_SPACE))).await? == 0 {
+                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the request body ended early"));
             }
         }
-        Some(rbuf.split_to(len).freeze())
+        Ok(rbuf.split_to(len).freeze())
     };
-    tokio::time::timeout(BODY_TIMEOUT, read).await.ok().flatten()
+    match tokio::time::timeout(BODY_TIMEOUT, read).await {
+        Ok(r) => r,
+        Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "the request body did not arrive in time")),
+    }
 }
 
 /// How the response body goes on the wire.

@@ -62,8 +62,6 @@ pub(super) struct ConnShared {
     pub(super) kind: ListenerKind,
     pub(super) proxy: Proxy,
     pub(super) info: ConnInfo,
-    /// Requests whose response has not finished on this connection (hyper's side).
-    active: Arc<AtomicUsize>,
 }
 
 /// Accepts until `shutdown` stops, then asks every connection to finish gracefully (HTTP/2
@@ -143,12 +141,10 @@ async fn serve_conn(
     limits: &ListenerLimits,
     shutdown: Shutdown,
 ) {
-    let activity = Activity::new();
     let shared = Arc::new(ConnShared {
         kind,
         proxy,
         info: ConnInfo { peer, tls: tls.is_some(), max_body_bytes: limits.max_body_bytes },
-        active: Arc::new(AtomicUsize::new(0)),
     });
     let io = match tls {
         None => ServerIo::Tcp(stream),
@@ -157,9 +153,7 @@ async fn serve_conn(
             // future's state (and so in every connection's task) while the connection is served.
             let Some(tls) = Box::pin(handshake(acceptor, stream, peer)).await else { return };
             if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
-                let io = TokioIo::new(ActivityIo::new(tls, activity.clone()));
-                return Box::pin(drive(io, shared, builder, limits.idle_timeout.get(), activity, shutdown))
-                    .await;
+                return Box::pin(drive(tls, shared, builder, limits.idle_timeout.get(), shutdown)).await;
             }
             ServerIo::Tls(tls)
         }
@@ -169,8 +163,7 @@ async fn serve_conn(
         Served::Closed => return,
         Served::HandOver(prefix, io) => (prefix, io),
     };
-    let io = TokioIo::new(ActivityIo::new(Prefixed::new(prefix, io), activity.clone()));
-    Box::pin(drive(io, shared, builder, limits.idle_timeout.get(), activity, shutdown)).await
+    Box::pin(drive(Prefixed::new(prefix, io), shared, builder, limits.idle_timeout.get(), shutdown)).await
 }
 
 /// The TLS handshake of a client connection, within [`TLS_HANDSHAKE_TIMEOUT`].
@@ -192,21 +185,26 @@ async fn handshake(
     }
 }
 
+/// Serves the rest of a connection with hyper. The activity clock and the count of requests in
+/// progress, which its idle timeout needs, exist only here: our own HTTP/1.1 loop needs neither.
 async fn drive<I>(
-    io: TokioIo<I>,
+    io: I,
     shared: Arc<ConnShared>,
     builder: &auto::Builder<TokioExecutor>,
     idle: Duration,
-    activity: Activity,
     shutdown: Shutdown,
 ) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let active = Arc::clone(&shared.active);
+    let activity = Activity::new();
+    let io = TokioIo::new(ActivityIo::new(io, activity.clone()));
+    // Requests whose response has not finished on this connection.
+    let active = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&active);
     let svc = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
         let shared = Arc::clone(&shared);
+        let guard = ActiveGuard::new(&counter);
         async move {
-            let guard = ActiveGuard::new(&shared.active);
             let req = req.map(GwBody::Incoming);
             let resp = match shared.kind {
                 ListenerKind::Public => shared.proxy.handle(req, &shared.info).await,
