@@ -20,8 +20,9 @@ pub enum GwBody {
     Incoming(Incoming),
     /// An upstream response streamed to the client (returns its connection to the pool at the end).
     Upstream(crate::upstream::response_body::UpstreamBody),
-    /// Anything else (wrapped bodies: limits, idle timeouts, accounting).
-    Boxed(UnsyncBoxBody<Bytes, BoxError>),
+    /// Anything else (wrapped bodies: limits, idle timeouts, accounting), with the endpoint's
+    /// passed-through header fields of a wrapped upstream body ([`GwBody::wrap`]).
+    Boxed(UnsyncBoxBody<Bytes, BoxError>, Option<Box<crate::raw_head::RawFields>>),
 }
 
 impl GwBody {
@@ -30,13 +31,43 @@ impl GwBody {
         if b.is_empty() { GwBody::Empty } else { GwBody::Full(Some(b)) }
     }
 
+    /// An endpoint's header fields that pass through as they came ([`crate::raw_head`]): only
+    /// on an upstream's body, before any wrapping.
+    pub fn raw_fields(&self) -> Option<&crate::raw_head::RawFields> {
+        match self {
+            GwBody::Upstream(b) => b.raw_fields(),
+            GwBody::Boxed(_, raw) => raw.as_deref(),
+            _ => None,
+        }
+    }
+
+    pub fn take_raw_fields(&mut self) -> Option<Box<crate::raw_head::RawFields>> {
+        match self {
+            GwBody::Upstream(b) => b.take_raw_fields(),
+            GwBody::Boxed(_, raw) => raw.take(),
+            _ => None,
+        }
+    }
+
     pub fn boxed<B>(b: B) -> Self
     where
         B: Body<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
     {
         use http_body_util::BodyExt;
-        GwBody::Boxed(b.map_err(Into::into).boxed_unsync())
+        GwBody::Boxed(b.map_err(Into::into).boxed_unsync(), None)
+    }
+
+    /// This body wrapped by `f` (a response body's accounting or timeout); the endpoint's
+    /// passed-through header fields stay visible on the wrapped body.
+    pub fn wrap<B>(mut self, f: impl FnOnce(GwBody) -> B) -> Self
+    where
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        use http_body_util::BodyExt;
+        let raw = self.take_raw_fields();
+        GwBody::Boxed(f(self).map_err(Into::into).boxed_unsync(), raw)
     }
 }
 
@@ -54,7 +85,7 @@ impl Body for GwBody {
             GwBody::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
             GwBody::Incoming(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
             GwBody::Upstream(b) => Pin::new(b).poll_frame(cx),
-            GwBody::Boxed(b) => Pin::new(b).poll_frame(cx),
+            GwBody::Boxed(b, _) => Pin::new(b).poll_frame(cx),
         }
     }
 
@@ -65,7 +96,7 @@ impl Body for GwBody {
             GwBody::Full(b) => b.is_none(),
             GwBody::Incoming(b) => b.is_end_stream(),
             GwBody::Upstream(b) => b.is_end_stream(),
-            GwBody::Boxed(b) => b.is_end_stream(),
+            GwBody::Boxed(b, _) => b.is_end_stream(),
         }
     }
 
@@ -76,7 +107,7 @@ impl Body for GwBody {
             GwBody::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
             GwBody::Incoming(b) => b.size_hint(),
             GwBody::Upstream(b) => b.size_hint(),
-            GwBody::Boxed(b) => b.size_hint(),
+            GwBody::Boxed(b, _) => b.size_hint(),
         }
     }
 }

@@ -58,6 +58,10 @@ pub struct ForwardCtx<'a> {
     pub start: Instant,
     /// This region's name as a header value (`x-meridian-region` on local answers).
     pub region_header: &'a HeaderValue,
+    /// Nothing reads the endpoint's response fields on the way back: an HTTP/1.1 endpoint's
+    /// may pass through as they came ([`crate::raw_head`]), less these (the route's response
+    /// policies replace or remove them). `None`: into the `HeaderMap`.
+    pub pass_through: Option<&'a [http::HeaderName]>,
 }
 
 /// The request body as the tries see it.
@@ -341,6 +345,8 @@ pub async fn forward(
                     method: &parts.method,
                     uri: &parts.uri,
                     headers: hop_headers.as_ref().unwrap_or(&parts.headers),
+                    // A peer's answer is read here (`region unavailable`).
+                    pass_through: cx.pass_through.filter(|_| peer.is_none()),
                 };
                 // The connection's own timer (no timer-wheel work per request).
                 let by = tokio::time::Instant::from_std(now) + per_try;

@@ -16,6 +16,7 @@ pub mod peer;
 pub mod pipeline;
 pub mod proxy;
 pub mod quick;
+pub mod raw_head;
 pub mod region;
 pub mod retry;
 pub mod router;

@@ -281,6 +281,13 @@ pub fn put_field(buf: &mut Vec<u8>, name: &http::HeaderName, value: &http::Heade
     buf.extend_from_slice(b"\r\n");
 }
 
+/// Whether the field name `name` is `lower` (given in lowercase, as `HeaderName`s are), in
+/// any case: half the work of a comparison that folds both sides.
+#[inline]
+pub fn name_is(name: &[u8], lower: &[u8]) -> bool {
+    name.len() == lower.len() && name.iter().zip(lower).all(|(a, &b)| a.to_ascii_lowercase() == b)
+}
+
 /// Whether a comma-separated field value (`Connection`, `TE`) lists `token`, in any case and
 /// whatever parameters follow it (`trailers;q=1`).
 pub fn has_token(value: &[u8], token: &[u8]) -> bool {
@@ -302,6 +309,16 @@ pub fn content_length(value: &[u8]) -> Option<u64> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn names_compare_without_case() {
+        assert!(super::name_is(b"Content-Length", b"content-length"));
+        assert!(super::name_is(b"CONNECTION", b"connection"));
+        assert!(!super::name_is(b"connection", b"content-length"));
+        assert!(!super::name_is(b"x_request-id", b"x-request-id"));
+        assert!(super::name_is(b"X_Custom-2", b"x_custom-2"));
+        assert!(!super::name_is(b"te", b"ten"));
+    }
+
     #[test]
     fn content_lengths_are_digits_only() {
         assert_eq!(super::content_length(b"0"), Some(0));

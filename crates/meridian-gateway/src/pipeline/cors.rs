@@ -14,7 +14,7 @@ use http::header::{
     ACCESS_CONTROL_ALLOW_ORIGIN, ACCESS_CONTROL_EXPOSE_HEADERS, ACCESS_CONTROL_MAX_AGE,
     ACCESS_CONTROL_REQUEST_METHOD, CONTENT_TYPE, ORIGIN, VARY,
 };
-use http::{HeaderMap, HeaderValue, Method, Response, StatusCode, request, response};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode, request, response};
 use meridian_core::ErrorCode;
 use meridian_model::{ConfigError, CorsPolicy};
 
@@ -150,6 +150,11 @@ impl Cors {
             }
         }
     }
+
+    /// The response fields the actual-response phase sets or removes, whatever an upstream
+    /// sent (it only appends `Vary`).
+    pub(super) const REPLACED: [HeaderName; 3] =
+        [ACCESS_CONTROL_ALLOW_ORIGIN, ACCESS_CONTROL_ALLOW_CREDENTIALS, ACCESS_CONTROL_EXPOSE_HEADERS];
 
     /// Headers of both preflight and actual responses. They replace any an upstream sent, so the
     /// gateway's policy is the only one a browser sees.

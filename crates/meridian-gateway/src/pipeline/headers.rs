@@ -53,6 +53,12 @@ impl Ops {
         Ops { remove, rename, set, add }
     }
 
+    /// The names whose every earlier value these changes replace or remove, or `None` when
+    /// they read a value (rename).
+    pub(super) fn replaced(&self) -> Option<impl Iterator<Item = &HeaderName>> {
+        self.rename.is_empty().then(|| self.remove.iter().chain(self.set.iter().map(|(n, _)| n)))
+    }
+
     pub(super) fn is_empty(&self) -> bool {
         self.remove.is_empty() && self.rename.is_empty() && self.set.is_empty() && self.add.is_empty()
     }

@@ -14,7 +14,7 @@ mod headers;
 mod tests;
 
 use bytes::Bytes;
-use http::{HeaderValue, Response, request, response};
+use http::{HeaderName, HeaderValue, Response, request, response};
 use meridian_model::{ConfigError, Policy, Route};
 
 use cors::Cors;
@@ -59,6 +59,11 @@ pub struct Chain {
     cors: Option<Cors>,
     /// Transform phase, in the route's order.
     headers: Vec<Headers>,
+    /// A response phase reads the endpoint's fields (a rename): they go into the `HeaderMap`.
+    response_reads: bool,
+    /// The endpoint's fields that the response phases replace or remove (dropped when the
+    /// fields pass through as they came).
+    response_replaces: Vec<HeaderName>,
 }
 
 /// The phase a policy runs in, by its kind.
@@ -102,6 +107,15 @@ impl Chain {
                 )),
             }
         }
+        for h in &chain.headers {
+            match h.response.replaced() {
+                Some(names) => chain.response_replaces.extend(names.cloned()),
+                None => chain.response_reads = true,
+            }
+        }
+        if chain.cors.is_some() {
+            chain.response_replaces.extend(Cors::REPLACED);
+        }
         if errs.is_empty() { Ok(chain) } else { Err(errs) }
     }
 
@@ -129,6 +143,13 @@ impl Chain {
             h.request.apply(&mut req.headers);
         }
         Flow::Continue
+    }
+
+    /// Whether the endpoint's response fields may pass through as they came (`raw_head`), and
+    /// which of them to drop then: those the response phases replace or remove. `None` when a
+    /// phase reads them.
+    pub fn pass_through(&self) -> Option<&[HeaderName]> {
+        (!self.response_reads).then_some(self.response_replaces.as_slice())
     }
 
     /// Response phases, the request order reversed (an onion): the headers policy's response

@@ -32,6 +32,7 @@ use tokio::time::Instant;
 use super::listener::{ConnShared, ListenerKind};
 use crate::ascii;
 use crate::body::GwBody;
+use crate::raw_head::RawFields;
 use crate::wire::{self, Io, LazyTimer};
 
 /// Largest request body read whole before the request goes to the proxy (with a
@@ -313,6 +314,8 @@ async fn write_response<T: AsyncRead + AsyncWrite + Unpin>(
     let (parts, mut body) = resp.into_parts();
     let status = parts.status;
     let headers = &parts.headers;
+    // An endpoint's fields passed through as they came (`raw_head`), before the map's.
+    let raw = body.raw_fields();
     let no_body = method_head
         || status.is_informational()
         || status == StatusCode::NO_CONTENT
@@ -321,7 +324,7 @@ async fn write_response<T: AsyncRead + AsyncWrite + Unpin>(
         Framing::None
     } else if let Some(n) = body.size_hint().exact() {
         Framing::Length(n)
-    } else if let Some(n) = content_length(headers) {
+    } else if let Some(n) = content_length(headers).or_else(|| raw.and_then(RawFields::content_length)) {
         // A streamed body whose length was announced (an upstream's Content-Length).
         Framing::Length(n)
     } else if http10 {
@@ -334,7 +337,7 @@ async fn write_response<T: AsyncRead + AsyncWrite + Unpin>(
         keep_alive = false;
     }
     wbuf.clear();
-    encode_head(wbuf, status, headers, framing, http10, keep_alive);
+    encode_head(wbuf, status, headers, raw, framing, http10, keep_alive);
     drop(parts);
 
     // The first piece of the body goes with the head when it is ready now.
@@ -473,18 +476,32 @@ fn encode_head(
     buf: &mut Vec<u8>,
     status: StatusCode,
     headers: &HeaderMap,
+    raw: Option<&RawFields>,
     framing: Framing,
     http10: bool,
     keep_alive: bool,
 ) {
     // One allocation for a typical head (the buffer is dropped while the connection idles).
-    buf.reserve(256 + 32 * headers.len());
+    buf.reserve(256 + 32 * headers.len() + raw.map_or(0, RawFields::size));
     buf.extend_from_slice(b"HTTP/1.1 ");
     buf.extend_from_slice(status.as_str().as_bytes());
     buf.push(b' ');
     buf.extend_from_slice(status.canonical_reason().unwrap_or("Unknown").as_bytes());
     buf.extend_from_slice(b"\r\n");
     let mut has_date = false;
+    let mut length_written = false;
+    if let Some(raw) = raw {
+        // The endpoint's `Content-Length` goes on where it is the framing (or, for bodiless
+        // responses, the length announced); never a `Transfer-Encoding`.
+        let keep_length = match framing {
+            Framing::None => true,
+            Framing::Length(n) => raw.content_length() == Some(n),
+            Framing::Chunked | Framing::Close => false,
+        };
+        raw.write(buf, keep_length);
+        length_written = keep_length && raw.content_length().is_some();
+        has_date = raw.has_date();
+    }
     let mut has_connection = false;
     for (name, value) in headers {
         if framing != Framing::None && (name == CONTENT_LENGTH || name == TRANSFER_ENCODING) {
@@ -495,6 +512,7 @@ fn encode_head(
         wire::put_field(buf, name, value);
     }
     match framing {
+        Framing::Length(_) if length_written => {}
         Framing::Length(n) => {
             buf.extend_from_slice(b"content-length: ");
             buf.extend_from_slice(ascii::decimal(n).as_bytes());
@@ -608,12 +626,12 @@ mod tests {
         h.insert("content-length", HeaderValue::from_static("99"));
         h.insert("x-a", HeaderValue::from_static("1"));
         let mut buf = Vec::new();
-        encode_head(&mut buf, StatusCode::OK, &h, Framing::Length(5), false, true);
+        encode_head(&mut buf, StatusCode::OK, &h, None, Framing::Length(5), false, true);
         let text = String::from_utf8(buf.clone()).unwrap();
         assert!(text.starts_with("HTTP/1.1 200 OK\r\nx-a: 1\r\ncontent-length: 5\r\ndate: "), "{text}");
         assert!(text.ends_with(" GMT\r\n\r\n"), "{text}");
         buf.clear();
-        encode_head(&mut buf, StatusCode::OK, &h, Framing::None, false, false);
+        encode_head(&mut buf, StatusCode::OK, &h, None, Framing::None, false, false);
         let text = String::from_utf8(buf).unwrap();
         assert!(text.contains("content-length: 99\r\n"), "HEAD keeps the announced length: {text}");
         assert!(text.contains("connection: close\r\n"), "{text}");

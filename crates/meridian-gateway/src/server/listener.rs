@@ -210,6 +210,8 @@ async fn drive<I>(
                 ListenerKind::Public => shared.proxy.handle(req, &shared.info).await,
                 ListenerKind::Peer => shared.proxy.handle_peer(req, &shared.info).await,
             };
+            // hyper writes the `HeaderMap` only: an endpoint's passed-through fields go into it.
+            let resp = crate::raw_head::materialize(resp);
             Ok::<_, Infallible>(resp.map(|b| ServerBody { inner: b, _guard: guard }))
         }
     });

@@ -26,13 +26,14 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::{Buf, Bytes, BytesMut};
-use http::header::{CONNECTION, CONTENT_LENGTH, EXPECT, TRANSFER_ENCODING};
+use http::header::{CONTENT_LENGTH, EXPECT, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode, Uri, Version};
 use http_body::{Body, Frame, SizeHint};
 use tokio::net::TcpStream;
 
 use super::pool::EndpointPool;
 use crate::body::{BoxError, GwBody};
+use crate::raw_head::RawFields;
 use crate::wire::{self, LazyTimer};
 
 /// Largest response head accepted (Envoy's default limit is 60 KiB, nginx's 4–8 KiB).
@@ -117,18 +118,13 @@ impl Conn {
             })
             .await
         };
-        let (resp, framing, keep_alive) = answer?;
+        let Head { resp, framing, keep_alive, raw } = answer?;
         self.timer = timer;
-        Ok(resp.map(|()| RespBody::new(self, framing, keep_alive, pool)))
+        Ok(resp.map(|()| RespBody::new(self, framing, keep_alive, raw, pool)))
     }
 
-    /// Writes the request and reads the final response head: the response without its body,
-    /// the body's framing and whether the connection may be kept.
-    async fn exchange(
-        &mut self,
-        head: &RequestHead<'_>,
-        mut body: GwBody,
-    ) -> Result<(Response<()>, Framing, bool), SendError> {
+    /// Writes the request and reads the final response head.
+    async fn exchange(&mut self, head: &RequestHead<'_>, mut body: GwBody) -> Result<Head, SendError> {
         let head_only = head.method == Method::HEAD;
         let framing = framing(head, &body);
         encode_head(&mut self.wbuf, head, framing);
@@ -158,8 +154,9 @@ impl Conn {
             complete = self.send_body(&mut body, framing).await?;
         }
         drop(body);
-        let (resp, framing, keep_alive) = self.read_head(head_only).await.map_err(SendError::Failed)?;
-        Ok((resp, framing, keep_alive && complete))
+        let mut answer = self.read_head(head_only, head.pass_through).await.map_err(SendError::Failed)?;
+        answer.keep_alive &= complete;
+        Ok(answer)
     }
 
     /// Streams a request body. Returns whether it was written whole: an endpoint may answer
@@ -257,7 +254,7 @@ impl Conn {
                         if self.rbuf[9] != b'1' {
                             return Poll::Ready(Ok(false));
                         }
-                        match parse_head(&mut self.rbuf, false) {
+                        match parse_head(&mut self.rbuf, false, None) {
                             Ok(Some(Parsed::Interim)) if self.rbuf.is_empty() => break,
                             Ok(Some(Parsed::Interim)) => {}
                             Ok(None) if self.rbuf.len() < MAX_HEAD_BYTES => break,
@@ -274,12 +271,15 @@ impl Conn {
         }
     }
 
-    /// Reads the final response head (skipping 1xx). Returns the response without its body,
-    /// the body's framing and whether the connection may be kept.
-    async fn read_head(&mut self, head_only: bool) -> Result<(Response<()>, Framing, bool), String> {
+    /// Reads the final response head (skipping 1xx).
+    async fn read_head(
+        &mut self,
+        head_only: bool,
+        pass_through: Option<&[HeaderName]>,
+    ) -> Result<Head, String> {
         loop {
             if !self.rbuf.is_empty() {
-                match parse_head(&mut self.rbuf, head_only)? {
+                match parse_head(&mut self.rbuf, head_only, pass_through)? {
                     Some(Parsed::Interim) => continue,
                     Some(Parsed::Final(r)) => return Ok(r),
                     None if self.rbuf.len() >= MAX_HEAD_BYTES => {
@@ -308,6 +308,9 @@ pub struct RequestHead<'a> {
     /// Origin-form: the path and query of this URI.
     pub uri: &'a Uri,
     pub headers: &'a HeaderMap,
+    /// The response's fields may be passed on as they come ([`crate::raw_head`]), less these
+    /// names: nothing in the gateway reads them.
+    pub pass_through: Option<&'a [HeaderName]>,
 }
 
 /// The request body's framing: none for an empty body (a zero length where a body is
@@ -390,11 +393,28 @@ pub enum ChunkState {
 enum Parsed {
     /// A 1xx response other than 101: skipped.
     Interim,
-    Final((Response<()>, Framing, bool)),
+    Final(Head),
+}
+
+/// A final response head as read.
+struct Head {
+    /// The response without its body (its fields in the map unless passed through).
+    resp: Response<()>,
+    framing: Framing,
+    /// The connection may be kept after the body.
+    keep_alive: bool,
+    /// The endpoint's fields, passed through as they came.
+    raw: Option<Box<RawFields>>,
 }
 
 /// Parses a response head at the front of `rbuf` (which it then drops). `None`: incomplete.
-fn parse_head(rbuf: &mut BytesMut, head_only: bool) -> Result<Option<Parsed>, String> {
+/// With `pass_through`, the fields are kept as they came ([`RawFields`]) where possible, less
+/// the names it lists.
+fn parse_head(
+    rbuf: &mut BytesMut,
+    head_only: bool,
+    pass_through: Option<&[HeaderName]>,
+) -> Result<Option<Parsed>, String> {
     // Uninitialised slots: nothing to fill per response.
     let mut fields = [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
     let mut r = httparse::Response::new(&mut []);
@@ -415,50 +435,65 @@ fn parse_head(rbuf: &mut BytesMut, head_only: bool) -> Result<Option<Parsed>, St
         rbuf.advance(len);
         return Ok(Some(Parsed::Interim));
     }
-    // Offsets of names and values in the head, so values can share the head's bytes.
+    // Offsets of names and values in the head, so values can share the head's bytes; the
+    // framing fields are read on the way.
     let base = rbuf.as_ptr() as usize;
     let mut spans = [(0u32, 0u32, 0u32, 0u32); MAX_HEADERS];
     let n = r.headers.len();
-    for (span, h) in spans.iter_mut().zip(r.headers.iter()) {
-        let ns = h.name.as_ptr() as usize - base;
-        let vs = h.value.as_ptr() as usize - base;
-        *span = (ns as u32, (ns + h.name.len()) as u32, vs as u32, (vs + h.value.len()) as u32);
-    }
-    let head = rbuf.split_to(len).freeze();
-    // Room for the fields the gateway adds (Via, the request id, the serving region).
-    let mut map = HeaderMap::with_capacity(n + 4);
     let mut chunked = false;
     let mut te = false;
     let mut length: Option<u64> = None;
     let mut close = http10;
-    for &(ns, ne, vs, ve) in &spans[..n] {
-        let name = HeaderName::from_bytes(&head[ns as usize..ne as usize])
-            .map_err(|_| "invalid header name in the response".to_string())?;
-        let value = HeaderValue::from_maybe_shared(head.slice(vs as usize..ve as usize))
-            .map_err(|_| format!("invalid value of {name} in the response"))?;
-        if name == TRANSFER_ENCODING {
+    for (span, h) in spans.iter_mut().zip(r.headers.iter()) {
+        let ns = h.name.as_ptr() as usize - base;
+        let vs = h.value.as_ptr() as usize - base;
+        *span = (ns as u32, (ns + h.name.len()) as u32, vs as u32, (vs + h.value.len()) as u32);
+        let name = h.name.as_bytes();
+        if wire::name_is(name, b"transfer-encoding") {
             te = true;
             // The last coding decides (RFC 9112 §6.3).
-            chunked = value
-                .as_bytes()
+            chunked = h
+                .value
                 .rsplit(|&b| b == b',')
                 .next()
                 .is_some_and(|c| c.trim_ascii().eq_ignore_ascii_case(b"chunked"));
-        } else if name == CONTENT_LENGTH {
-            let v = crate::wire::content_length(value.as_bytes())
+        } else if wire::name_is(name, b"content-length") {
+            let v = crate::wire::content_length(h.value)
                 .ok_or_else(|| "invalid Content-Length in the response".to_string())?;
             if length.is_some_and(|l| l != v) {
                 return Err("conflicting Content-Length values in the response".into());
             }
             length = Some(v);
-        } else if name == CONNECTION {
-            if wire::has_token(value.as_bytes(), b"close") {
+        } else if wire::name_is(name, b"connection") {
+            if wire::has_token(h.value, b"close") {
                 close = true;
-            } else if http10 && wire::has_token(value.as_bytes(), b"keep-alive") {
+            } else if http10 && wire::has_token(h.value, b"keep-alive") {
                 close = false;
             }
         }
-        map.append(name, value);
+    }
+    let head = rbuf.split_to(len).freeze();
+    let mut resp = Response::new(());
+    let raw = pass_through.and_then(|drop| RawFields::new(&head, &spans[..n], length.filter(|_| !te), drop));
+    if raw.is_some() {
+        // Room for the fields the gateway adds (Via, the request id, the serving region).
+        *resp.headers_mut() = HeaderMap::with_capacity(4);
+    } else {
+        // Room for the fields the gateway adds (Via, the request id, the serving region).
+        let mut map = HeaderMap::with_capacity(n + 4);
+        for &(ns, ne, vs, ve) in &spans[..n] {
+            let name = HeaderName::from_bytes(&head[ns as usize..ne as usize])
+                .map_err(|_| "invalid header name in the response".to_string())?;
+            let value = HeaderValue::from_maybe_shared(head.slice(vs as usize..ve as usize))
+                .map_err(|_| format!("invalid value of {name} in the response"))?;
+            map.append(name, value);
+        }
+        // A response with both framings might be smuggling: chunked is used and no length
+        // passed on (RFC 9112 §6.3: the client would read a body of the wrong size).
+        if te && length.is_some() {
+            map.remove(CONTENT_LENGTH);
+        }
+        *resp.headers_mut() = map;
     }
     let framing = if head_only || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
         Framing::Done
@@ -469,18 +504,14 @@ fn parse_head(rbuf: &mut BytesMut, head_only: bool) -> Result<Option<Parsed>, St
     } else {
         Framing::Close
     };
-    // A response with both framings might be smuggling: use chunked, pass no length on (RFC
-    // 9112 §6.3: the client would read a body of the wrong size), then close.
+    // Both framings (chunked wins, above): the connection is not reused.
     if te && length.is_some() {
         close = true;
-        map.remove(CONTENT_LENGTH);
     }
-    let mut resp = Response::new(());
     *resp.status_mut() = status;
     *resp.version_mut() = if http10 { Version::HTTP_10 } else { Version::HTTP_11 };
-    *resp.headers_mut() = map;
     let keep = !close && framing != Framing::Close;
-    Ok(Some(Parsed::Final((resp, framing, keep))))
+    Ok(Some(Parsed::Final(Head { resp, framing, keep_alive: keep, raw })))
 }
 
 /// A response body read from the connection; gives the connection back to the pool when it
@@ -490,15 +521,32 @@ pub struct RespBody {
     framing: Framing,
     keep_alive: bool,
     pool: Arc<EndpointPool>,
+    /// The endpoint's header fields, passed through as they came ([`crate::raw_head`]).
+    raw: Option<Box<RawFields>>,
 }
 
 impl RespBody {
-    fn new(conn: Conn, framing: Framing, keep_alive: bool, pool: &Arc<EndpointPool>) -> RespBody {
-        let mut b = RespBody { conn: Some(conn), framing, keep_alive, pool: Arc::clone(pool) };
+    fn new(
+        conn: Conn,
+        framing: Framing,
+        keep_alive: bool,
+        raw: Option<Box<RawFields>>,
+        pool: &Arc<EndpointPool>,
+    ) -> RespBody {
+        let mut b = RespBody { conn: Some(conn), framing, keep_alive, pool: Arc::clone(pool), raw };
         if framing == Framing::Done {
             b.done();
         }
         b
+    }
+
+    /// The endpoint's header fields when they pass through as they came.
+    pub fn raw_fields(&self) -> Option<&RawFields> {
+        self.raw.as_deref()
+    }
+
+    pub fn take_raw_fields(&mut self) -> Option<Box<RawFields>> {
+        self.raw.take()
     }
 
     fn done(&mut self) {
@@ -754,12 +802,33 @@ mod tests {
 
     fn head(wire: &[u8], head_only: bool) -> Result<Option<Parsed>, String> {
         let mut b = BytesMut::from(wire);
-        parse_head(&mut b, head_only)
+        parse_head(&mut b, head_only, None)
+    }
+
+    #[test]
+    fn passed_through_heads_keep_their_fields_aside() {
+        let wire = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-A: 1\r\nConnection: keep-alive\r\n\r\nhello";
+        let mut b = BytesMut::from(&wire[..]);
+        let Ok(Some(Parsed::Final(h))) = parse_head(&mut b, false, Some(&[])) else { panic!("not parsed") };
+        assert_eq!((h.framing, h.keep_alive), (Framing::Length(5), true));
+        assert!(h.resp.headers().is_empty(), "no map entries");
+        let raw = h.raw.expect("fields kept as they came");
+        assert_eq!(raw.content_length(), Some(5));
+        let mut out = Vec::new();
+        raw.write(&mut out, false);
+        assert_eq!(out, b"X-A: 1\r\n");
+        assert_eq!(&b[..], b"hello", "the body stays in the buffer");
+        // A `Connection` naming another field: the map (which later drops both).
+        let wire = b"HTTP/1.1 200 OK\r\nConnection: x-a\r\nX-A: 1\r\nContent-Length: 0\r\n\r\n";
+        let mut b = BytesMut::from(&wire[..]);
+        let Ok(Some(Parsed::Final(h))) = parse_head(&mut b, false, Some(&[])) else { panic!("not parsed") };
+        assert!(h.raw.is_none());
+        assert_eq!(h.resp.headers()["x-a"], "1");
     }
 
     fn final_of(wire: &[u8], head_only: bool) -> (Response<()>, Framing, bool) {
         match head(wire, head_only).unwrap() {
-            Some(Parsed::Final(f)) => f,
+            Some(Parsed::Final(h)) => (h.resp, h.framing, h.keep_alive),
             _ => panic!("not a final response"),
         }
     }
@@ -801,14 +870,14 @@ mod tests {
         headers.insert("host", HeaderValue::from_static("svc"));
         headers.insert("transfer-encoding", HeaderValue::from_static("chunked"));
         headers.insert("expect", HeaderValue::from_static("100-continue"));
-        let head = RequestHead { method: &Method::POST, uri: &uri, headers: &headers };
+        let head = RequestHead { method: &Method::POST, uri: &uri, headers: &headers, pass_through: None };
         let mut buf = Vec::new();
         encode_head(&mut buf, &head, framing(&head, &GwBody::full("abc")));
         assert_eq!(buf, b"POST /a/b?c=d%20e HTTP/1.1\r\nhost: svc\r\ncontent-length: 3\r\n\r\n");
         encode_head(&mut buf, &head, framing(&head, &GwBody::Empty));
         assert!(buf.ends_with(b"content-length: 0\r\n\r\n"), "a POST says its body is empty");
         let (uri, headers) = (Uri::default(), HeaderMap::new());
-        let head = RequestHead { method: &Method::GET, uri: &uri, headers: &headers };
+        let head = RequestHead { method: &Method::GET, uri: &uri, headers: &headers, pass_through: None };
         encode_head(&mut buf, &head, framing(&head, &GwBody::Empty));
         assert_eq!(buf, b"GET / HTTP/1.1\r\n\r\n");
     }

@@ -59,6 +59,21 @@ pub struct UpstreamBody {
 }
 
 impl UpstreamBody {
+    /// An HTTP/1.1 endpoint's header fields when they pass through as they came.
+    pub fn raw_fields(&self) -> Option<&crate::raw_head::RawFields> {
+        match &self.inner {
+            RespStream::H1(b) => b.raw_fields(),
+            RespStream::H2(_) => None,
+        }
+    }
+
+    pub fn take_raw_fields(&mut self) -> Option<Box<crate::raw_head::RawFields>> {
+        match &mut self.inner {
+            RespStream::H1(b) => b.take_raw_fields(),
+            RespStream::H2(_) => None,
+        }
+    }
+
     pub fn new(inner: RespStream, in_flight: InFlight, slots: [Option<ServiceSlot>; 2]) -> Self {
         let mut b = UpstreamBody { inner, _in_flight: Some((in_flight, slots)) };
         if b.is_end_stream() {

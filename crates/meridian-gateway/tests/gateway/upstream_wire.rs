@@ -512,3 +512,90 @@ fn slow_body(pieces: u32) -> reqwest::Body {
     });
     reqwest::Body::wrap_stream(parts)
 }
+
+/// An endpoint's response fields reach the client as the endpoint sent them, less the
+/// hop-by-hop ones and the fields the gateway sets itself (its request id and region); HTTP/1.1
+/// clients (whose responses carry the fields from the endpoint's bytes) and HTTP/2 clients see
+/// the same. A HEAD answer keeps the endpoint's Content-Length.
+#[tokio::test]
+async fn endpoint_response_fields_pass_through_without_hop_by_hop_or_spoofed_gateway_fields() {
+    let up = Scripted::start(|r| match r.target.as_str() {
+        "/named" => Reply::keep(
+            "HTTP/1.1 200 OK\r\nConnection: x-secret\r\nX-Secret: 1\r\nX-Kept: yes\r\nContent-Length: 2\r\n\r\nok",
+        ),
+        _ => Reply::keep(
+            "HTTP/1.1 200 OK\r\nX-Custom: A b\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\n\
+             X-Request-Id: from-endpoint\r\nx-meridian-region: spoofed\r\nx-meridian-region-unavailable: 1\r\n\
+             Via: 1.1 endpoint\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\nDate: Mon, 02 Jan 2006 15:04:05 GMT\r\n\
+             Content-Length: 7\r\n\r\nfields!",
+        ),
+    })
+    .await;
+    let gw = gateway(&up).await;
+    for (label, c) in [("HTTP/1.1", wire_client()), ("HTTP/2", h2c_client())] {
+        let r = c.get(gw.url("/fields")).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{label}");
+        let h = r.headers().clone();
+        let all = |n: &str| h.get_all(n).iter().map(|v| v.to_str().unwrap().to_string()).collect::<Vec<_>>();
+        assert_eq!(all("x-custom"), ["A b"], "{label}");
+        assert!(h.get("keep-alive").is_none(), "{label}: hop-by-hop field passed on");
+        let rid = all("x-request-id");
+        assert_eq!(rid.len(), 1, "{label}: one request id");
+        assert_ne!(rid[0], "from-endpoint", "{label}: the gateway's request id wins");
+        assert_eq!(all("x-meridian-region"), ["local"], "{label}");
+        assert!(h.get("x-meridian-region-unavailable").is_none(), "{label}");
+        assert_eq!(all("via"), ["1.1 endpoint", "1.1 meridian"], "{label}");
+        assert_eq!(all("set-cookie"), ["a=1", "b=2"], "{label}");
+        assert_eq!(all("date"), ["Mon, 02 Jan 2006 15:04:05 GMT"], "{label}: the endpoint's date, once");
+        assert_eq!(all("content-length"), ["7"], "{label}");
+        assert_eq!(r.text().await.unwrap(), "fields!", "{label}");
+
+        let r = c.get(gw.url("/named")).send().await.unwrap();
+        assert!(r.headers().get("x-secret").is_none(), "{label}: a field named in Connection is hop-by-hop");
+        assert_eq!(r.headers()["x-kept"], "yes", "{label}");
+
+        let r = c.head(gw.url("/fields")).send().await.unwrap();
+        assert_eq!(r.headers()["content-length"], "7", "{label}: HEAD keeps the endpoint's length");
+    }
+}
+
+/// On a route whose response policies only set, add and remove fields, the endpoint's fields
+/// still pass through as they came, less the ones the policies replace or remove; a rename reads
+/// them, and works too. HTTP/1.1 and HTTP/2 clients see the same.
+#[tokio::test]
+async fn response_policies_see_the_endpoint_fields_they_replace_remove_or_rename() {
+    let up = Scripted::start(|_| {
+        Reply::keep(
+            "HTTP/1.1 200 OK\r\nServer: endpoint/1\r\nAccess-Control-Allow-Origin: *\r\nVary: Accept\r\n\
+             X-Old: renamed\r\nX-Policy: endpoint\r\nX-Kept: yes\r\nContent-Length: 2\r\n\r\nok",
+        )
+    })
+    .await;
+    let rest = "routes:\n  - name: set\n    match: { path: { prefix: /set } }\n    service: svc\n    policies: [cors, hdrs]\n\
+        \x20 - name: rename\n    match: { path: { prefix: /rename } }\n    service: svc\n    policies: [ren]\n\
+        policies:\n\
+        \x20 - name: hdrs\n    headers:\n      response: { set: { x-policy: gateway }, add: { x-added: yes }, remove: [server] }\n\
+        \x20 - name: ren\n    headers:\n      response: { rename: { x-old: x-new } }\n\
+        \x20 - name: cors\n    cors: { allow_origins: [\"https://app.test\"], allow_methods: [GET] }\n";
+    let gw = Gw::start(&global(&[up.addr], "", rest)).await;
+    for (label, c) in [("HTTP/1.1", wire_client()), ("HTTP/2", h2c_client())] {
+        let r = c.get(gw.url("/set")).header("origin", "https://app.test").send().await.unwrap();
+        let h = r.headers();
+        let all = |n: &str| h.get_all(n).iter().map(|v| v.to_str().unwrap().to_string()).collect::<Vec<_>>();
+        assert!(h.get("server").is_none(), "{label}: removed by the policy");
+        assert_eq!(all("x-policy"), ["gateway"], "{label}: replaced by the policy");
+        assert_eq!(all("x-added"), ["yes"], "{label}");
+        assert_eq!(
+            all("access-control-allow-origin"),
+            ["https://app.test"],
+            "{label}: CORS replaces the endpoint's"
+        );
+        assert_eq!(all("vary"), ["Accept", "Origin"], "{label}: CORS adds to the endpoint's");
+        assert_eq!(all("x-kept"), ["yes"], "{label}");
+
+        let r = c.get(gw.url("/rename")).send().await.unwrap();
+        assert!(r.headers().get("x-old").is_none(), "{label}");
+        assert_eq!(r.headers()["x-new"], "renamed", "{label}");
+        assert_eq!(r.headers()["x-kept"], "yes", "{label}");
+    }
+}
