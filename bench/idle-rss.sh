@@ -66,8 +66,10 @@ REPORT=$WORKDIR/report.md
     echo "- Client: bench/idle_conns.py on CPU $WRK_CPU: $CONNS connections, one \`GET / HTTP/1.1\` each (response read), then idle ${HOLD} s"
     echo "- RSS = VmRSS of the proxy process (largest sample during the hold); before = just before connecting"
     echo
-    echo "| target | RSS before MiB | RSS with $CONNS idle conns MiB | growth MiB | KiB per idle conn | peak RSS (VmHWM) MiB | conns ok / failed | still open after ${HOLD} s |"
-    echo "|---|---:|---:|---:|---:|---:|---:|---:|"
+    echo "- Anonymous = RssAnon of the same process: its private memory, without the mapped binary and libraries (file-backed pages the kernel shares and can drop)"
+    echo
+    echo "| target | RSS before MiB | RSS with $CONNS idle conns MiB | growth MiB | KiB per idle conn | peak RSS (VmHWM) MiB | anonymous before / with MiB | conns ok / failed | still open after ${HOLD} s |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
 } | tee -a "$REPORT"
 
 for t in "${TARGET_LIST[@]}"; do
@@ -87,7 +89,8 @@ mib = lambda kb: f"{kb / 1024:.1f}"
 grow = r["rss_idle_kb"] - r["rss_base_kb"]
 per = grow / r["conns_ok"] if r["conns_ok"] else float("nan")
 print(f"| {sys.argv[2]} | {mib(r['rss_base_kb'])} | {mib(r['rss_idle_kb'])} | {mib(grow)} | {per:.1f} | "
-      f"{mib(r['hwm_kb'])} | {r['conns_ok']} / {r['conns_failed']} | {r['still_open_after_hold']} |")
+      f"{mib(r['hwm_kb'])} | {mib(r['anon_base_kb'])} / {mib(r['anon_idle_kb'])} | "
+      f"{r['conns_ok']} / {r['conns_failed']} | {r['still_open_after_hold']} |")
 if set(r["statuses"]) != {"200"}:
     print(f"warning: response statuses {r['statuses']}", file=sys.stderr)
 EOF

@@ -69,6 +69,7 @@ def main():
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(want, hard) if hard != resource.RLIM_INFINITY else want, hard))
 
     base_rss = proc_kb(a.pid, "VmRSS")
+    base_anon = proc_kb(a.pid, "RssAnon")
     socks, failed, statuses = [], 0, {}
     t0 = time.monotonic()
     req = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: idle-rss\r\n\r\n"
@@ -89,9 +90,11 @@ def main():
 
     # Hold idle; sample RSS once a second, keep the largest sample.
     samples = []
+    anon_samples = []
     end = time.monotonic() + a.hold
     while True:
         samples.append(proc_kb(a.pid, "VmRSS"))
+        anon_samples.append(proc_kb(a.pid, "RssAnon"))
         left = end - time.monotonic()
         if left <= 0:
             break
@@ -116,6 +119,7 @@ def main():
         "conns_failed": failed, "statuses": statuses, "setup_s": round(setup_s, 3),
         "hold_s": a.hold, "rss_base_kb": base_rss, "rss_idle_kb": max(samples),
         "rss_idle_last_kb": samples[-1], "hwm_kb": proc_kb(a.pid, "VmHWM"),
+        "anon_base_kb": base_anon, "anon_idle_kb": max(anon_samples),
         "still_open_after_hold": still_open,
     }))
 
