@@ -4,22 +4,23 @@
 //! Making an `http::HeaderMap` of an endpoint's response head (a name and a value built and
 //! hashed per field), editing it and writing it out again was the largest share of the
 //! gateway's per-request work that nginx does not do (docs/benchmarks.md, issue 6). When
-//! nothing in the gateway reads or changes the endpoint's fields (a route without response
-//! policies, answered by an endpoint of this region), the endpoint's head is kept as it came
-//! ([`RawFields`], in the response's extensions) and our HTTP/1.1 loop writes its fields from
-//! those bytes. The response's `HeaderMap` then holds only what the gateway adds (`Via`, the
-//! request id, the serving region, a sticky-session cookie), written after them.
+//! nothing in the gateway reads the endpoint's fields (no response policy renames one, and the
+//! answer comes from an endpoint of this region), the endpoint's field lines are kept as they
+//! came ([`RawFields`], carried by the response body) and our HTTP/1.1 loop writes them from
+//! those bytes. The response's `HeaderMap` then holds only what the gateway and the route's
+//! policies add (`Via`, the request id, the serving region, a sticky-session cookie, CORS
+//! fields), written after them.
 //!
 //! On the way, the fields are dropped that the `HeaderMap` path drops or replaces: the
-//! hop-by-hop ones (RFC 9110 §7.6.1), `Content-Length` next to `Transfer-Encoding`, and the
-//! fields the gateway sets itself (`X-Request-Id`, `x-meridian-region`,
-//! `x-meridian-region-unavailable`). A `Content-Length` is written only where the framing is
-//! the endpoint's (bodiless responses: HEAD, 204, 304), as with the map. Anything unusual (a
-//! `Connection` naming other fields, a repeated `Content-Length`, bare LF line ends, a head cut
-//! into more than a few runs) takes the `HeaderMap` path. The fields travel with the response
-//! body (the upstream connection's body type); everything but our writer (hyper, for HTTP/2 and
-//! handed-over connections; the wrapped bodies of access logging and idle timeouts) first turns
-//! them into map entries ([`materialize`]).
+//! hop-by-hop ones (RFC 9110 §7.6.1), `Content-Length` next to `Transfer-Encoding`, the fields
+//! the gateway sets itself (`X-Request-Id`, `x-meridian-region`,
+//! `x-meridian-region-unavailable`) and those the route's response policies set or remove. The
+//! endpoint's `Content-Length` is written where it is the framing (or, for HEAD, 204 and 304,
+//! the length announced); otherwise the writer frames the body itself, as with the map.
+//! Anything unusual (a `Connection` naming other fields, a repeated `Content-Length`, bare LF
+//! line ends, a head cut into more than a few runs) takes the `HeaderMap` path. hyper (HTTP/2
+//! and handed-over connections) writes from the map only: there the fields go into it first
+//! ([`materialize`]).
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Response, response};
@@ -104,7 +105,7 @@ impl RawFields {
         for (i, &(ns, ne, vs, ve)) in fields.iter().enumerate() {
             let line_end = fields.get(i + 1).map_or(block_end, |f| f.0);
             // Passed on verbatim only with CRLF line ends (a bare LF is accepted when read).
-            if head.get(line_end as usize - 2..line_end as usize) != Some(b"\r\n") {
+            if head.get((line_end as usize).saturating_sub(2)..line_end as usize) != Some(b"\r\n") {
                 return None;
             }
             let name = &head[ns as usize..ne as usize];
