@@ -139,7 +139,7 @@ impl Proxy {
             client_ip,
             start,
             region_header: &self.node.region_header,
-            pass_through: route.chain.pass_through(),
+            pass_through: route.chain.pass_through(&facts),
         };
         let result = match client_upgrade {
             Some(on_upgrade) => Box::pin(forward_upgrade(&cx, parts, body, on_upgrade)).await,

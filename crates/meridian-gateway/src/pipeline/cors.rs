@@ -152,9 +152,12 @@ impl Cors {
     }
 
     /// The response fields the actual-response phase sets or removes, whatever an upstream
-    /// sent (it only appends `Vary`).
-    pub(super) const REPLACED: [HeaderName; 3] =
-        [ACCESS_CONTROL_ALLOW_ORIGIN, ACCESS_CONTROL_ALLOW_CREDENTIALS, ACCESS_CONTROL_EXPOSE_HEADERS];
+    /// sent, for a request whose origin it allows (otherwise it only appends `Vary`).
+    pub(super) fn replaced(&self) -> impl Iterator<Item = HeaderName> {
+        [ACCESS_CONTROL_ALLOW_ORIGIN, ACCESS_CONTROL_ALLOW_CREDENTIALS]
+            .into_iter()
+            .chain(self.expose_headers.is_some().then_some(ACCESS_CONTROL_EXPOSE_HEADERS))
+    }
 
     /// Headers of both preflight and actual responses. They replace any an upstream sent, so the
     /// gateway's policy is the only one a browser sees.

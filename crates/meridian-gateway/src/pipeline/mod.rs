@@ -62,8 +62,9 @@ pub struct Chain {
     /// A response phase reads the endpoint's fields (a rename): they go into the `HeaderMap`.
     response_reads: bool,
     /// The endpoint's fields that the response phases replace or remove (dropped when the
-    /// fields pass through as they came).
-    response_replaces: Vec<HeaderName>,
+    /// fields pass through as they came): for requests CORS lets through, and for the others.
+    replaced_with_origin: Vec<HeaderName>,
+    replaced: Vec<HeaderName>,
 }
 
 /// The phase a policy runs in, by its kind.
@@ -109,12 +110,13 @@ impl Chain {
         }
         for h in &chain.headers {
             match h.response.replaced() {
-                Some(names) => chain.response_replaces.extend(names.cloned()),
+                Some(names) => chain.replaced.extend(names.cloned()),
                 None => chain.response_reads = true,
             }
         }
-        if chain.cors.is_some() {
-            chain.response_replaces.extend(Cors::REPLACED);
+        chain.replaced_with_origin = chain.replaced.clone();
+        if let Some(cors) = &chain.cors {
+            chain.replaced_with_origin.extend(cors.replaced());
         }
         if errs.is_empty() { Ok(chain) } else { Err(errs) }
     }
@@ -146,10 +148,11 @@ impl Chain {
     }
 
     /// Whether the endpoint's response fields may pass through as they came (`raw_head`), and
-    /// which of them to drop then: those the response phases replace or remove. `None` when a
-    /// phase reads them.
-    pub fn pass_through(&self) -> Option<&[HeaderName]> {
-        (!self.response_reads).then_some(self.response_replaces.as_slice())
+    /// which of them to drop then: those the response phases replace or remove for this
+    /// request. `None` when a phase reads them.
+    pub fn pass_through(&self, facts: &RequestFacts) -> Option<&[HeaderName]> {
+        let replaced = if facts.origin.is_some() { &self.replaced_with_origin } else { &self.replaced };
+        (!self.response_reads).then_some(replaced.as_slice())
     }
 
     /// Response phases, the request order reversed (an onion): the headers policy's response

@@ -108,8 +108,9 @@ where
                     }
                     Parsed::Incomplete => {}
                 }
-            } else if io.would_wait() {
-                // Idle between requests: keep no buffers while waiting.
+            } else if !matches!(io, Io::Tcp(_)) || io.would_wait() {
+                // Idle between requests: keep no buffers while waiting. (A TLS stream cannot
+                // tell without reading; the room is made again when bytes arrive.)
                 rbuf = BytesMut::new();
                 wbuf = Vec::new();
             }
@@ -314,8 +315,10 @@ async fn write_response<T: AsyncRead + AsyncWrite + Unpin>(
     let (parts, mut body) = resp.into_parts();
     let status = parts.status;
     let headers = &parts.headers;
-    // An endpoint's fields passed through as they came (`raw_head`), before the map's.
-    let raw = body.raw_fields();
+    // An endpoint's fields passed through as they came (`raw_head`), before the map's; taken
+    // from the body so the head's bytes go once it is written, not when the body ends.
+    let taken = body.take_raw_fields();
+    let raw = taken.as_deref();
     let no_body = method_head
         || status.is_informational()
         || status == StatusCode::NO_CONTENT
@@ -339,6 +342,7 @@ async fn write_response<T: AsyncRead + AsyncWrite + Unpin>(
     wbuf.clear();
     encode_head(wbuf, status, headers, raw, framing, http10, keep_alive);
     drop(parts);
+    drop(taken);
 
     // The first piece of the body goes with the head when it is ready now.
     let mut sent: u64 = 0;

@@ -567,6 +567,7 @@ async fn response_policies_see_the_endpoint_fields_they_replace_remove_or_rename
     let up = Scripted::start(|_| {
         Reply::keep(
             "HTTP/1.1 200 OK\r\nServer: endpoint/1\r\nAccess-Control-Allow-Origin: *\r\nVary: Accept\r\n\
+             Access-Control-Expose-Headers: x-kept\r\n\
              X-Old: renamed\r\nX-Policy: endpoint\r\nX-Kept: yes\r\nContent-Length: 2\r\n\r\nok",
         )
     })
@@ -592,6 +593,15 @@ async fn response_policies_see_the_endpoint_fields_they_replace_remove_or_rename
         );
         assert_eq!(all("vary"), ["Accept", "Origin"], "{label}: CORS adds to the endpoint's");
         assert_eq!(all("x-kept"), ["yes"], "{label}");
+        assert_eq!(all("access-control-expose-headers"), ["x-kept"], "{label}: the policy sets none");
+
+        // Without an Origin the CORS policy only adds to Vary: the endpoint's CORS fields stay.
+        let r = c.get(gw.url("/set")).send().await.unwrap();
+        let h = r.headers();
+        let all = |n: &str| h.get_all(n).iter().map(|v| v.to_str().unwrap().to_string()).collect::<Vec<_>>();
+        assert_eq!(all("access-control-allow-origin"), ["*"], "{label}");
+        assert_eq!(all("vary"), ["Accept", "Origin"], "{label}");
+        assert_eq!(all("x-policy"), ["gateway"], "{label}");
 
         let r = c.get(gw.url("/rename")).send().await.unwrap();
         assert!(r.headers().get("x-old").is_none(), "{label}");
