@@ -22,6 +22,9 @@ MERIDIAN=""
 # one self-signed certificate (make_cert), keep-alive as in cleartext.
 PROXY_WORKERS=${PROXY_WORKERS:-1}
 PROXY_TLS=${PROXY_TLS:-0}
+# PROXY_HTTP2=1: both proxies take cleartext HTTP/2 from the client (prior knowledge, h2c);
+# the load generator is h2load. Their upstream side stays HTTP/1.1 keep-alive.
+PROXY_HTTP2=${PROXY_HTTP2:-0}
 SCHEME=http # https with PROXY_TLS=1 (set by the caller)
 export SCHEME
 
@@ -95,6 +98,11 @@ ensure_tools() { # needs-wrk(0|1)
     if ((need_wrk)) && ! command -v wrk >/dev/null; then
         log "wrk not found; trying apt-get install wrk"
         apt_install wrk || die "wrk is missing. Install it (Debian: apt-get install wrk) and re-run (apt-get needs root)."
+    fi
+    if ((need_wrk && PROXY_HTTP2)) && ! command -v h2load >/dev/null; then
+        log "h2load not found; trying apt-get install nghttp2-client"
+        apt_install nghttp2-client ||
+            die "h2load is missing. Install it (Debian: apt-get install nghttp2-client) and re-run (apt-get needs root)."
     fi
     local t
     for t in taskset pgrep getconf python3; do
@@ -335,6 +343,10 @@ start_nginx_proxy() {
         ssl_certificate_key $KEY;
         ssl_protocols TLSv1.2 TLSv1.3;"
     fi
+    if ((PROXY_HTTP2)); then
+        # Cleartext HTTP/2 with prior knowledge (nginx 1.22's form; later versions warn).
+        listen="listen $HOST:$NGINX_PORT http2 backlog=4096;"
+    fi
     {
         nginx_common_conf "$d" "$PROXY_WORKERS"
         echo "http {"
@@ -407,6 +419,13 @@ EOF
 # One request through a target; the body must be the backend's.
 check_target() { # name port [scheme]
     local body
+    if ((PROXY_HTTP2)) && [[ $1 != backend ]]; then
+        # h2load prints no bodies: one request, which must be a 2xx over HTTP/2.
+        body=$(h2load -n1 -c1 "http://$HOST:$2/" 2>&1) || die "$1 on port $2 did not answer over HTTP/2: $body"
+        grep -q "^status codes: 1 2xx" <<<"$body" || die "$1 on port $2: no 2xx over HTTP/2: $body"
+        grep -q "Application protocol: h2c" <<<"$body" || die "$1 on port $2 did not speak h2c: $body"
+        return 0
+    fi
     body=$(python3 - "$HOST" "$2" "${3:-http}" <<'EOF'
 import ssl, sys, urllib.request
 ctx = ssl._create_unverified_context()  # the bench's own self-signed certificate

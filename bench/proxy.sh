@@ -9,8 +9,10 @@
 # --workers N: both proxies with N workers (nginx `worker_processes N`, gateway `--workers N`;
 # still pinned to the target core; CPU and peak RSS summed over nginx's workers). --tls: both
 # proxies terminate TLS with one self-signed certificate and wrk speaks HTTPS over keep-alive
-# connections (one handshake per connection); the backend stays cleartext. --http2 is refused:
-# wrk speaks HTTP/1.1 only.
+# connections (one handshake per connection); the backend stays cleartext. --http2: both proxies
+# take cleartext HTTP/2 (prior knowledge) and h2load (nghttp2-client) replaces wrk, one stream at
+# a time per connection (`-m1`, like HTTP/1.1 keep-alive); targets nginx and meridian only, and
+# h2load reports no percentiles: the p50 columns show its mean, p99 stays empty.
 # MERIDIAN_BIN=/path/to/meridian skips `cargo build --release -p meridian`.
 # CPU overrides: TARGET_CPU, BACKEND_CPU, WRK_CPU. BENCH_KEEP_WORKDIR=1 keeps configs/logs/wrk output.
 #
@@ -40,7 +42,7 @@ while (($#)); do
         --targets) TARGETS=${2:?}; shift 2 ;;
         --workers) PROXY_WORKERS=${2:?}; shift 2 ;;
         --tls) PROXY_TLS=1; shift ;;
-        --http2) die "--http2: the load generator (wrk) speaks HTTP/1.1 only; no HTTP/2 run" ;;
+        --http2) PROXY_HTTP2=1; TARGETS=${TARGETS/backend,/}; shift ;;
         -h | --help) usage; exit 0 ;;
         *) usage >&2; die "unknown argument: $1" ;;
     esac
@@ -54,7 +56,9 @@ done
 IFS=, read -ra TARGET_LIST <<<"$TARGETS"
 for t in "${TARGET_LIST[@]}"; do
     [[ $t == backend || $t == nginx || $t == meridian ]] || die "unknown target '$t' (backend, nginx, meridian)"
+    if ((PROXY_HTTP2)) && [[ $t == backend ]]; then die "--http2: the backend speaks HTTP/1.1 only (targets nginx,meridian)"; fi
 done
+if ((PROXY_HTTP2 && PROXY_TLS)); then die "--http2 is cleartext (h2c); not with --tls"; fi
 has_target() { [[ ",$TARGETS," == *",$1,"* ]]; }
 
 bench_install_traps
@@ -124,6 +128,26 @@ parse_wrk() {
     }' "$1"
 }
 
+# h2load output -> the same fields; p50 is h2load's mean, p99 "nan" (it prints no percentiles);
+# failed or errored requests count as socket errors.
+parse_h2load() {
+    awk '
+    function us(v) {
+        if (v ~ /us$/) return v + 0
+        if (v ~ /ms$/) return (v + 0) * 1000
+        if (v ~ /s$/) return (v + 0) * 1000000
+        return v + 0
+    }
+    /^finished in / { rps = $4 }
+    /^requests: / { req = $8; err = $10 + $12 + $14 }
+    /^status codes: / { non2xx = $5 + $7 + $9 }
+    /^time for request:/ { mean = us($6) }
+    END {
+        if (req == "" || rps == "") exit 1
+        printf "%s %s nan %s %d %d\n", rps, mean, req, err, non2xx
+    }' "$1"
+}
+
 # utime+stime (clock ticks) and peak RSS (kB) summed over the processes of a target (nginx with
 # several workers: all of them).
 sum_ticks() { local p n=0; for p in $1; do n=$((n + $(cpu_ticks "$p"))); done; echo "$n"; }
@@ -135,16 +159,24 @@ measure() {
     local pids=${PID[$t]} out=$WORKDIR/wrk-r$1-$2-$3.txt p
     local t0 t1 b0 b1 w0 w1 rc=0
     t0=$(sum_ticks "$pids") b0=$(cpu_busy "$TARGET_CPU") w0=$(date +%s%N)
-    taskset -c "$WRK_CPU" wrk -t1 -c"$c" -d"${d}s" --latency "${URL[$t]}" >"$out" 2>&1 &
+    if ((PROXY_HTTP2)); then
+        taskset -c "$WRK_CPU" h2load -t1 -c"$c" -m1 -D"$d" "${URL[$t]}" >"$out" 2>&1 &
+    else
+        taskset -c "$WRK_CPU" wrk -t1 -c"$c" -d"${d}s" --latency "${URL[$t]}" >"$out" 2>&1 &
+    fi
     CURRENT_CHILD=$!
     wait "$CURRENT_CHILD" || rc=$?
     CURRENT_CHILD=""
     t1=$(sum_ticks "$pids" 2>/dev/null || echo 0) b1=$(cpu_busy "$TARGET_CPU") w1=$(date +%s%N)
     for p in $pids; do kill -0 "$p" 2>/dev/null || die "$t (pid $p) died during the run"; done
-    ((rc == 0)) || { cat "$out" >&2; die "wrk against $t exited with $rc"; }
+    ((rc == 0)) || { cat "$out" >&2; die "the load generator against $t exited with $rc"; }
     if [[ $kind == warmup ]]; then return 0; fi
     local parsed
-    parsed=$(parse_wrk "$out") || { cat "$out" >&2; die "could not parse wrk output for $t"; }
+    if ((PROXY_HTTP2)); then
+        parsed=$(parse_h2load "$out") || { cat "$out" >&2; die "could not parse h2load output for $t"; }
+    else
+        parsed=$(parse_wrk "$out") || { cat "$out" >&2; die "could not parse wrk output for $t"; }
+    fi
     local rps p50 p99 req err non2xx
     read -r rps p50 p99 req err non2xx <<<"$parsed"
     ((err + non2xx == 0)) || log "WARNING: $t $kind: $err socket errors, $non2xx non-2xx responses (see $out)"
@@ -189,6 +221,8 @@ table() { # round(*=median of all rounds)
     done
 }
 
+added() { awk -v a="$1" -v b="$2" 'BEGIN {if (a == "nan" || b == "nan") print "–"; else printf "%+.0f", a - b}'; }
+
 c1_table() { # median one-connection latency and what each proxy adds to the backend alone
     local bp50 bp99
     bp50=$(val '*' backend c1 5) bp99=$(val '*' backend c1 6)
@@ -200,8 +234,7 @@ c1_table() { # median one-connection latency and what each proxy adds to the bac
         p50=$(val '*' "$t" c1 5) p99=$(val '*' "$t" c1 6)
         printf '| %s | %s | %s | %s | %s | %s | %s |\n' "${LABEL[$t]}" "$(fmt "$(val '*' "$t" c1 4)")" \
             "$(fmt "$p50")" "$(fmt "$p99")" \
-            "$(awk -v a="$p50" -v b="$bp50" 'BEGIN {printf "%+.0f", a - b}')" \
-            "$(awk -v a="$p99" -v b="$bp99" 'BEGIN {printf "%+.0f", a - b}')" \
+            "$(added "$p50" "$bp50")" "$(added "$p99" "$bp99")" \
             "$(fmt "$(val '*' "$t" c1 9)" 2)"
     done
 }
@@ -211,12 +244,17 @@ c1_table() { # median one-connection latency and what each proxy adds to the bac
     echo
     tls_flag=""
     ((PROXY_TLS)) && tls_flag=" --tls"
+    ((PROXY_HTTP2)) && tls_flag=" --http2"
     echo "Command: \`bench/proxy.sh --rounds $ROUNDS --duration $DURATION --connections $CONNS --warmup $WARMUP --c1-duration $C1_DURATION --targets $TARGETS --workers $PROXY_WORKERS$tls_flag\`"
     echo
     machine_info
     echo "- Proxies: $PROXY_WORKERS worker(s) each (nginx \`worker_processes $PROXY_WORKERS\`, gateway \`--workers $PROXY_WORKERS\`), client side $( ((PROXY_TLS)) && echo "TLS (one self-signed P-256 certificate; backend cleartext)" || echo cleartext), HTTP/1.1 keep-alive"
     for t in "${!TLS_SESSION[@]}"; do echo "- TLS as an OpenSSL client negotiates it with $t: ${TLS_SESSION[$t]}"; done
-    echo "- Per target and round: ${WARMUP} s warm-up, then \`wrk -t1 -c$CONNS -d${DURATION}s --latency\`, then \`wrk -t1 -c1 -d${C1_DURATION}s --latency\`"
+    if ((PROXY_HTTP2)); then
+        echo "- Per target and round: ${WARMUP} s warm-up, then \`h2load -t1 -c$CONNS -m1 -D$DURATION\`, then \`h2load -t1 -c1 -m1 -D$C1_DURATION\` (cleartext HTTP/2 with prior knowledge; p50 columns: h2load's mean)"
+    else
+        echo "- Per target and round: ${WARMUP} s warm-up, then \`wrk -t1 -c$CONNS -d${DURATION}s --latency\`, then \`wrk -t1 -c1 -d${C1_DURATION}s --latency\`"
+    fi
     echo "- CPU = utime+stime of the process under test (nginx: its worker; meridian: the whole process) from /proc/PID/stat, CLK_TCK=$CLK_TCK"
     echo "- Peak RSS = VmHWM of the same process (high-water mark since it started, so it only grows across rounds)"
     echo "- \"other load on its core\" = busy time of CPU $TARGET_CPU from /proc/stat not accounted to the process under test (other jobs, interrupts); high values mean a noisy run"
