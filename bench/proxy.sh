@@ -106,16 +106,19 @@ pin_backend() { taskset -a -pc "$1" "$BACKEND_PID" >/dev/null; }
 # busy ticks (user+nice+system) of one CPU from /proc/stat
 cpu_busy() { awk -v c="cpu$1" '$1 == c {print $2 + $3 + $4}' /proc/stat; }
 
-# wrk output -> "rps p50_us p99_us requests socket_errors non2xx"
-parse_wrk() {
-    awk '
+# awk: a duration as wrk and h2load print it (us, ms, s, m) -> microseconds
+AWK_US='
     function us(v) {
         if (v ~ /us$/) return v + 0
         if (v ~ /ms$/) return (v + 0) * 1000
         if (v ~ /s$/) return (v + 0) * 1000000
         if (v ~ /m$/) return (v + 0) * 60000000
         return v + 0
-    }
+    }'
+
+# wrk output -> "rps p50_us p99_us requests socket_errors non2xx"
+parse_wrk() {
+    awk "$AWK_US"'
     /^ *50% / { p50 = us($2) }
     /^ *99% / { p99 = us($2) }
     / requests in / { req = $1 }
@@ -131,13 +134,7 @@ parse_wrk() {
 # h2load output -> the same fields; p50 is h2load's mean, p99 "nan" (it prints no percentiles);
 # failed or errored requests count as socket errors.
 parse_h2load() {
-    awk '
-    function us(v) {
-        if (v ~ /us$/) return v + 0
-        if (v ~ /ms$/) return (v + 0) * 1000
-        if (v ~ /s$/) return (v + 0) * 1000000
-        return v + 0
-    }
+    awk "$AWK_US"'
     /^finished in / { rps = $4 }
     /^requests: / { req = $8; err = $10 + $12 + $14 }
     /^status codes: / { non2xx = $5 + $7 + $9 }

@@ -2,9 +2,9 @@
 //!
 //! On TCP, a read shorter than the space offered leaves the socket empty, so its readiness is
 //! cleared right away (as nginx does with `EPOLLRDHUP`): an idle connection then shows
-//! readiness again only when the peer sends or closes, which [`Io::is_quiet`] and
-//! [`Io::would_wait`] read without a system call. Readiness that arrived meanwhile is kept:
-//! tokio clears only the readiness event it saw.
+//! readiness again only when the peer sends or closes, which [`Io::is_quiet`] reads without a
+//! system call. Readiness that arrived meanwhile is kept: tokio clears only the readiness event
+//! it saw.
 
 use std::io::{self, IoSlice};
 use std::pin::Pin;
@@ -75,15 +75,6 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Io<T> {
                 buf.extend_from_slice(rb.filled());
                 Poll::Ready(Ok(rb.filled().len()))
             }
-        }
-    }
-
-    /// Whether a read would have to wait: nothing has arrived since the last short read (TCP
-    /// only, no system call; a TLS transport never says so).
-    pub fn would_wait(&self) -> bool {
-        match self {
-            Io::Tcp(s) => s.poll_read_ready(&mut Context::from_waker(Waker::noop())).is_pending(),
-            Io::Tls(_) => false,
         }
     }
 

@@ -108,9 +108,9 @@ where
                     }
                     Parsed::Incomplete => {}
                 }
-            } else if !matches!(io, Io::Tcp(_)) || io.would_wait() {
-                // Idle between requests: keep no buffers while waiting. (A TLS stream cannot
-                // tell without reading; the room is made again when bytes arrive.)
+            } else {
+                // Between requests: keep no buffers while waiting (the read makes room again
+                // once bytes arrive).
                 rbuf = BytesMut::new();
                 wbuf = Vec::new();
             }
