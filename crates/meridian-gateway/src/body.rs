@@ -41,6 +41,14 @@ impl GwBody {
         }
     }
 
+    pub fn raw_fields_mut(&mut self) -> Option<&mut crate::raw_head::RawFields> {
+        match self {
+            GwBody::Upstream(b) => b.raw_fields_mut(),
+            GwBody::Boxed(_, raw) => raw.as_deref_mut(),
+            _ => None,
+        }
+    }
+
     pub fn take_raw_fields(&mut self) -> Option<Box<crate::raw_head::RawFields>> {
         match self {
             GwBody::Upstream(b) => b.take_raw_fields(),

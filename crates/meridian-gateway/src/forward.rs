@@ -16,7 +16,9 @@ use meridian_model::HashOn;
 
 use crate::body::GwBody;
 use crate::error::{ProxyError, Retry, Source};
+use crate::forwarded::HopFields;
 use crate::peer::{self, Backoff, PeerRegion};
+use crate::raw_head::{self, Own};
 use crate::region::Drains;
 use crate::retry::is_idempotent;
 use crate::state::TryPolicy;
@@ -62,6 +64,8 @@ pub struct ForwardCtx<'a> {
     /// may pass through as they came ([`crate::raw_head`]), less these (the route's response
     /// policies replace or remove them). `None`: into the `HeaderMap`.
     pub pass_through: Option<&'a [http::HeaderName]>,
+    /// The fields this hop adds, when they are not in the request's map yet.
+    pub hop: Option<&'a HopFields>,
 }
 
 /// The request body as the tries see it.
@@ -335,6 +339,9 @@ pub async fn forward(
         // A peer hop carries hop headers that a later local try must not: its own copy.
         let hop_headers = peer.map(|(p, _)| {
             let mut h = parts.headers.clone();
+            if let Some(hop) = cx.hop {
+                hop.apply(&mut h);
+            }
             add_hop_headers(&mut h, cx.region, &service.name, cx.client_ip, p);
             h
         });
@@ -345,6 +352,7 @@ pub async fn forward(
                     method: &parts.method,
                     uri: &parts.uri,
                     headers: hop_headers.as_ref().unwrap_or(&parts.headers),
+                    hop: cx.hop.filter(|_| hop_headers.is_none()),
                     // A peer's answer is read here (`region unavailable`).
                     pass_through: cx.pass_through.filter(|_| peer.is_none()),
                 };
@@ -353,7 +361,13 @@ pub async fn forward(
                 Ok(pool::sent_h1(c.send(&head, req_body, ep, by).await, per_try))
             }
             Sender::H2(s) => {
-                let headers = hop_headers.unwrap_or_else(|| parts.headers.clone());
+                let headers = hop_headers.unwrap_or_else(|| {
+                    let mut h = parts.headers.clone();
+                    if let Some(hop) = cx.hop {
+                        hop.apply(&mut h);
+                    }
+                    h
+                });
                 let req = upstream_request(&parts, headers, req_body, true);
                 tokio::time::timeout(per_try, pool::send_h2(s, req, conn.reused)).await
             }
@@ -387,7 +401,11 @@ pub async fn forward(
                     // Only the peer hop may say "region unavailable"; never an upstream. The
                     // serving region is ours to state.
                     peer::strip_region_unavailable(resp.headers_mut());
-                    resp.headers_mut().insert(peer::SERVED_BY, cx.region_header.clone());
+                    let region = cx.region_header.clone();
+                    if let Some(v) = raw_head::hold_own(resp.body_mut().raw_fields_mut(), Own::Region, region)
+                    {
+                        raw_head::put_own(resp.headers_mut(), Own::Region, v);
+                    }
                 }
                 // A retriable status is retried only if a retry can really happen; otherwise
                 // the client gets the upstream's own answer.

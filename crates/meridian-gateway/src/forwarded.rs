@@ -24,6 +24,9 @@ use http::header::{CONNECTION, FORWARDED, HOST, TE, TRAILER, TRANSFER_ENCODING, 
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Version};
 
 use buf::HopBuf;
+
+use crate::error::X_REQUEST_ID;
+use crate::raw_head::{self, Own, RawFields};
 pub use proxies::TrustedProxies;
 
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -46,17 +49,75 @@ pub struct ForwardCtx<'a> {
     pub via: &'a HeaderValue,
 }
 
+/// The fields this hop adds to a request, kept beside the client's until the request goes
+/// out: an HTTP/1.1 endpoint gets them written after the client's fields
+/// ([`HopFields::write`]); anything that needs them in the map (HTTP/2 endpoints, peer hops,
+/// upgrades) gets them there ([`HopFields::apply`]). Inserting six fields into the request's
+/// `HeaderMap` and encoding them from it cost more than the rest of its header work.
+#[derive(Debug, Clone)]
+pub struct HopFields {
+    /// `X-Forwarded-Proto`, unless a trusted proxy's is kept.
+    proto: Option<HeaderValue>,
+    /// `X-Forwarded-Host`, unless a trusted proxy's is kept (none without a Host).
+    host: Option<HeaderValue>,
+    /// `X-Forwarded-For` and `Forwarded`: slices of one allocation.
+    xff: Option<HeaderValue>,
+    forwarded: Option<HeaderValue>,
+    via: HeaderValue,
+    request_id: HeaderValue,
+}
+
+impl HopFields {
+    /// The fields in the order they are sent.
+    fn fields(&self) -> impl Iterator<Item = (&'static HeaderName, &HeaderValue)> {
+        let values = [
+            self.proto.as_ref(),
+            self.host.as_ref(),
+            self.xff.as_ref(),
+            self.forwarded.as_ref(),
+            Some(&self.via),
+            Some(&self.request_id),
+        ];
+        HOP_FIELDS.iter().zip(values).filter_map(|(n, v)| Some((n, v?)))
+    }
+
+    /// Writes the fields as HTTP/1.1 field lines.
+    pub fn write(&self, buf: &mut Vec<u8>) {
+        for (name, value) in self.fields() {
+            crate::wire::put_field(buf, name, value);
+        }
+    }
+
+    /// Adds the fields to `headers` (from which [`prepare_request`] removed the client's own,
+    /// a trusted proxy's `X-Forwarded-Proto`/`-Host` and any `Via` aside).
+    pub fn apply(&self, headers: &mut HeaderMap) {
+        for (name, value) in self.fields() {
+            headers.append(name, value.clone());
+        }
+    }
+
+    /// Whether this hop sets the field `name` (a service that hashes on it must see it).
+    pub fn sets(name: &str) -> bool {
+        HOP_FIELDS.iter().any(|n| n.as_str().eq_ignore_ascii_case(name))
+    }
+}
+
 /// Rewrites request headers for the upstream (see the module rules) and returns the client
-/// address the gateway believes: when the peer is trusted, the rightmost untrusted address of
-/// `X-Forwarded-For` (the leftmost one if all are trusted); otherwise the peer.
+/// address the gateway believes — when the peer is trusted, the rightmost untrusted address of
+/// `X-Forwarded-For` (the leftmost one if all are trusted); otherwise the peer — and the fields
+/// this hop adds, `request_id` among them. The client's own copies of those fields leave
+/// `headers`.
 ///
 /// `version`: the version the request arrived with. Upgrades exist only in HTTP/1.1, so
 /// `upgrade` is honoured only for HTTP/1.1 requests.
-pub fn prepare_request(headers: &mut HeaderMap, version: Version, ctx: &ForwardCtx, upgrade: bool) -> IpAddr {
+pub fn prepare_request(
+    headers: &mut HeaderMap,
+    version: Version,
+    ctx: &ForwardCtx,
+    upgrade: bool,
+    request_id: &HeaderValue,
+) -> (IpAddr, HopFields) {
     let upgrade = upgrade && version == Version::HTTP_11;
-    // Room for what this hop adds (X-Forwarded-*, Forwarded, Via, the request id): one growth
-    // of the map instead of one per doubling.
-    headers.reserve(6);
     let te_trailers =
         headers.contains_key(TE) && headers.get_all(TE).iter().any(|v| has_token(v, "trailers"));
     remove_hop_by_hop(headers, upgrade);
@@ -70,11 +131,19 @@ pub fn prepare_request(headers: &mut HeaderMap, version: Version, ctx: &ForwardC
     let peer = ctx.peer.ip().to_canonical();
     let trusted = ctx.trusted.contains(peer);
     let client = if trusted { ctx.trusted.client_from_xff(headers, peer) } else { peer };
+    // One pass over the names: most requests carry none of the fields this hop sets.
+    let mut present = [false; 5];
+    for k in headers.keys() {
+        for (p, name) in present.iter_mut().zip(&OWN_REQUEST_FIELDS) {
+            *p |= k == name;
+        }
+    }
+    let [has_xff, has_forwarded, has_proto, has_host, has_rid] = present;
 
     // X-Forwarded-For: one header, the incoming chain (trusted only) then the peer. Both this
     // header's value and Forwarded's are written into one buffer (one allocation, see `buf`).
     let mut buf = HopBuf::new();
-    if trusted {
+    if trusted && has_xff {
         for v in headers.get_all(&X_FORWARDED_FOR) {
             if buf.len() > 0 {
                 buf.put(b", ");
@@ -88,20 +157,15 @@ pub fn prepare_request(headers: &mut HeaderMap, version: Version, ctx: &ForwardC
     buf.put_ip(peer);
     let xff_end = buf.len();
 
-    let proto = if ctx.tls { HTTPS } else { HTTP };
-    if !(trusted && headers.contains_key(&X_FORWARDED_PROTO)) {
-        headers.insert(X_FORWARDED_PROTO, proto.clone());
-    }
-    let host = headers.get(HOST).cloned();
-    if !(trusted && headers.contains_key(&X_FORWARDED_HOST)) {
-        match &host {
-            Some(h) => headers.insert(X_FORWARDED_HOST, h.clone()),
-            None => headers.remove(X_FORWARDED_HOST),
-        };
-    }
+    let proto_value = if ctx.tls { HTTPS } else { HTTP };
+    let host = headers.get(HOST);
+    let keep_proto = trusted && has_proto;
+    let keep_host = trusted && has_host;
+    let proto = (!keep_proto).then(|| proto_value.clone());
+    let x_host = if keep_host { None } else { host.cloned() };
 
     // Forwarded: the incoming elements (trusted only), then this hop's.
-    if trusted {
+    if trusted && has_forwarded {
         for v in headers.get_all(FORWARDED) {
             buf.put(v.as_bytes());
             buf.put(b", ");
@@ -117,28 +181,65 @@ pub fn prepare_request(headers: &mut HeaderMap, version: Version, ctx: &ForwardC
         }
     }
     buf.put(b";proto=");
-    buf.put(proto.as_bytes());
-    if let Some(host) = &host {
+    buf.put(proto_value.as_bytes());
+    if let Some(host) = host {
         buf.put(b";host=");
         put_token_or_quoted(&mut buf, host.as_bytes());
     }
     let values = buf.freeze();
-    set_bytes(headers, X_FORWARDED_FOR, values.slice(..xff_end));
-    set_bytes(headers, FORWARDED, values.slice(xff_end..));
+    // Built from valid field values, IP addresses and escaped quoted strings, so always valid;
+    // if not, the field is dropped rather than sent broken.
+    let value = |b: Bytes| HeaderValue::from_maybe_shared(b).ok();
+    let fields = HopFields {
+        proto,
+        host: x_host,
+        xff: value(values.slice(..xff_end)),
+        forwarded: value(values.slice(xff_end..)),
+        via: ctx.via.clone(),
+        request_id: request_id.clone(),
+    };
 
-    headers.append(VIA, ctx.via.clone());
-    client
+    if has_xff {
+        headers.remove(X_FORWARDED_FOR);
+    }
+    if has_forwarded {
+        headers.remove(FORWARDED);
+    }
+    if has_proto && !keep_proto {
+        headers.remove(X_FORWARDED_PROTO);
+    }
+    if has_host && !keep_host {
+        headers.remove(X_FORWARDED_HOST);
+    }
+    if has_rid {
+        headers.remove(X_REQUEST_ID);
+    }
+    (client, fields)
 }
 
+/// The request fields this hop sets, as [`prepare_request`] looks for them (statics: a
+/// constant array of names is built and dropped at every use).
+static OWN_REQUEST_FIELDS: [HeaderName; 5] =
+    [X_FORWARDED_FOR, FORWARDED, X_FORWARDED_PROTO, X_FORWARDED_HOST, X_REQUEST_ID];
+/// [`HopFields`]'s names, in the order they are sent.
+static HOP_FIELDS: [HeaderName; 6] =
+    [X_FORWARDED_PROTO, X_FORWARDED_HOST, X_FORWARDED_FOR, FORWARDED, VIA, X_REQUEST_ID];
+
 /// Removes hop-by-hop headers from an upstream response (a 101 keeps `Upgrade` and
-/// `Connection: upgrade`) and appends `Via`.
-pub fn prepare_response(headers: &mut HeaderMap, status: StatusCode, via: &HeaderValue) {
+/// `Connection: upgrade`) and appends `Via` (held with the endpoint's passed-through fields
+/// `raw`, when it has them: they are without hop-by-hop fields already).
+pub fn prepare_response(
+    headers: &mut HeaderMap,
+    raw: Option<&mut RawFields>,
+    status: StatusCode,
+    via: &HeaderValue,
+) {
     let switching = status == StatusCode::SWITCHING_PROTOCOLS;
     remove_hop_by_hop(headers, switching);
     if switching {
         headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
     }
-    headers.append(VIA, via.clone());
+    raw_head::set_own(raw, headers, Own::Via, via.clone());
 }
 
 /// Removes the hop-by-hop headers, including those `Connection` names. With `keep_upgrade`,
@@ -204,13 +305,4 @@ fn put_token_or_quoted(buf: &mut HopBuf, v: &[u8]) {
         buf.put_u8(b);
     }
     buf.put_u8(b'"');
-}
-
-fn set_bytes(headers: &mut HeaderMap, name: HeaderName, value: Bytes) {
-    // Built from valid header values, IP addresses and escaped quoted strings, so always valid;
-    // if not, the header is dropped rather than sent broken.
-    match HeaderValue::from_maybe_shared(value) {
-        Ok(v) => headers.insert(name, v),
-        Err(_) => headers.remove(name),
-    };
 }

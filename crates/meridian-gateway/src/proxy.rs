@@ -21,14 +21,16 @@ use arc_swap::ArcSwap;
 use http::header::{self, HeaderValue};
 use http::{Request, Response, Uri, Version};
 use meridian_core::{ErrorCode, RequestId};
+use meridian_model::HashOn;
 
 use crate::access_log::{AccessLog, LogRecord, LoggedBody};
 use crate::body::GwBody;
 use crate::error::{Retry, respond};
 use crate::forward::{ForwardCtx, Origin, content_length, forward, forward_upgrade, limit_body};
-use crate::forwarded::{self, TrustedProxies};
+use crate::forwarded::{self, HopFields, TrustedProxies};
 use crate::peer;
 use crate::pipeline::{Flow, RequestFacts};
+use crate::raw_head::{self, Own};
 use crate::region::Drains;
 use crate::state::Snapshot;
 use crate::timeout::IdleTimeoutBody;
@@ -122,8 +124,18 @@ impl Proxy {
             trusted: &self.node.trusted,
             via: &self.node.via,
         };
-        let client_ip = forwarded::prepare_request(&mut parts.headers, parts.version, &ctx, upgrade);
-        set_request_id(&mut parts.headers, &rid);
+        let (client_ip, hop) =
+            forwarded::prepare_request(&mut parts.headers, parts.version, &ctx, upgrade, &rid);
+        // This hop's fields travel beside the request's map to the HTTP/1.1 writer, unless
+        // something before it reads the map: an upgrade (hyper sends it), or a service that
+        // hashes on one of them.
+        let hashes_on_hop = matches!(route.service.hash_on(), Some(HashOn::Header(n)) if HopFields::sets(n));
+        let hop = if client_upgrade.is_some() || hashes_on_hop {
+            hop.apply(&mut parts.headers);
+            None
+        } else {
+            Some(hop)
+        };
         if route.strip_prefix && hit.prefix_len > 0 {
             parts.uri = strip_prefix(&parts.uri, hit.prefix_len);
         }
@@ -140,6 +152,7 @@ impl Proxy {
             start,
             region_header: &self.node.region_header,
             pass_through: route.chain.pass_through(&facts),
+            hop: hop.as_ref(),
         };
         let result = match client_upgrade {
             Some(on_upgrade) => Box::pin(forward_upgrade(&cx, parts, body, on_upgrade)).await,
@@ -160,10 +173,10 @@ impl Proxy {
 
         // 8. Response.
         let status = resp.status();
-        let (mut rp, b) = resp.into_parts();
-        forwarded::prepare_response(&mut rp.headers, status, &self.node.via);
+        let (mut rp, mut b) = resp.into_parts();
+        forwarded::prepare_response(&mut rp.headers, b.raw_fields_mut(), status, &self.node.via);
         route.chain.on_response(&facts, &mut rp);
-        set_request_id(&mut rp.headers, &rid);
+        raw_head::set_own(b.raw_fields_mut(), &mut rp.headers, Own::RequestId, rid.clone());
         if self.node.shutdown.is_draining()
             && version == Version::HTTP_11
             && status != http::StatusCode::SWITCHING_PROTOCOLS
@@ -216,12 +229,13 @@ impl Proxy {
             start,
             region_header: &self.node.region_header,
             pass_through: None,
+            hop: None,
         };
         let body = limit_body(body, content_length(&parts.headers), u64::MAX);
         let resp = match forward(&cx, parts, body, Some(slot)).await {
             Ok((mut resp, _)) => {
                 let status = resp.status();
-                forwarded::prepare_response(resp.headers_mut(), status, &self.node.via);
+                forwarded::prepare_response(resp.headers_mut(), None, status, &self.node.via);
                 resp
             }
             // Every local try failed: let the sender try the next region.

@@ -21,11 +21,19 @@
 //! line ends, a head cut into more than a few runs) takes the `HeaderMap` path. hyper (HTTP/2
 //! and handed-over connections) writes from the map only: there the fields go into it first
 //! ([`materialize`]).
+//!
+//! The gateway's own fields on such an answer (`x-meridian-region`, `Via`, `X-Request-Id`)
+//! travel with the passed-through ones too ([`set_own`]) and are written after the map's,
+//! unless a response policy of the route sets or removes one of them: then they go into the
+//! map, where the policy sees them. An answer that only passes through then needs no map.
 
 use bytes::Bytes;
+use http::header::VIA;
 use http::{HeaderMap, HeaderName, HeaderValue, Response, response};
 
 use crate::body::GwBody;
+use crate::error::X_REQUEST_ID;
+use crate::peer::SERVED_BY;
 
 /// Byte ranges of one field in the head: name start and end, value start and end.
 pub type Span = (u32, u32, u32, u32);
@@ -44,6 +52,53 @@ pub struct RawFields {
     /// The `Content-Length` line (a piece of its own) and its value.
     length: Option<(u8, u64)>,
     has_date: bool,
+    /// The gateway's own fields ([`Own`]), written after the map's; `None` when the route's
+    /// response policies touch one of them (then they go into the map).
+    own: Option<[Option<HeaderValue>; 3]>,
+}
+
+/// The gateway's own fields on a proxied answer, in the order they are written.
+#[derive(Debug, Clone, Copy)]
+pub enum Own {
+    /// `x-meridian-region`: the region that served.
+    Region,
+    /// `Via`, after the endpoint's.
+    Via,
+    /// `X-Request-Id`.
+    RequestId,
+}
+
+/// [`Own`]'s names.
+static OWN_NAMES: [HeaderName; 3] = [SERVED_BY, VIA, X_REQUEST_ID];
+
+/// Sets one of the gateway's own fields on a response: beside the endpoint's passed-through
+/// fields when there are some and no policy of the route touches it, else in `headers` (`Via`
+/// appended after the endpoint's, the others replacing any).
+pub fn set_own(raw: Option<&mut RawFields>, headers: &mut HeaderMap, field: Own, value: HeaderValue) {
+    if let Some(value) = hold_own(raw, field, value) {
+        put_own(headers, field, value);
+    }
+}
+
+/// Holds one of the gateway's own fields beside the endpoint's passed-through fields, or gives
+/// it back for the map ([`put_own`]).
+pub fn hold_own(raw: Option<&mut RawFields>, field: Own, value: HeaderValue) -> Option<HeaderValue> {
+    match raw.and_then(|r| r.own.as_mut()) {
+        Some(own) => {
+            own[field as usize] = Some(value);
+            None
+        }
+        None => Some(value),
+    }
+}
+
+/// Puts one of the gateway's own fields into a response's map.
+pub fn put_own(headers: &mut HeaderMap, field: Own, value: HeaderValue) {
+    let name = OWN_NAMES[field as usize].clone();
+    match field {
+        Own::Via => headers.append(name, value),
+        Own::Region | Own::RequestId => headers.insert(name, value).is_some(),
+    };
 }
 
 /// What the pass-through does with one field of an endpoint's head.
@@ -98,7 +153,11 @@ impl RawFields {
             n: 0,
             length: None,
             has_date: false,
+            own: None,
         };
+        if !replaced.iter().any(|r| OWN_NAMES.contains(r)) {
+            raw.own = Some(Default::default());
+        }
         // Field lines run from a name to the next name; the last one to the empty line.
         let block_end = u32::try_from(head.len().checked_sub(2)?).ok()?;
         let mut open: Option<(u32, u32)> = None;
@@ -181,9 +240,21 @@ impl RawFields {
         }
     }
 
+    /// Writes the gateway's own fields held here (after the map's).
+    pub fn write_own(&self, buf: &mut Vec<u8>) {
+        for (name, value) in self.own_fields() {
+            crate::wire::put_field(buf, name, value);
+        }
+    }
+
+    fn own_fields(&self) -> impl Iterator<Item = (&'static HeaderName, &HeaderValue)> {
+        let own = self.own.iter().flatten();
+        OWN_NAMES.iter().zip(own).filter_map(|(n, v)| Some((n, v.as_ref()?)))
+    }
+
     /// The fields as map entries, with room for `extra` more.
-    fn into_map(self, extra: usize) -> HeaderMap {
-        let mut map = HeaderMap::with_capacity(2 * usize::from(self.n) + extra);
+    fn to_map(&self, extra: usize) -> HeaderMap {
+        let mut map = HeaderMap::with_capacity(2 * usize::from(self.n) + extra + 3);
         for &(start, end) in &self.pieces[..usize::from(self.n)] {
             let mut at = start as usize;
             while at < end as usize {
@@ -224,7 +295,7 @@ pub fn materialize(resp: Response<GwBody>) -> Response<GwBody> {
 
 fn into_parts(parts: &mut response::Parts, raw: RawFields) {
     let added = std::mem::take(&mut parts.headers);
-    let mut map = raw.into_map(added.len());
+    let mut map = raw.to_map(added.len());
     let mut last: Option<HeaderName> = None;
     for (name, value) in added {
         if let Some(n) = name {
@@ -233,6 +304,9 @@ fn into_parts(parts: &mut response::Parts, raw: RawFields) {
         if let Some(n) = &last {
             map.append(n.clone(), value);
         }
+    }
+    for (name, value) in raw.own_fields() {
+        map.append(name.clone(), value.clone());
     }
     parts.headers = map;
 }

@@ -26,11 +26,25 @@ fn one<'a>(h: &'a HeaderMap, n: &str) -> Option<&'a str> {
 
 const VIA: HeaderValue = HeaderValue::from_static("1.1 meridian");
 
-/// Runs `prepare_request` from `peer` and returns the headers and the believed client.
+const RID: HeaderValue = HeaderValue::from_static("rid-1");
+
+/// Runs `prepare_request` from `peer` and returns the headers with this hop's fields applied,
+/// and the believed client. Checks on the way that the fields written as HTTP/1.1 lines are
+/// the ones applied to the map.
 fn run(peer: &str, tls: bool, mut h: HeaderMap, upgrade: bool) -> (HeaderMap, IpAddr) {
     let t = trusted();
     let ctx = ForwardCtx { peer: peer.parse::<SocketAddr>().expect("peer"), tls, trusted: &t, via: &VIA };
-    let ip = prepare_request(&mut h, Version::HTTP_11, &ctx, upgrade);
+    let (ip, hop) = prepare_request(&mut h, Version::HTTP_11, &ctx, upgrade, &RID);
+    let mut written = Vec::new();
+    hop.write(&mut written);
+    let mut added = HeaderMap::new();
+    hop.apply(&mut added);
+    let mut lines = Vec::new();
+    for (n, v) in &added {
+        crate::wire::put_field(&mut lines, n, v);
+    }
+    assert_eq!(String::from_utf8_lossy(&written), String::from_utf8_lossy(&lines));
+    hop.apply(&mut h);
     (h, ip)
 }
 
@@ -176,7 +190,7 @@ fn upgrade_keeps_upgrade_and_sets_connection_upgrade() {
     let t = trusted();
     let ctx = ForwardCtx { peer: "203.0.113.5:1".parse().expect("peer"), tls: false, trusted: &t, via: &VIA };
     let mut h2 = map(&[("upgrade", "websocket")]);
-    prepare_request(&mut h2, Version::HTTP_2, &ctx, true);
+    prepare_request(&mut h2, Version::HTTP_2, &ctx, true, &RID);
     assert!(!h2.contains_key("upgrade") && !h2.contains_key("connection"));
 }
 
@@ -191,7 +205,7 @@ fn response_hop_by_hop_removed_and_via_appended() {
         ("content-type", "text/plain"),
         ("via", "1.0 backend"),
     ]);
-    prepare_response(&mut h, StatusCode::OK, &VIA);
+    prepare_response(&mut h, None, StatusCode::OK, &VIA);
     for gone in ["connection", "keep-alive", "transfer-encoding", "upgrade", "x-hop"] {
         assert!(!h.contains_key(gone), "{gone} must be removed");
     }
@@ -202,7 +216,7 @@ fn response_hop_by_hop_removed_and_via_appended() {
 #[test]
 fn switching_protocols_keeps_upgrade() {
     let mut h = map(&[("connection", "Upgrade"), ("upgrade", "websocket"), ("sec-websocket-accept", "x")]);
-    prepare_response(&mut h, StatusCode::SWITCHING_PROTOCOLS, &VIA);
+    prepare_response(&mut h, None, StatusCode::SWITCHING_PROTOCOLS, &VIA);
     assert_eq!(one(&h, "upgrade"), Some("websocket"));
     assert_eq!(all(&h, "connection"), ["upgrade"]);
     assert_eq!(one(&h, "sec-websocket-accept"), Some("x"));
@@ -237,4 +251,34 @@ fn long_forwarding_chains_spill_to_the_heap_intact() {
     let want: Vec<u8> = part.repeat(40).into_iter().chain(b"198.51.100.1".iter().copied()).collect();
     assert_eq!(b.written(0), &want[..]);
     assert_eq!(&b.freeze()[..], &want[..]);
+}
+
+#[test]
+fn the_clients_own_request_id_and_forwarding_fields_are_replaced_not_repeated() {
+    let h = map(&[
+        ("host", "a.com"),
+        ("x-request-id", "from-client"),
+        ("x-forwarded-for", "6.6.6.6"),
+        ("forwarded", "for=6.6.6.6"),
+        ("x-forwarded-proto", "https"),
+        ("x-forwarded-host", "evil.com"),
+        ("via", "1.1 edge"),
+    ]);
+    let (h, _) = run("203.0.113.5:1", false, h, false);
+    assert_eq!(all(&h, "x-request-id"), ["rid-1"]);
+    assert_eq!(all(&h, "x-forwarded-for"), ["203.0.113.5"]);
+    assert_eq!(all(&h, "forwarded"), ["for=203.0.113.5;proto=http;host=a.com"]);
+    assert_eq!(all(&h, "x-forwarded-proto"), ["http"]);
+    assert_eq!(all(&h, "x-forwarded-host"), ["a.com"]);
+    assert_eq!(all(&h, "via"), ["1.1 edge", "1.1 meridian"]);
+    // Without a Host there is no X-Forwarded-Host, and the client's goes.
+    let (h, _) = run("203.0.113.5:1", false, map(&[("x-forwarded-host", "evil.com")]), false);
+    assert!(!h.contains_key("x-forwarded-host"));
+}
+
+#[test]
+fn hop_fields_name_what_a_service_may_hash_on() {
+    assert!(super::HopFields::sets("X-Forwarded-For"));
+    assert!(super::HopFields::sets("x-request-id"));
+    assert!(!super::HopFields::sets("x-user"));
 }

@@ -523,6 +523,9 @@ fn encode_head(
         has_connection |= name == CONNECTION;
         wire::put_field(buf, name, value);
     }
+    if let Some(raw) = raw {
+        raw.write_own(buf);
+    }
     match framing {
         Framing::Length(_) if length_written => {}
         Framing::Length(n) => {

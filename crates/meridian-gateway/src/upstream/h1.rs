@@ -33,6 +33,7 @@ use tokio::net::TcpStream;
 
 use super::pool::EndpointPool;
 use crate::body::{BoxError, GwBody};
+use crate::forwarded::HopFields;
 use crate::raw_head::RawFields;
 use crate::wire::{self, LazyTimer};
 
@@ -311,6 +312,8 @@ pub struct RequestHead<'a> {
     /// The response's fields may be passed on as they come ([`crate::raw_head`]), less these
     /// names: nothing in the gateway reads them.
     pub pass_through: Option<&'a [HeaderName]>,
+    /// Fields this hop adds, written after `headers`.
+    pub hop: Option<&'a HopFields>,
 }
 
 /// The request body's framing: none for an empty body (a zero length where a body is
@@ -354,6 +357,9 @@ fn encode_head(buf: &mut Vec<u8>, head: &RequestHead<'_>, framing: ReqFraming) {
             continue;
         }
         wire::put_field(buf, name, value);
+    }
+    if let Some(hop) = head.hop {
+        hop.write(buf);
     }
     match framing {
         ReqFraming::None => {}
@@ -475,10 +481,7 @@ fn parse_head(
     let head = rbuf.split_to(len).freeze();
     let mut resp = Response::new(());
     let raw = pass_through.and_then(|drop| RawFields::new(&head, &spans[..n], length.filter(|_| !te), drop));
-    if raw.is_some() {
-        // Room for the fields the gateway adds (Via, the request id, the serving region).
-        *resp.headers_mut() = HeaderMap::with_capacity(4);
-    } else {
+    if raw.is_none() {
         // Room for the fields the gateway adds (Via, the request id, the serving region).
         let mut map = HeaderMap::with_capacity(n + 4);
         for &(ns, ne, vs, ve) in &spans[..n] {
@@ -547,6 +550,10 @@ impl RespBody {
 
     pub fn take_raw_fields(&mut self) -> Option<Box<RawFields>> {
         self.raw.take()
+    }
+
+    pub fn raw_fields_mut(&mut self) -> Option<&mut RawFields> {
+        self.raw.as_deref_mut()
     }
 
     fn done(&mut self) {
@@ -870,14 +877,21 @@ mod tests {
         headers.insert("host", HeaderValue::from_static("svc"));
         headers.insert("transfer-encoding", HeaderValue::from_static("chunked"));
         headers.insert("expect", HeaderValue::from_static("100-continue"));
-        let head = RequestHead { method: &Method::POST, uri: &uri, headers: &headers, pass_through: None };
+        let head = RequestHead {
+            method: &Method::POST,
+            uri: &uri,
+            headers: &headers,
+            pass_through: None,
+            hop: None,
+        };
         let mut buf = Vec::new();
         encode_head(&mut buf, &head, framing(&head, &GwBody::full("abc")));
         assert_eq!(buf, b"POST /a/b?c=d%20e HTTP/1.1\r\nhost: svc\r\ncontent-length: 3\r\n\r\n");
         encode_head(&mut buf, &head, framing(&head, &GwBody::Empty));
         assert!(buf.ends_with(b"content-length: 0\r\n\r\n"), "a POST says its body is empty");
         let (uri, headers) = (Uri::default(), HeaderMap::new());
-        let head = RequestHead { method: &Method::GET, uri: &uri, headers: &headers, pass_through: None };
+        let head =
+            RequestHead { method: &Method::GET, uri: &uri, headers: &headers, pass_through: None, hop: None };
         encode_head(&mut buf, &head, framing(&head, &GwBody::Empty));
         assert_eq!(buf, b"GET / HTTP/1.1\r\n\r\n");
     }

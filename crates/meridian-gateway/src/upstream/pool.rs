@@ -468,3 +468,13 @@ pub enum RespStream {
     H1(h1::RespBody),
     H2(hyper::body::Incoming),
 }
+
+impl RespStream {
+    /// An HTTP/1.1 endpoint's header fields when they pass through as they came.
+    pub fn raw_fields_mut(&mut self) -> Option<&mut crate::raw_head::RawFields> {
+        match self {
+            RespStream::H1(b) => b.raw_fields_mut(),
+            RespStream::H2(_) => None,
+        }
+    }
+}

@@ -67,6 +67,10 @@ impl UpstreamBody {
         }
     }
 
+    pub fn raw_fields_mut(&mut self) -> Option<&mut crate::raw_head::RawFields> {
+        self.inner.raw_fields_mut()
+    }
+
     pub fn take_raw_fields(&mut self) -> Option<Box<crate::raw_head::RawFields>> {
         match &mut self.inner {
             RespStream::H1(b) => b.take_raw_fields(),

@@ -412,6 +412,51 @@ async fn the_request_target_is_sent_byte_for_byte_with_a_host() {
 }
 
 #[tokio::test]
+async fn the_endpoint_gets_this_hops_fields_once_each_in_place_of_the_clients() {
+    let up = Scripted::start(|_| ok("")).await;
+    let gw = gateway(&up).await;
+    for (label, c) in [("HTTP/1.1", wire_client()), ("HTTP/2", h2c_client())] {
+        let target = format!("/hop-{}", label.len());
+        let r = c
+            .get(gw.url(&target))
+            .header("x-request-id", "not a valid id!")
+            .header("x-forwarded-for", "6.6.6.6")
+            .header("x-forwarded-proto", "https")
+            .header("x-forwarded-host", "evil.test")
+            .header("forwarded", "for=6.6.6.6")
+            .header("via", "1.1 client-proxy")
+            .header("x-custom", "kept")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{label}");
+        let rid = r.headers()["x-request-id"].to_str().unwrap().to_string();
+        assert_ne!(rid, "not a valid id!", "{label}");
+        let seen = up.one("GET", &target);
+        let all = |n: &str| {
+            seen.headers
+                .iter()
+                .filter(|(k, _)| k.eq_ignore_ascii_case(n))
+                .map(|(_, v)| v.as_str())
+                .collect::<Vec<_>>()
+        };
+        let host = gw.addr().to_string();
+        assert_eq!(all("x-request-id"), [rid.as_str()], "{label}: the gateway's id, once");
+        assert_eq!(all("x-forwarded-for"), ["127.0.0.1"], "{label}: an untrusted peer's chain is replaced");
+        assert_eq!(all("x-forwarded-proto"), ["http"], "{label}");
+        assert_eq!(all("x-forwarded-host"), [host.as_str()], "{label}");
+        assert_eq!(
+            all("forwarded"),
+            [format!("for=127.0.0.1;proto=http;host=\"{host}\"").as_str()],
+            "{label}"
+        );
+        assert_eq!(all("via"), ["1.1 client-proxy", "1.1 meridian"], "{label}: ours after the client's");
+        assert_eq!(all("x-custom"), ["kept"], "{label}");
+        assert_eq!(all("host"), [host.as_str()], "{label}");
+    }
+}
+
+#[tokio::test]
 async fn an_upstream_that_never_answers_times_out_with_504() {
     let up = Scripted::start(|_| Reply::hang()).await;
     let routes = "routes:\n  - name: all\n    match: { path: { prefix: / } }\n    service: svc\n    timeouts: { per_try: 300ms }\n";
@@ -568,15 +613,17 @@ async fn response_policies_see_the_endpoint_fields_they_replace_remove_or_rename
         Reply::keep(
             "HTTP/1.1 200 OK\r\nServer: endpoint/1\r\nAccess-Control-Allow-Origin: *\r\nVary: Accept\r\n\
              Access-Control-Expose-Headers: x-kept\r\n\
-             X-Old: renamed\r\nX-Policy: endpoint\r\nX-Kept: yes\r\nContent-Length: 2\r\n\r\nok",
+             X-Old: renamed\r\nX-Policy: endpoint\r\nX-Kept: yes\r\nVia: 1.1 endpoint\r\nContent-Length: 2\r\n\r\nok",
         )
     })
     .await;
     let rest = "routes:\n  - name: set\n    match: { path: { prefix: /set } }\n    service: svc\n    policies: [cors, hdrs]\n\
         \x20 - name: rename\n    match: { path: { prefix: /rename } }\n    service: svc\n    policies: [ren]\n\
+        \x20 - name: own\n    match: { path: { prefix: /own } }\n    service: svc\n    policies: [own]\n\
         policies:\n\
         \x20 - name: hdrs\n    headers:\n      response: { set: { x-policy: gateway }, add: { x-added: yes }, remove: [server] }\n\
         \x20 - name: ren\n    headers:\n      response: { rename: { x-old: x-new } }\n\
+        \x20 - name: own\n    headers:\n      response: { remove: [via], set: { x-meridian-region: edge } }\n\
         \x20 - name: cors\n    cors: { allow_origins: [\"https://app.test\"], allow_methods: [GET] }\n";
     let gw = Gw::start(&global(&[up.addr], "", rest)).await;
     for (label, c) in [("HTTP/1.1", wire_client()), ("HTTP/2", h2c_client())] {
@@ -606,6 +653,16 @@ async fn response_policies_see_the_endpoint_fields_they_replace_remove_or_rename
         let r = c.get(gw.url("/rename")).send().await.unwrap();
         assert!(r.headers().get("x-old").is_none(), "{label}");
         assert_eq!(r.headers()["x-new"], "renamed", "{label}");
+        assert_eq!(r.headers()["x-kept"], "yes", "{label}");
+        let all = |h: &reqwest::header::HeaderMap, n: &str| h.get_all(n).iter().count();
+        assert_eq!(all(r.headers(), "via"), 2, "{label}: the endpoint's and the gateway's");
+        assert_eq!(all(r.headers(), "x-request-id"), 1, "{label}");
+
+        // A policy that touches the gateway's own fields sees them (they go through the map).
+        let r = c.get(gw.url("/own")).send().await.unwrap();
+        assert!(r.headers().get("via").is_none(), "{label}: removed, the endpoint's and the gateway's");
+        assert_eq!(r.headers().get_all("x-meridian-region").iter().collect::<Vec<_>>(), ["edge"], "{label}");
+        assert_eq!(all(r.headers(), "x-request-id"), 1, "{label}");
         assert_eq!(r.headers()["x-kept"], "yes", "{label}");
     }
 }
