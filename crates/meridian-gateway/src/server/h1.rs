@@ -235,8 +235,9 @@ fn parse(rbuf: &mut BytesMut, max_fields: usize, limits: &ListenerLimits) -> Par
     };
     let head = rbuf.split_to(len).freeze();
     let Ok(uri) = Uri::from_maybe_shared(head.slice(path_range)) else { return Parsed::HandOver };
-    // Room for what the proxy adds (forwarding headers, the request id).
-    let mut map = HeaderMap::with_capacity(n + 8);
+    // The proxy's own fields travel beside the map (`forwarded::HopFields`): room for the
+    // client's.
+    let mut map = HeaderMap::with_capacity(n);
     for &(ns, ne, vs, ve) in &spans[..n] {
         let Ok(name) = HeaderName::from_bytes(&head[ns as usize..ne as usize]) else {
             return Parsed::HandOver;
