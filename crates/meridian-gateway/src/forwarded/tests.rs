@@ -229,28 +229,38 @@ fn forwarded_host_with_quotes_is_escaped() {
 }
 
 #[test]
-fn ipv4_addresses_are_written_without_formatting_errors() {
-    for ip in ["0.0.0.0", "9.10.99.100", "127.0.0.1", "255.255.255.255", "10.200.3.45"] {
-        let mut b = super::HopBuf::new();
-        b.put_ip(ip.parse().unwrap());
-        assert_eq!(b.written(0), ip.as_bytes());
+fn peer_addresses_are_written_without_formatting_errors() {
+    for ip in ["0.0.0.0", "9.10.99.100", "127.0.0.1", "255.255.255.255", "10.200.3.45", "2001:db8::1"] {
+        let (h, _) =
+            run(&std::net::SocketAddr::new(ip.parse().unwrap(), 1).to_string(), false, map(&[]), false);
+        assert_eq!(all(&h, "x-forwarded-for"), [ip]);
     }
-    let mut b = super::HopBuf::new();
-    b.put_ip("2001:db8::1".parse().unwrap());
-    assert_eq!(b.written(0), b"2001:db8::1");
+    let ip = "ffff:ffff:ffff:ffff:ffff:ffff:ffff:fffe";
+    let (h, _) = run(&format!("[{ip}]:1"), false, map(&[]), false);
+    assert_eq!(all(&h, "forwarded"), [format!("for=\"[{ip}]\";proto=http")]);
 }
 
 #[test]
-fn long_forwarding_chains_spill_to_the_heap_intact() {
-    let mut b = super::HopBuf::new();
-    let part = b"203.0.113.77, ";
-    for _ in 0..40 {
-        b.put(part);
-    }
-    b.put_ip("198.51.100.1".parse().unwrap());
-    let want: Vec<u8> = part.repeat(40).into_iter().chain(b"198.51.100.1".iter().copied()).collect();
-    assert_eq!(b.written(0), &want[..]);
-    assert_eq!(&b.freeze()[..], &want[..]);
+fn long_trusted_chains_are_extended_intact() {
+    let chain = vec!["203.0.113.77"; 40].join(", ");
+    let h = map(&[]);
+    let mut h = h;
+    h.append("x-forwarded-for", HeaderValue::from_str(&chain).unwrap());
+    let (h, _) = run("10.0.0.2:1", false, h, false);
+    assert_eq!(all(&h, "x-forwarded-for"), [format!("{chain}, 10.0.0.2")]);
+}
+
+#[test]
+fn fields_named_in_connection_are_gone_before_this_hop_reads_them() {
+    let h = map(&[
+        ("connection", "x-forwarded-for, forwarded"),
+        ("x-forwarded-for", "1.2.3.4"),
+        ("forwarded", "for=1.2.3.4"),
+    ]);
+    let (h, ip) = run("10.0.0.2:1", false, h, false);
+    assert_eq!(ip, "10.0.0.2".parse::<IpAddr>().unwrap());
+    assert_eq!(all(&h, "x-forwarded-for"), ["10.0.0.2"]);
+    assert_eq!(all(&h, "forwarded"), ["for=10.0.0.2;proto=http"]);
 }
 
 #[test]
