@@ -20,10 +20,11 @@ use std::net::{IpAddr, SocketAddr};
 
 use bytes::Bytes;
 use http::header::{CONNECTION, FORWARDED, HOST, TE, TRAILER, TRANSFER_ENCODING, UPGRADE, VIA};
-use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Version};
+use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode, Version};
 
 use crate::error::X_REQUEST_ID;
-use crate::raw_head::{self, Own, RawFields};
+use crate::body::GwBody;
+use crate::raw_head::{self, Own};
 pub use proxies::TrustedProxies;
 
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -316,20 +317,16 @@ pub fn prepare_request(
 }
 
 /// Removes hop-by-hop headers from an upstream response (a 101 keeps `Upgrade` and
-/// `Connection: upgrade`) and appends `Via` (held with the endpoint's passed-through fields
-/// `raw`, when it has them: they are without hop-by-hop fields already).
-pub fn prepare_response(
-    headers: &mut HeaderMap,
-    raw: Option<&mut RawFields>,
-    status: StatusCode,
-    via: &HeaderValue,
-) {
-    let switching = status == StatusCode::SWITCHING_PROTOCOLS;
+/// `Connection: upgrade`) and appends `Via` (held with the endpoint's passed-through fields,
+/// when it has them: they are without hop-by-hop fields already).
+pub fn prepare_response(resp: &mut Response<GwBody>, via: &HeaderValue) {
+    let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
+    let headers = resp.headers_mut();
     remove_hop_by_hop(headers, switching);
     if switching {
         headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
     }
-    raw_head::set_own(raw, headers, Own::Via, via.clone());
+    raw_head::set_own_on(resp, Own::Via, via.clone());
 }
 
 /// Removes the hop-by-hop headers, including those `Connection` names. With `keep_upgrade`,

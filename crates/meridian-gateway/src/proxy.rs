@@ -164,27 +164,25 @@ impl Proxy {
                 tracing::debug!(request_id = rid_str(&rid), route = %route.name, error = %e, "request failed");
                 // Gateway-made errors get the route's response phases too (CORS, so browsers
                 // can read the error body).
-                let (mut rp, b) = respond(e.code, &e.message, rid_str(&rid)).into_parts();
-                route.chain.on_response(&facts, &mut rp);
-                let resp = Response::from_parts(rp, b);
+                let mut resp = respond(e.code, &e.message, rid_str(&rid));
+                route.chain.on_response(&facts, resp.headers_mut());
                 return self.logged(resp, &rid, &route.name, &route.service.name, None, start, client_ip);
             }
         };
 
         // 8. Response.
-        let status = resp.status();
-        let (mut rp, mut b) = resp.into_parts();
-        forwarded::prepare_response(&mut rp.headers, b.raw_fields_mut(), status, &self.node.via);
-        route.chain.on_response(&facts, &mut rp);
-        raw_head::set_own(b.raw_fields_mut(), &mut rp.headers, Own::RequestId, rid.clone());
+        // (The response is edited in place: taking it apart and putting it together again
+        // copies it twice.)
+        forwarded::prepare_response(&mut resp, &self.node.via);
+        route.chain.on_response(&facts, resp.headers_mut());
+        raw_head::set_own_on(&mut resp, Own::RequestId, rid.clone());
         if self.node.shutdown.is_draining()
             && version == Version::HTTP_11
-            && status != http::StatusCode::SWITCHING_PROTOCOLS
+            && resp.status() != http::StatusCode::SWITCHING_PROTOCOLS
         {
             // Draining: finish this request, then let the client reconnect (to another node).
-            rp.headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+            resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
-        resp = Response::from_parts(rp, b);
         if let Some(idle) = route.tries.idle_timeout {
             resp = resp.map(|b| b.wrap(|b| IdleTimeoutBody::new(b, idle)));
         }
@@ -234,8 +232,7 @@ impl Proxy {
         let body = limit_body(body, content_length(&parts.headers), u64::MAX);
         let resp = match forward(&cx, parts, body, Some(slot)).await {
             Ok((mut resp, _)) => {
-                let status = resp.status();
-                forwarded::prepare_response(resp.headers_mut(), None, status, &self.node.via);
+                forwarded::prepare_response(&mut resp, &self.node.via);
                 resp
             }
             // Every local try failed: let the sender try the next region.

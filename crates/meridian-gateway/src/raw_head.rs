@@ -80,6 +80,13 @@ pub fn set_own(raw: Option<&mut RawFields>, headers: &mut HeaderMap, field: Own,
     }
 }
 
+/// [`set_own`] on a response.
+pub fn set_own_on(resp: &mut Response<GwBody>, field: Own, value: HeaderValue) {
+    if let Some(value) = hold_own(resp.body_mut().raw_fields_mut(), field, value) {
+        put_own(resp.headers_mut(), field, value);
+    }
+}
+
 /// Holds one of the gateway's own fields beside the endpoint's passed-through fields, or gives
 /// it back for the map ([`put_own`]).
 pub fn hold_own(raw: Option<&mut RawFields>, field: Own, value: HeaderValue) -> Option<HeaderValue> {

@@ -14,7 +14,7 @@ use http::header::{
     ACCESS_CONTROL_ALLOW_ORIGIN, ACCESS_CONTROL_EXPOSE_HEADERS, ACCESS_CONTROL_MAX_AGE,
     ACCESS_CONTROL_REQUEST_METHOD, CONTENT_TYPE, ORIGIN, VARY,
 };
-use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode, request, response};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode, request};
 use meridian_core::ErrorCode;
 use meridian_model::{ConfigError, CorsPolicy};
 
@@ -136,8 +136,7 @@ impl Cors {
         Flow::Respond(resp)
     }
 
-    pub(super) fn on_response(&self, facts: &RequestFacts, resp: &mut response::Parts) {
-        let h = &mut resp.headers;
+    pub(super) fn on_response(&self, facts: &RequestFacts, h: &mut HeaderMap) {
         match &facts.origin {
             Some(origin) => {
                 self.common(h, origin);

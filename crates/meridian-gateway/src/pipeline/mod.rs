@@ -14,7 +14,7 @@ mod headers;
 mod tests;
 
 use bytes::Bytes;
-use http::{HeaderName, HeaderValue, Response, request, response};
+use http::{HeaderMap, HeaderName, HeaderValue, Response, request};
 use meridian_model::{ConfigError, Policy, Route};
 
 use cors::Cors;
@@ -157,9 +157,9 @@ impl Chain {
 
     /// Response phases, the request order reversed (an onion): the headers policy's response
     /// changes first, then CORS, so the CORS headers a browser sees are always the policy's.
-    pub fn on_response(&self, facts: &RequestFacts, resp: &mut response::Parts) {
+    pub fn on_response(&self, facts: &RequestFacts, resp: &mut HeaderMap) {
         for h in self.headers.iter().rev() {
-            h.response.apply(&mut resp.headers);
+            h.response.apply(resp);
         }
         if let Some(cors) = &self.cors {
             cors.on_response(facts, resp);
