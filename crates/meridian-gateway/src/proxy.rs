@@ -23,7 +23,7 @@ use http::{Request, Response, Uri, Version};
 use meridian_core::{ErrorCode, RequestId};
 use meridian_model::HashOn;
 
-use crate::access_log::{AccessLog, LogRecord, LoggedBody};
+use crate::access_log::{AccessLog, LogNames, LogRecord, LoggedBody};
 use crate::body::GwBody;
 use crate::error::{Retry, respond};
 use crate::forward::{ForwardCtx, Origin, content_length, forward, forward_upgrade, limit_body};
@@ -45,6 +45,8 @@ pub struct NodeCtx {
     pub via: HeaderValue,
     pub trusted: TrustedProxies,
     pub access_log: Option<AccessLog>,
+    /// Names in the access log lines of requests that matched no route.
+    pub no_route_log: LogNames,
     /// Drain switches (admin API; later the control plane).
     pub drains: Drains,
     /// `region` as a header value.
@@ -75,26 +77,31 @@ impl Proxy {
         let snap = self.state.load_full();
 
         // 2. Request id: propagate a sane incoming one, else make one.
-        let rid = request_id(req.headers());
+        let seen = Seen::scan(req.headers());
+        let rid = request_id(seen.request_id);
 
-        // 3. Route.
-        let host = request_host(&req);
+        // 3. Route: the host the client asked for, without port, from the URI (HTTP/2,
+        // absolute-form) or Host.
+        let host = match req.uri().host() {
+            Some(h) => h,
+            None => seen.host.and_then(|v| v.to_str().ok()).map_or("", strip_port),
+        };
         let Some(hit) = snap.router.find(host, req.uri().path(), req.method(), req.headers()) else {
             let resp = respond(ErrorCode::NotFound, "no route matches the request", rid_str(&rid));
-            return self.logged(resp, &rid, no_route(), no_route(), None, start, conn.peer.ip());
+            return self.logged(resp, &rid, &self.node.no_route_log, None, start, conn.peer.ip());
         };
         let route = &snap.routes[hit.index];
 
         // 4. Body limit, when the length is announced.
         let max_body = route.max_body_bytes.unwrap_or(conn.max_body_bytes);
-        let announced = content_length(req.headers());
+        let announced = seen.content_length.and_then(|v| v.to_str().ok()?.parse().ok());
         if announced.is_some_and(|n| n > max_body) {
             let resp = respond(ErrorCode::PayloadTooLarge, "request body exceeds the limit", rid_str(&rid));
-            return self.logged(resp, &rid, &route.name, &route.service.name, None, start, conn.peer.ip());
+            return self.logged(resp, &rid, &route.log_names, None, start, conn.peer.ip());
         }
 
         let version = req.version();
-        let upgrade = is_upgrade(&req);
+        let upgrade = version == Version::HTTP_11 && seen.upgrade && seen.connection_upgrade;
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
         let (mut parts, body) = req.into_parts();
 
@@ -104,7 +111,7 @@ impl Proxy {
             let (mut rp, b) = r.into_parts();
             set_request_id(&mut rp.headers, &rid);
             let resp = Response::from_parts(rp, GwBody::full(b));
-            return self.logged(resp, &rid, &route.name, &route.service.name, None, start, conn.peer.ip());
+            return self.logged(resp, &rid, &route.log_names, None, start, conn.peer.ip());
         }
 
         // 6. Proxy headers and path rewrite. HTTP/2 clients name the host in `:authority`;
@@ -166,7 +173,7 @@ impl Proxy {
                 // can read the error body).
                 let mut resp = respond(e.code, &e.message, rid_str(&rid));
                 route.chain.on_response(&facts, resp.headers_mut());
-                return self.logged(resp, &rid, &route.name, &route.service.name, None, start, client_ip);
+                return self.logged(resp, &rid, &route.log_names, None, start, client_ip);
             }
         };
 
@@ -186,7 +193,7 @@ impl Proxy {
         if let Some(idle) = route.tries.idle_timeout {
             resp = resp.map(|b| b.wrap(|b| IdleTimeoutBody::new(b, idle)));
         }
-        self.logged(resp, &rid, &route.name, &route.service.name, endpoint, start, client_ip)
+        self.logged(resp, &rid, &route.log_names, endpoint, start, client_ip)
     }
 
     /// A request from a peer region's gateway (peer listener, mutual TLS): serve the named
@@ -194,7 +201,7 @@ impl Proxy {
     pub async fn handle_peer(&self, req: Request<GwBody>, conn: &ConnInfo) -> Response<GwBody> {
         let start = Instant::now();
         let snap = self.state.load_full();
-        let rid = request_id(req.headers());
+        let rid = request_id(req.headers().get(&X_REQUEST_ID));
         let service_name = req.headers().get(&peer::SERVICE).and_then(|v| v.to_str().ok()).unwrap_or("");
         let Some(service) = snap.services.get(service_name) else {
             return region_unavailable(
@@ -241,9 +248,7 @@ impl Proxy {
             }
             Err(e) => respond(e.code, &e.message, rid_str(&rid)),
         };
-        static PEER_ROUTE: std::sync::OnceLock<Arc<str>> = std::sync::OnceLock::new();
-        let route = PEER_ROUTE.get_or_init(|| Arc::from("(peer)"));
-        self.logged(resp, &rid, route, &service.name, None, start, client_ip)
+        self.logged(resp, &rid, &service.peer_log_names, None, start, client_ip)
     }
 
     /// 9. Access log, written when the response body ends (only when enabled).
@@ -252,8 +257,7 @@ impl Proxy {
         &self,
         resp: Response<GwBody>,
         rid: &HeaderValue,
-        route: &Arc<str>,
-        service: &Arc<str>,
+        names: &LogNames,
         endpoint: Option<SocketAddr>,
         start: Instant,
         client: IpAddr,
@@ -261,9 +265,7 @@ impl Proxy {
         let Some(log) = &self.node.access_log else { return resp };
         let rec = LogRecord {
             request_id: rid.clone(),
-            route: Arc::clone(route),
-            service: Arc::clone(service),
-            region: self.node.region.clone(),
+            names: names.clone(),
             endpoint,
             client,
             status: resp.status().as_u16(),
@@ -275,26 +277,11 @@ impl Proxy {
     }
 }
 
-/// The route and service name logged for requests that matched no route.
-fn no_route() -> &'static Arc<str> {
-    static NONE: std::sync::OnceLock<Arc<str>> = std::sync::OnceLock::new();
-    NONE.get_or_init(|| Arc::from("-"))
-}
-
 /// 503 with the peer hop's "region unavailable" marker: the sender tries its next region.
 fn region_unavailable(rid: &HeaderValue, why: &str) -> Response<GwBody> {
     let mut r = respond(ErrorCode::ServiceUnavailable, why, rid_str(rid));
     r.headers_mut().insert(peer::REGION_UNAVAILABLE, HeaderValue::from_static("1"));
     r
-}
-
-/// The host the client asked for, without port, from the URI (HTTP/2, absolute-form) or Host.
-fn request_host<B>(req: &Request<B>) -> &str {
-    if let Some(h) = req.uri().host() {
-        return h;
-    }
-    let Some(h) = req.headers().get(header::HOST).and_then(|v| v.to_str().ok()) else { return "" };
-    strip_port(h)
 }
 
 fn strip_port(h: &str) -> &str {
@@ -309,25 +296,50 @@ fn strip_port(h: &str) -> &str {
     }
 }
 
-fn is_upgrade<B>(req: &Request<B>) -> bool {
-    req.version() == Version::HTTP_11
-        && req.headers().contains_key(header::UPGRADE)
-        && req
-            .headers()
-            .get(header::CONNECTION)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade")))
-}
-
 fn set_request_id(h: &mut http::HeaderMap, rid: &HeaderValue) {
     h.insert(X_REQUEST_ID, rid.clone());
+}
+
+/// The fields the proxy reads before routing, found in one pass over the names: a lookup by
+/// name hashes the name, and most requests carry a handful of fields. The first value of each,
+/// as `HeaderMap::get` gives.
+#[derive(Default)]
+struct Seen<'a> {
+    request_id: Option<&'a HeaderValue>,
+    host: Option<&'a HeaderValue>,
+    content_length: Option<&'a HeaderValue>,
+    upgrade: bool,
+    /// A `Connection` field lists `upgrade`.
+    connection_upgrade: bool,
+}
+
+impl<'a> Seen<'a> {
+    fn scan(h: &'a http::HeaderMap) -> Self {
+        let mut seen = Seen::default();
+        for (name, value) in h {
+            if name == header::HOST {
+                seen.host = seen.host.or(Some(value));
+            } else if name == header::CONTENT_LENGTH {
+                seen.content_length = seen.content_length.or(Some(value));
+            } else if name == header::UPGRADE {
+                seen.upgrade = true;
+            } else if name == header::CONNECTION {
+                seen.connection_upgrade |= value
+                    .to_str()
+                    .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade")));
+            } else if name == X_REQUEST_ID {
+                seen.request_id = seen.request_id.or(Some(value));
+            }
+        }
+        seen
+    }
 }
 
 /// The request id: a sane incoming `X-Request-Id` as it is, else a fresh one. A fresh one is
 /// one reference-counted allocation: the upstream request, the response and the log clone it
 /// without copying (a value made from a `Vec` would allocate again on its first clone).
-fn request_id(h: &http::HeaderMap) -> HeaderValue {
-    if let Some(v) = h.get(&X_REQUEST_ID)
+fn request_id(incoming: Option<&HeaderValue>) -> HeaderValue {
+    if let Some(v) = incoming
         && RequestId::is_valid(v.as_bytes())
     {
         return v.clone();
