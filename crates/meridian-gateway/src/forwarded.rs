@@ -22,8 +22,8 @@ use bytes::Bytes;
 use http::header::{CONNECTION, FORWARDED, HOST, TE, TRAILER, TRANSFER_ENCODING, UPGRADE, VIA};
 use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode, Version};
 
-use crate::error::X_REQUEST_ID;
 use crate::body::GwBody;
+use crate::error::X_REQUEST_ID;
 use crate::raw_head::{self, Own};
 pub use proxies::TrustedProxies;
 

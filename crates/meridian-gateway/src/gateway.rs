@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::access_log::AccessLog;
+use crate::access_log::{AccessLog, LogNames};
 use crate::admin::{self, AdminState, ConfigStatus};
 use crate::config_source::{Candidate, ConfigSource, SourceCtx};
 use crate::forwarded::TrustedProxies;
@@ -138,6 +138,7 @@ pub async fn start(bootstrap: Bootstrap, mut source: Box<dyn ConfigSource>) -> a
         via: HeaderValue::from_static("1.1 meridian"),
         trusted,
         access_log,
+        no_route_log: LogNames::new(&region, "-", "-"),
         drains: Drains::default(),
         region_header: HeaderValue::from_str(&region).context("region name as a header value")?,
     });

@@ -3,6 +3,7 @@
 //! path and swapped atomically; a request keeps the `Arc<Snapshot>` it started with, so
 //! in-flight requests finish on the old version.
 
+use crate::access_log::LogNames;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -76,6 +77,8 @@ impl TryPolicy {
 
 pub struct RouteRuntime {
     pub name: Arc<str>,
+    /// Names in this route's access log lines.
+    pub log_names: LogNames,
     pub service: Arc<ServiceRuntime>,
     pub chain: Chain,
     pub tries: TryPolicy,
@@ -141,6 +144,7 @@ pub fn build(
             .unwrap_or_else(|| Arc::new(RetryBudget::new(&r.retries)));
         routes.push(RouteRuntime {
             name: Arc::from(r.name.as_str()),
+            log_names: LogNames::new(&service.region, &r.name, &service.name),
             service: Arc::clone(service),
             chain,
             tries: TryPolicy::of_route(r, budget),

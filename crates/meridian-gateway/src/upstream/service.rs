@@ -2,6 +2,7 @@
 //! the balancer and the concurrency limit. Built once per config version; pools of unchanged
 //! endpoints carry over from the previous version so warm connections survive a reload.
 
+use crate::access_log::LogNames;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -22,6 +23,8 @@ use super::resolve;
 
 pub struct ServiceRuntime {
     pub name: Arc<str>,
+    /// Names in the access log lines of requests from peer regions.
+    pub peer_log_names: LogNames,
     /// The config this runtime was built from; an identical one reuses this runtime.
     pub config: Service,
     pub region: Arc<str>,
@@ -142,6 +145,7 @@ impl ServiceRuntime {
         };
         Ok(ServiceRuntime {
             name: Arc::from(svc.name.as_str()),
+            peer_log_names: LogNames::new(region, "(peer)", &svc.name),
             config: svc.clone(),
             region: Arc::from(region),
             // Ring positions follow endpoint addresses, so every gateway maps a key to the same
