@@ -35,8 +35,7 @@ use crate::body::GwBody;
 use crate::error::X_REQUEST_ID;
 use crate::peer::SERVED_BY;
 
-/// Byte ranges of one field in the head: name start and end, value start and end.
-pub type Span = (u32, u32, u32, u32);
+pub use crate::wire::Span;
 
 /// Most runs of field lines a head may be cut into (by dropped fields and its
 /// `Content-Length`); heads cut into more take the `HeaderMap` path.

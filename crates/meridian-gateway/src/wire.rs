@@ -272,6 +272,37 @@ pub fn put_field(buf: &mut Vec<u8>, name: &http::HeaderName, value: &http::Heade
     buf.extend_from_slice(b"\r\n");
 }
 
+/// Byte ranges of one field in a head: name start and end, value start and end.
+pub type Span = (u32, u32, u32, u32);
+
+/// Fields whose spans live on the stack; more go to the heap. Zeroing room for the most a head
+/// may carry (a hundred fields and more, 1.6 KiB) on every head cost more than handling its
+/// few fields.
+pub const INLINE_SPANS: usize = 24;
+
+/// The spans of the parsed `fields` of a head that starts at address `base`: in `inline`, or
+/// in `heap` past [`INLINE_SPANS`] fields.
+pub fn field_spans<'a>(
+    base: usize,
+    fields: &[httparse::Header<'_>],
+    inline: &'a mut [Span; INLINE_SPANS],
+    heap: &'a mut Vec<Span>,
+) -> &'a [Span] {
+    let out: &mut [Span] = match inline.get_mut(..fields.len()) {
+        Some(room) => room,
+        None => {
+            heap.resize(fields.len(), (0, 0, 0, 0));
+            heap
+        }
+    };
+    for (span, h) in out.iter_mut().zip(fields) {
+        let ns = h.name.as_ptr() as usize - base;
+        let vs = h.value.as_ptr() as usize - base;
+        *span = (ns as u32, (ns + h.name.len()) as u32, vs as u32, (vs + h.value.len()) as u32);
+    }
+    out
+}
+
 /// Whether the field name `name` is `lower` (given in lowercase, as `HeaderName`s are), in
 /// any case: half the work of a comparison that folds both sides.
 #[inline]

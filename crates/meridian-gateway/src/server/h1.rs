@@ -201,12 +201,10 @@ fn parse(rbuf: &mut BytesMut, max_fields: usize, limits: &ListenerLimits) -> Par
     let path_at = path.as_ptr() as usize - base;
     let path_range = path_at..path_at + path.len();
     let n = req.headers.len();
-    let mut spans = [(0u32, 0u32, 0u32, 0u32); MAX_FIELDS];
+    let (mut inline, mut heap) = ([(0, 0, 0, 0); wire::INLINE_SPANS], Vec::new());
+    let spans = wire::field_spans(base, req.headers, &mut inline, &mut heap);
     let mut body_len: Option<u64> = None;
-    for (span, h) in spans.iter_mut().zip(req.headers.iter()) {
-        let ns = h.name.as_ptr() as usize - base;
-        let vs = h.value.as_ptr() as usize - base;
-        *span = (ns as u32, (ns + h.name.len()) as u32, vs as u32, (vs + h.value.len()) as u32);
+    for h in req.headers.iter() {
         let name = h.name.as_bytes();
         // Cases hyper serves: upgrades, `Expect`, chunked or large bodies, odd lengths.
         if name.eq_ignore_ascii_case(UPGRADE.as_str().as_bytes())

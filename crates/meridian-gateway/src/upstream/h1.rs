@@ -444,16 +444,14 @@ fn parse_head(
     // Offsets of names and values in the head, so values can share the head's bytes; the
     // framing fields are read on the way.
     let base = rbuf.as_ptr() as usize;
-    let mut spans = [(0u32, 0u32, 0u32, 0u32); MAX_HEADERS];
     let n = r.headers.len();
+    let (mut inline, mut heap) = ([(0, 0, 0, 0); wire::INLINE_SPANS], Vec::new());
+    let spans = wire::field_spans(base, r.headers, &mut inline, &mut heap);
     let mut chunked = false;
     let mut te = false;
     let mut length: Option<u64> = None;
     let mut close = http10;
-    for (span, h) in spans.iter_mut().zip(r.headers.iter()) {
-        let ns = h.name.as_ptr() as usize - base;
-        let vs = h.value.as_ptr() as usize - base;
-        *span = (ns as u32, (ns + h.name.len()) as u32, vs as u32, (vs + h.value.len()) as u32);
+    for h in r.headers.iter() {
         let name = h.name.as_bytes();
         if wire::name_is(name, b"transfer-encoding") {
             te = true;
