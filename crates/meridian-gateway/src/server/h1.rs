@@ -234,8 +234,9 @@ fn parse(rbuf: &mut BytesMut, max_fields: usize, limits: &ListenerLimits) -> Par
     let head = rbuf.split_to(len).freeze();
     let Ok(uri) = Uri::from_maybe_shared(head.slice(path_range)) else { return Parsed::HandOver };
     // The proxy's own fields travel beside the map (`forwarded::HopFields`): room for the
-    // client's.
-    let mut map = HeaderMap::with_capacity(n);
+    // client's and two more (a request policy's, a Host from an absolute-form target) without
+    // growing the map.
+    let mut map = HeaderMap::with_capacity(n + 2);
     for &(ns, ne, vs, ve) in &spans[..n] {
         let Ok(name) = HeaderName::from_bytes(&head[ns as usize..ne as usize]) else {
             return Parsed::HandOver;
