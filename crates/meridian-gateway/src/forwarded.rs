@@ -84,6 +84,15 @@ const HOPS: [Hop; 6] = [Hop::Proto, Hop::Host, Hop::For, Hop::Forwarded, Hop::Vi
 /// [`Hop`]'s names (a static: a constant array of names is built and dropped at every use).
 static HOP_NAMES: [HeaderName; 6] =
     [X_FORWARDED_PROTO, X_FORWARDED_HOST, X_FORWARDED_FOR, FORWARDED, VIA, X_REQUEST_ID];
+/// The same names as the start of an HTTP/1.1 field line.
+const HOP_LINE_STARTS: [&[u8]; 6] = [
+    b"x-forwarded-proto: ",
+    b"x-forwarded-host: ",
+    b"x-forwarded-for: ",
+    b"forwarded: ",
+    b"via: ",
+    b"x-request-id: ",
+];
 
 impl HopFields {
     fn sent(&self, f: Hop) -> bool {
@@ -144,8 +153,7 @@ impl HopFields {
         buf.reserve(256 + chains + 2 * host + self.request_id.len());
         for f in HOPS {
             if self.sent(f) {
-                buf.extend_from_slice(HOP_NAMES[f as usize].as_str().as_bytes());
-                buf.extend_from_slice(b": ");
+                buf.extend_from_slice(HOP_LINE_STARTS[f as usize]);
                 self.put_value(f, buf);
                 buf.extend_from_slice(b"\r\n");
             }

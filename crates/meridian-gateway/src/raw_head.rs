@@ -69,6 +69,8 @@ pub enum Own {
 
 /// [`Own`]'s names.
 static OWN_NAMES: [HeaderName; 3] = [SERVED_BY, VIA, X_REQUEST_ID];
+/// The same names as the start of an HTTP/1.1 field line.
+const OWN_LINE_STARTS: [&[u8]; 3] = [b"x-meridian-region: ", b"via: ", b"x-request-id: "];
 
 /// Sets one of the gateway's own fields on a response: beside the endpoint's passed-through
 /// fields when there are some and no policy of the route touches it, else in `headers` (`Via`
@@ -248,8 +250,13 @@ impl RawFields {
 
     /// Writes the gateway's own fields held here (after the map's).
     pub fn write_own(&self, buf: &mut Vec<u8>) {
-        for (name, value) in self.own_fields() {
-            crate::wire::put_field(buf, name, value);
+        let Some(own) = &self.own else { return };
+        for (start, value) in OWN_LINE_STARTS.iter().zip(own) {
+            if let Some(v) = value {
+                buf.extend_from_slice(start);
+                buf.extend_from_slice(v.as_bytes());
+                buf.extend_from_slice(b"\r\n");
+            }
         }
     }
 
@@ -388,6 +395,13 @@ mod tests {
             fields("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n");
         let raw = RawFields::new(&head, &spans, None, &[]).unwrap();
         assert_eq!((raw.content_length(), written(&raw, true).as_str()), (None, ""));
+    }
+
+    #[test]
+    fn own_field_lines_start_with_their_names() {
+        for (name, start) in OWN_NAMES.iter().zip(OWN_LINE_STARTS) {
+            assert_eq!(start, format!("{}: ", name.as_str()).as_bytes());
+        }
     }
 
     #[test]

@@ -296,6 +296,13 @@ fn the_clients_own_request_id_and_forwarding_fields_are_replaced_not_repeated() 
 }
 
 #[test]
+fn hop_field_lines_start_with_their_names() {
+    for (name, start) in super::HOP_NAMES.iter().zip(super::HOP_LINE_STARTS) {
+        assert_eq!(start, format!("{}: ", name.as_str()).as_bytes());
+    }
+}
+
+#[test]
 fn hop_fields_name_what_a_service_may_hash_on() {
     assert!(super::HopFields::sets("X-Forwarded-For"));
     assert!(super::HopFields::sets("x-request-id"));
