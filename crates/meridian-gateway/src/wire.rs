@@ -303,6 +303,33 @@ pub fn field_spans<'a>(
     out
 }
 
+/// The fields HTTP/1.1 framing and connection handling read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Special {
+    Te,
+    Expect,
+    Upgrade,
+    Connection,
+    ContentLength,
+    TransferEncoding,
+}
+
+/// Which [`Special`] field `name` is, in any case: by length first, so most names are one
+/// comparison of lengths.
+#[inline]
+pub fn special_field(name: &[u8]) -> Option<Special> {
+    let (special, lower): (Special, &[u8]) = match name.len() {
+        2 => (Special::Te, b"te"),
+        6 => (Special::Expect, b"expect"),
+        7 => (Special::Upgrade, b"upgrade"),
+        10 => (Special::Connection, b"connection"),
+        14 => (Special::ContentLength, b"content-length"),
+        17 => (Special::TransferEncoding, b"transfer-encoding"),
+        _ => return None,
+    };
+    name_is(name, lower).then_some(special)
+}
+
 /// Whether the field name `name` is `lower` (given in lowercase, as `HeaderName`s are), in
 /// any case: half the work of a comparison that folds both sides.
 #[inline]
@@ -339,6 +366,22 @@ mod tests {
         assert!(!super::name_is(b"x_request-id", b"x-request-id"));
         assert!(super::name_is(b"X_Custom-2", b"x_custom-2"));
         assert!(!super::name_is(b"te", b"ten"));
+    }
+
+    #[test]
+    fn special_fields_are_found_in_any_case() {
+        use super::{Special, special_field};
+        assert_eq!(special_field(b"TE"), Some(Special::Te));
+        assert_eq!(special_field(b"Expect"), Some(Special::Expect));
+        assert_eq!(special_field(b"upgrade"), Some(Special::Upgrade));
+        assert_eq!(special_field(b"Connection"), Some(Special::Connection));
+        assert_eq!(special_field(b"Content-Length"), Some(Special::ContentLength));
+        assert_eq!(special_field(b"TRANSFER-ENCODING"), Some(Special::TransferEncoding));
+        for other in
+            [&b"tf"[..], b"accept", b"trailer", b"keep-alive", b"content-type", b"x-forwarded-proto", b""]
+        {
+            assert_eq!(special_field(other), None, "{}", String::from_utf8_lossy(other));
+        }
     }
 
     #[test]

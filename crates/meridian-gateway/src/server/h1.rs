@@ -20,7 +20,7 @@ use std::task::Poll;
 use std::time::{Duration, SystemTime};
 
 use bytes::{Bytes, BytesMut};
-use http::header::{CONNECTION, CONTENT_LENGTH, DATE, EXPECT, TRANSFER_ENCODING, UPGRADE};
+use http::header::{CONNECTION, CONTENT_LENGTH, DATE, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
 use http_body::Body;
 use http_body_util::BodyExt;
@@ -33,7 +33,7 @@ use super::listener::{ConnShared, ListenerKind};
 use crate::ascii;
 use crate::body::GwBody;
 use crate::raw_head::RawFields;
-use crate::wire::{self, Io, LazyTimer};
+use crate::wire::{self, Io, LazyTimer, Special};
 
 /// Largest request body read whole before the request goes to the proxy (with a
 /// `Content-Length`); larger bodies are streamed by hyper.
@@ -204,23 +204,23 @@ fn parse(rbuf: &mut BytesMut, max_fields: usize, limits: &ListenerLimits) -> Par
     let (mut inline, mut heap) = ([(0, 0, 0, 0); wire::INLINE_SPANS], Vec::new());
     let spans = wire::field_spans(base, req.headers, &mut inline, &mut heap);
     let mut body_len: Option<u64> = None;
+    let (mut connection, mut te) = (false, false);
     for h in req.headers.iter() {
-        let name = h.name.as_bytes();
-        // Cases hyper serves: upgrades, `Expect`, chunked or large bodies, odd lengths.
-        if name.eq_ignore_ascii_case(UPGRADE.as_str().as_bytes())
-            || name.eq_ignore_ascii_case(EXPECT.as_str().as_bytes())
-            || name.eq_ignore_ascii_case(TRANSFER_ENCODING.as_str().as_bytes())
-        {
-            return Parsed::HandOver;
-        }
-        if name.eq_ignore_ascii_case(CONTENT_LENGTH.as_str().as_bytes()) {
-            let Some(v) = wire::content_length(h.value) else {
-                return Parsed::HandOver;
-            };
-            if body_len.is_some_and(|b| b != v) || v > INLINE_BODY.min(limits.max_body_bytes) {
-                return Parsed::HandOver;
+        match wire::special_field(h.name.as_bytes()) {
+            // Cases hyper serves: upgrades, `Expect`, chunked or large bodies, odd lengths.
+            Some(Special::Upgrade | Special::Expect | Special::TransferEncoding) => return Parsed::HandOver,
+            Some(Special::ContentLength) => {
+                let Some(v) = wire::content_length(h.value) else {
+                    return Parsed::HandOver;
+                };
+                if body_len.is_some_and(|b| b != v) || v > INLINE_BODY.min(limits.max_body_bytes) {
+                    return Parsed::HandOver;
+                }
+                body_len = Some(v);
             }
-            body_len = Some(v);
+            Some(Special::Connection) => connection = true,
+            Some(Special::Te) => te = true,
+            None => {}
         }
     }
     let fields = |name: &'static str| {
@@ -228,8 +228,8 @@ fn parse(rbuf: &mut BytesMut, max_fields: usize, limits: &ListenerLimits) -> Par
     };
     let meta = Meta {
         body_len: body_len.unwrap_or(0),
-        keep_alive: wants_keep_alive(fields("connection"), minor == 0),
-        te_trailers: fields("te").any(|v| wire::has_token(v, b"trailers")),
+        keep_alive: if connection { wants_keep_alive(fields("connection"), minor == 0) } else { minor != 0 },
+        te_trailers: te && fields("te").any(|v| wire::has_token(v, b"trailers")),
     };
     let head = rbuf.split_to(len).freeze();
     let Ok(uri) = Uri::from_maybe_shared(head.slice(path_range)) else { return Parsed::HandOver };

@@ -35,7 +35,7 @@ use super::pool::EndpointPool;
 use crate::body::{BoxError, GwBody};
 use crate::forwarded::HopFields;
 use crate::raw_head::RawFields;
-use crate::wire::{self, LazyTimer};
+use crate::wire::{self, LazyTimer, Special};
 
 /// Largest response head accepted (Envoy's default limit is 60 KiB, nginx's 4–8 KiB).
 pub const MAX_HEAD_BYTES: usize = 64 * 1024;
@@ -452,8 +452,8 @@ fn parse_head(
     let mut length: Option<u64> = None;
     let mut close = http10;
     for h in r.headers.iter() {
-        let name = h.name.as_bytes();
-        if wire::name_is(name, b"transfer-encoding") {
+        let special = wire::special_field(h.name.as_bytes());
+        if special == Some(Special::TransferEncoding) {
             te = true;
             // The last coding decides (RFC 9112 §6.3).
             chunked = h
@@ -461,14 +461,14 @@ fn parse_head(
                 .rsplit(|&b| b == b',')
                 .next()
                 .is_some_and(|c| c.trim_ascii().eq_ignore_ascii_case(b"chunked"));
-        } else if wire::name_is(name, b"content-length") {
+        } else if special == Some(Special::ContentLength) {
             let v = crate::wire::content_length(h.value)
                 .ok_or_else(|| "invalid Content-Length in the response".to_string())?;
             if length.is_some_and(|l| l != v) {
                 return Err("conflicting Content-Length values in the response".into());
             }
             length = Some(v);
-        } else if wire::name_is(name, b"connection") {
+        } else if special == Some(Special::Connection) {
             if wire::has_token(h.value, b"close") {
                 close = true;
             } else if http10 && wire::has_token(h.value, b"keep-alive") {
