@@ -269,9 +269,9 @@ fn push_millis(out: &mut Vec<u8>, ms: f64) {
     push_u64(out, micros / 1000);
     let f = (micros % 1000) as u16;
     let frac = [b'.', b'0' + (f / 100) as u8, b'0' + (f / 10 % 10) as u8, b'0' + (f % 10) as u8];
-    let keep = if f % 100 == 0 {
+    let keep = if f.is_multiple_of(100) {
         2
-    } else if f % 10 == 0 {
+    } else if f.is_multiple_of(10) {
         3
     } else {
         4
