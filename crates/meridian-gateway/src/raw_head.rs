@@ -68,7 +68,7 @@ pub enum Own {
 }
 
 /// [`Own`]'s names.
-static OWN_NAMES: [HeaderName; 3] = [SERVED_BY, VIA, X_REQUEST_ID];
+pub static OWN_NAMES: [HeaderName; 3] = [SERVED_BY, VIA, X_REQUEST_ID];
 /// The same names as the start of an HTTP/1.1 field line.
 const OWN_LINE_STARTS: [&[u8]; 3] = [b"x-meridian-region: ", b"via: ", b"x-request-id: "];
 

@@ -59,6 +59,11 @@ impl Ops {
         self.rename.is_empty().then(|| self.remove.iter().chain(self.set.iter().map(|(n, _)| n)))
     }
 
+    /// The names these changes add a value to (after any earlier ones).
+    pub(super) fn added(&self) -> impl Iterator<Item = &HeaderName> {
+        self.add.iter().map(|(n, _)| n)
+    }
+
     pub(super) fn is_empty(&self) -> bool {
         self.remove.is_empty() && self.rename.is_empty() && self.set.is_empty() && self.add.is_empty()
     }

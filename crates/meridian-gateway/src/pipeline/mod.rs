@@ -59,7 +59,8 @@ pub struct Chain {
     cors: Option<Cors>,
     /// Transform phase, in the route's order.
     headers: Vec<Headers>,
-    /// A response phase reads the endpoint's fields (a rename): they go into the `HeaderMap`.
+    /// A response phase reads the endpoint's fields (a rename), or adds to one of the gateway's
+    /// own: they go into the `HeaderMap`.
     response_reads: bool,
     /// The endpoint's fields that the response phases replace or remove (dropped when the
     /// fields pass through as they came): for requests CORS lets through, and for the others.
@@ -112,6 +113,11 @@ impl Chain {
             match h.response.replaced() {
                 Some(names) => chain.replaced.extend(names.cloned()),
                 None => chain.response_reads = true,
+            }
+            // A value added to one of the gateway's own fields comes after the gateway's (or,
+            // for the request id, is replaced by it): that order is the map's.
+            if h.response.added().any(|n| crate::raw_head::OWN_NAMES.contains(n)) {
+                chain.response_reads = true;
             }
         }
         chain.replaced_with_origin = chain.replaced.clone();

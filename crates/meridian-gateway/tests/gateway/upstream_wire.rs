@@ -620,10 +620,12 @@ async fn response_policies_see_the_endpoint_fields_they_replace_remove_or_rename
     let rest = "routes:\n  - name: set\n    match: { path: { prefix: /set } }\n    service: svc\n    policies: [cors, hdrs]\n\
         \x20 - name: rename\n    match: { path: { prefix: /rename } }\n    service: svc\n    policies: [ren]\n\
         \x20 - name: own\n    match: { path: { prefix: /own } }\n    service: svc\n    policies: [own]\n\
+        \x20 - name: added\n    match: { path: { prefix: /added } }\n    service: svc\n    policies: [added]\n\
         policies:\n\
         \x20 - name: hdrs\n    headers:\n      response: { set: { x-policy: gateway }, add: { x-added: yes }, remove: [server] }\n\
         \x20 - name: ren\n    headers:\n      response: { rename: { x-old: x-new } }\n\
         \x20 - name: own\n    headers:\n      response: { remove: [via], set: { x-meridian-region: edge } }\n\
+        \x20 - name: added\n    headers:\n      response: { add: { via: 1.1 policy, x-request-id: policy-id } }\n\
         \x20 - name: cors\n    cors: { allow_origins: [\"https://app.test\"], allow_methods: [GET] }\n";
     let gw = Gw::start(&global(&[up.addr], "", rest)).await;
     for (label, c) in [("HTTP/1.1", wire_client()), ("HTTP/2", h2c_client())] {
@@ -664,5 +666,14 @@ async fn response_policies_see_the_endpoint_fields_they_replace_remove_or_rename
         assert_eq!(r.headers().get_all("x-meridian-region").iter().collect::<Vec<_>>(), ["edge"], "{label}");
         assert_eq!(all(r.headers(), "x-request-id"), 1, "{label}");
         assert_eq!(r.headers()["x-kept"], "yes", "{label}");
+
+        // Values a policy adds to the gateway's own fields come after the gateway's; the
+        // request id stays the gateway's alone.
+        let r = c.get(gw.url("/added")).send().await.unwrap();
+        let via: Vec<_> = r.headers().get_all("via").iter().map(|v| v.to_str().unwrap()).collect();
+        assert_eq!(via, ["1.1 endpoint", "1.1 meridian", "1.1 policy"], "{label}");
+        let rid: Vec<_> = r.headers().get_all("x-request-id").iter().collect();
+        assert_eq!(rid.len(), 1, "{label}: {rid:?}");
+        assert_ne!(rid[0], "policy-id", "{label}");
     }
 }
