@@ -205,13 +205,13 @@ fn json_line(
     bytes_sent: u64,
     complete: bool,
 ) {
-    l.extend_from_slice("{\"bytes_sent\":".as_bytes());
+    l.extend_from_slice(b"{\"bytes_sent\":");
     push_u64(l, bytes_sent);
     // An address's text has no character that JSON escapes.
-    l.extend_from_slice(",\"client\":\"".as_bytes());
+    l.extend_from_slice(b",\"client\":\"");
     push_ip(l, r.client);
     l.extend_from_slice(if complete { b"\",\"complete\":true" } else { b"\",\"complete\":false" });
-    l.extend_from_slice(",\"endpoint\":".as_bytes());
+    l.extend_from_slice(b",\"endpoint\":");
     match r.endpoint {
         Some(SocketAddr::V4(e)) => {
             l.push(b'"');
@@ -223,20 +223,20 @@ fn json_line(
         Some(e) => {
             let _ = write!(l, "\"{e}\"");
         }
-        None => l.extend_from_slice("null".as_bytes()),
+        None => l.extend_from_slice(b"null"),
     }
-    l.extend_from_slice(",\"headers_ms\":".as_bytes());
+    l.extend_from_slice(b",\"headers_ms\":");
     push_millis(l, r.headers_ms);
     let (region, route_service) = r.names.bytes.split_at(r.names.split);
     l.extend_from_slice(region);
-    l.extend_from_slice(",\"request_id\":".as_bytes());
+    l.extend_from_slice(b",\"request_id\":");
     push_json_str(l, r.request_id.to_str().unwrap_or(""));
     l.extend_from_slice(route_service);
-    l.extend_from_slice(",\"status\":".as_bytes());
+    l.extend_from_slice(b",\"status\":");
     push_u64(l, u64::from(r.status));
-    l.extend_from_slice(",\"time\":\"".as_bytes());
+    l.extend_from_slice(b",\"time\":\"");
     write_rfc3339(l, now);
-    l.extend_from_slice("\",\"total_ms\":".as_bytes());
+    l.extend_from_slice(b"\",\"total_ms\":");
     push_millis(l, total_ms);
     l.push(b'}');
 }
@@ -246,7 +246,7 @@ fn json_line(
 /// copying.
 fn push_ip(out: &mut Vec<u8>, ip: IpAddr) {
     match ip {
-        IpAddr::V4(v4) => push_ascii(out, crate::ascii::ipv4(v4).as_bytes()),
+        IpAddr::V4(v4) => out.extend_from_slice(crate::ascii::ipv4(v4).as_bytes()),
         IpAddr::V6(v6) => {
             let _ = write!(out, "{v6}");
         }
@@ -254,12 +254,7 @@ fn push_ip(out: &mut Vec<u8>, ip: IpAddr) {
 }
 
 fn push_u64(out: &mut Vec<u8>, n: u64) {
-    push_ascii(out, crate::ascii::decimal(n).as_bytes());
-}
-
-/// Appends digits and other ASCII bytes (one copy, no per-character pushes).
-fn push_ascii(out: &mut Vec<u8>, ascii: &[u8]) {
-    out.extend_from_slice(ascii);
+    out.extend_from_slice(crate::ascii::decimal(n).as_bytes());
 }
 
 /// Milliseconds rounded to the microsecond, printed as serde_json prints that `f64`: at least
@@ -317,7 +312,7 @@ fn push_json_str(out: &mut Vec<u8>, s: &str) {
         start = i + 1;
         if short.is_empty() {
             const HEX: &[u8; 16] = b"0123456789abcdef";
-            out.extend_from_slice("\\u00".as_bytes());
+            out.extend_from_slice(b"\\u00");
             out.push(HEX[usize::from(b >> 4)]);
             out.push(HEX[usize::from(b & 0xf)]);
         } else {
@@ -404,7 +399,7 @@ fn write_rfc3339(out: &mut Vec<u8>, t: SystemTime) {
     line[21] = b'0' + (ms / 10 % 10) as u8;
     line[22] = b'0' + (ms % 10) as u8;
     line[23] = b'Z';
-    push_ascii(out, &line);
+    out.extend_from_slice(&line);
 }
 
 /// `YYYY-MM-DDTHH:MM:SS` and one spare byte for the seconds since the epoch (UTC).

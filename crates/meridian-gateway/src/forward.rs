@@ -496,7 +496,12 @@ fn unavailable_in(service: &ServiceRuntime, region: &str) -> ProxyError {
 }
 
 pub fn content_length(h: &http::HeaderMap) -> Option<u64> {
-    h.get(header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
+    h.get(header::CONTENT_LENGTH).and_then(length_value)
+}
+
+/// A `Content-Length` value as a number.
+pub fn length_value(v: &HeaderValue) -> Option<u64> {
+    v.to_str().ok()?.parse().ok()
 }
 
 fn status_code(s: u16) -> ErrorCode {

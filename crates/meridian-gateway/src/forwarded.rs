@@ -334,7 +334,7 @@ pub fn prepare_response(resp: &mut Response<GwBody>, via: &HeaderValue) {
     if switching {
         headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
     }
-    raw_head::set_own_on(resp, Own::Via, via.clone());
+    raw_head::set_own(resp, Own::Via, via.clone());
 }
 
 /// Removes the hop-by-hop headers, including those `Connection` names. With `keep_upgrade`,

@@ -26,7 +26,9 @@ use meridian_model::HashOn;
 use crate::access_log::{AccessLog, LogNames, LogRecord, LoggedBody};
 use crate::body::GwBody;
 use crate::error::{Retry, respond};
-use crate::forward::{ForwardCtx, Origin, content_length, forward, forward_upgrade, limit_body};
+use crate::forward::{
+    ForwardCtx, Origin, content_length, forward, forward_upgrade, length_value, limit_body,
+};
 use crate::forwarded::{self, HopFields, TrustedProxies};
 use crate::peer;
 use crate::pipeline::{Flow, RequestFacts};
@@ -94,7 +96,7 @@ impl Proxy {
 
         // 4. Body limit, when the length is announced.
         let max_body = route.max_body_bytes.unwrap_or(conn.max_body_bytes);
-        let announced = seen.content_length.and_then(|v| v.to_str().ok()?.parse().ok());
+        let announced = seen.content_length.and_then(length_value);
         if announced.is_some_and(|n| n > max_body) {
             let resp = respond(ErrorCode::PayloadTooLarge, "request body exceeds the limit", rid_str(&rid));
             return self.logged(resp, &rid, &route.log_names, None, start, conn.peer.ip());
@@ -182,7 +184,7 @@ impl Proxy {
         // copies it twice.)
         forwarded::prepare_response(&mut resp, &self.node.via);
         route.chain.on_response(&facts, resp.headers_mut());
-        raw_head::set_own_on(&mut resp, Own::RequestId, rid.clone());
+        raw_head::set_own(&mut resp, Own::RequestId, rid.clone());
         if self.node.shutdown.is_draining()
             && version == Version::HTTP_11
             && resp.status() != http::StatusCode::SWITCHING_PROTOCOLS
@@ -324,9 +326,7 @@ impl<'a> Seen<'a> {
             } else if name == header::UPGRADE {
                 seen.upgrade = true;
             } else if name == header::CONNECTION {
-                seen.connection_upgrade |= value
-                    .to_str()
-                    .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade")));
+                seen.connection_upgrade |= crate::wire::has_token(value.as_bytes(), b"upgrade");
             } else if name == X_REQUEST_ID {
                 seen.request_id = seen.request_id.or(Some(value));
             }

@@ -73,16 +73,9 @@ pub static OWN_NAMES: [HeaderName; 3] = [SERVED_BY, VIA, X_REQUEST_ID];
 const OWN_LINE_STARTS: [&[u8]; 3] = [b"x-meridian-region: ", b"via: ", b"x-request-id: "];
 
 /// Sets one of the gateway's own fields on a response: beside the endpoint's passed-through
-/// fields when there are some and no policy of the route touches it, else in `headers` (`Via`
+/// fields when there are some and no policy of the route touches it, else in its map (`Via`
 /// appended after the endpoint's, the others replacing any).
-pub fn set_own(raw: Option<&mut RawFields>, headers: &mut HeaderMap, field: Own, value: HeaderValue) {
-    if let Some(value) = hold_own(raw, field, value) {
-        put_own(headers, field, value);
-    }
-}
-
-/// [`set_own`] on a response.
-pub fn set_own_on(resp: &mut Response<GwBody>, field: Own, value: HeaderValue) {
+pub fn set_own(resp: &mut Response<GwBody>, field: Own, value: HeaderValue) {
     if let Some(value) = hold_own(resp.body_mut().raw_fields_mut(), field, value) {
         put_own(resp.headers_mut(), field, value);
     }
