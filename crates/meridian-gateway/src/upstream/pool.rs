@@ -76,7 +76,7 @@ impl EndpointAddr {
 
 /// A connection ready to send one request.
 pub enum Sender {
-    H1(h1::Conn),
+    H1(Box<h1::Conn>),
     H2(http2::SendRequest<GwBody>),
 }
 
@@ -88,7 +88,7 @@ pub struct Conn {
 }
 
 struct Idle {
-    conn: h1::Conn,
+    conn: Box<h1::Conn>,
     expires: Option<Instant>,
     worker: u32,
 }
@@ -179,7 +179,7 @@ impl EndpointPool {
     }
 
     /// Returns an HTTP/1.1 connection whose response body was read to the end.
-    pub fn checkin(&self, s: h1::Conn) {
+    pub fn checkin(&self, s: Box<h1::Conn>) {
         let mut idle = lock(&self.idle);
         if self.max_idle == 0 {
             return;
@@ -200,7 +200,7 @@ impl EndpointPool {
         lock(&self.idle).len()
     }
 
-    fn pop_idle(&self, now: Instant) -> Option<h1::Conn> {
+    fn pop_idle(&self, now: Instant) -> Option<Box<h1::Conn>> {
         let me = worker::id();
         loop {
             let Idle { mut conn, expires, .. } = {
@@ -279,7 +279,7 @@ impl EndpointPool {
         })
     }
 
-    async fn connect_h1(&self, t: Duration) -> Result<h1::Conn, ProxyError> {
+    async fn connect_h1(&self, t: Duration) -> Result<Box<h1::Conn>, ProxyError> {
         Ok(h1::Conn::new(self.connect_io(t).await?))
     }
 
