@@ -44,6 +44,28 @@ fn digits<const RADIX: u64>(mut n: u64) -> Text {
     Text { buf, start, end: 20 }
 }
 
+/// Whether `b` is an RFC 9110 `tchar` (a byte of a token): one table lookup.
+#[inline]
+pub fn is_tchar(b: u8) -> bool {
+    TCHAR[usize::from(b)]
+}
+
+static TCHAR: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        t[i] = (i as u8).is_ascii_alphanumeric();
+        i += 1;
+    }
+    let marks = b"!#$%&'*+-.^_`|~";
+    let mut j = 0;
+    while j < marks.len() {
+        t[marks[j] as usize] = true;
+        j += 1;
+    }
+    t
+};
+
 /// Dotted-decimal IPv4.
 pub fn ipv4(ip: Ipv4Addr) -> Text {
     let mut buf = [0u8; 20];
@@ -80,5 +102,16 @@ mod tests {
         for ip in ["0.0.0.0", "10.0.255.7", "255.255.255.255", "127.0.0.1"] {
             assert_eq!(ipv4(ip.parse().unwrap()).as_bytes(), ip.as_bytes());
         }
+    }
+
+    #[test]
+    fn tchars_are_rfc_9110s() {
+        let tchars: Vec<u8> = (0..=255u8).filter(|&b| is_tchar(b)).collect();
+        let mut expected: Vec<u8> = b"!#$%&'*+-.^_`|~".to_vec();
+        expected.extend(b'0'..=b'9');
+        expected.extend(b'A'..=b'Z');
+        expected.extend(b'a'..=b'z');
+        expected.sort_unstable();
+        assert_eq!(tchars, expected);
     }
 }

@@ -391,18 +391,19 @@ fn has_token(v: &HeaderValue, token: &str) -> bool {
 
 /// RFC 7239 values are tokens or quoted strings; `host:port` needs quoting.
 fn put_token_or_quoted(out: &mut Vec<u8>, v: &[u8]) {
-    let token =
-        !v.is_empty() && v.iter().all(|&b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
-    if token {
+    if !v.is_empty() && v.iter().all(|&b| crate::ascii::is_tchar(b)) {
         out.extend_from_slice(v);
         return;
     }
+    // Runs between the bytes to escape go in one copy (a host with a port is the usual
+    // quoted value, and has none).
     out.push(b'"');
-    for &b in v {
-        if b == b'"' || b == b'\\' {
-            out.push(b'\\');
-        }
-        out.push(b);
+    let mut rest = v;
+    while let Some(i) = rest.iter().position(|&b| b == b'"' || b == b'\\') {
+        out.extend_from_slice(&rest[..i]);
+        out.extend_from_slice(&[b'\\', rest[i]]);
+        rest = &rest[i + 1..];
     }
+    out.extend_from_slice(rest);
     out.push(b'"');
 }

@@ -2,7 +2,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use http::{HeaderMap, HeaderValue, StatusCode, Version};
 
-use super::{ForwardCtx, TrustedProxies, prepare_request, prepare_response};
+use super::{ForwardCtx, TrustedProxies, prepare_request, prepare_response, put_token_or_quoted};
 
 fn trusted() -> TrustedProxies {
     TrustedProxies::parse(&["10.0.0.0/8".into(), "192.0.2.7".into(), "fd00::/8".into()]).expect("valid list")
@@ -307,4 +307,18 @@ fn hop_fields_name_what_a_service_may_hash_on() {
     assert!(super::HopFields::sets("X-Forwarded-For"));
     assert!(super::HopFields::sets("x-request-id"));
     assert!(!super::HopFields::sets("x-user"));
+}
+
+#[test]
+fn forwarded_values_are_tokens_or_quoted_strings() {
+    let put = |v: &[u8]| {
+        let mut out = Vec::new();
+        put_token_or_quoted(&mut out, v);
+        String::from_utf8(out).unwrap()
+    };
+    assert_eq!(put(b"example.com"), "example.com");
+    assert_eq!(put(b"127.0.0.1:8080"), "\"127.0.0.1:8080\"");
+    assert_eq!(put(b""), "\"\"");
+    assert_eq!(put(br#"a"b\c"#), r#""a\"b\\c""#);
+    assert_eq!(put(br#"""#), r#""\"""#);
 }
