@@ -6,6 +6,7 @@
 //! system call. Readiness that arrived meanwhile is kept: tokio clears only the readiness event
 //! it saw.
 
+use std::cell::RefCell;
 use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker, ready};
@@ -24,7 +25,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Io<T> {
     /// Reads what the transport has into `buf`'s spare room (at least `space / 2` of it);
     /// `Ok(0)` is the end of the stream. The room is made only once there is something to
     /// read: a connection waiting for its next request holds no buffer (nginx frees its
-    /// read buffer between keep-alive requests too).
+    /// read buffer between keep-alive requests too). An empty `buf` takes a buffer an idle
+    /// connection of this thread gave up ([`release_read_buf`]) before it allocates one.
     pub fn poll_read_into(
         &mut self,
         cx: &mut Context<'_>,
@@ -32,6 +34,11 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Io<T> {
         space: usize,
     ) -> Poll<io::Result<usize>> {
         let make_room = |buf: &mut BytesMut| {
+            if buf.capacity() == 0
+                && let Some(spare) = take_read_buf()
+            {
+                *buf = spare;
+            }
             if buf.capacity() - buf.len() < space / 2 {
                 buf.reserve(space);
             }
@@ -60,7 +67,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Io<T> {
                             // Readiness without bytes (a new connection's first event): the
                             // room made for them goes again.
                             if had_none && buf.is_empty() {
-                                *buf = BytesMut::new();
+                                release_read_buf(buf);
                             }
                         }
                         Err(e) => return Poll::Ready(Err(e)),
@@ -264,6 +271,45 @@ impl LazyTimer {
     }
 }
 
+thread_local! {
+    /// Read buffers that idle connections of this thread gave up ([`release_read_buf`]).
+    static SPARE_READ_BUFS: RefCell<Vec<BytesMut>> = const { RefCell::new(Vec::new()) };
+}
+/// Most spare read buffers a thread keeps, and the largest it keeps.
+const SPARE_READ_BUFS_MAX: usize = 16;
+const SPARE_READ_BUF_BYTES: usize = 16 * 1024;
+
+/// Takes `buf`, when it is empty, from a connection that has no use for it now (a request head was just
+/// split off it, or it waits for its next request), for the next connection of this thread
+/// that has bytes to read ([`Io::poll_read_into`]). A waiting connection still holds no
+/// buffer, and request heads share buffers instead of allocating one each: the heads of a
+/// batch of connections are read one after another into the rest of the same buffer (each
+/// keeps only its own bytes), and once the requests that shared it are gone the buffer is
+/// whole again (`BytesMut::reserve` reclaims it; while some still hold their bytes, it
+/// allocates a new one).
+pub fn release_read_buf(buf: &mut BytesMut) {
+    if !buf.is_empty() {
+        // Bytes still to be used stay with their connection.
+        return;
+    }
+    let buf = std::mem::take(buf);
+    if buf.capacity() == 0 || buf.capacity() > SPARE_READ_BUF_BYTES {
+        return;
+    }
+    // (Thread-local storage is gone only while the thread exits.)
+    let _ = SPARE_READ_BUFS.try_with(|s| {
+        if let Ok(mut s) = s.try_borrow_mut()
+            && s.len() < SPARE_READ_BUFS_MAX
+        {
+            s.push(buf);
+        }
+    });
+}
+
+fn take_read_buf() -> Option<BytesMut> {
+    SPARE_READ_BUFS.try_with(|s| s.try_borrow_mut().ok()?.pop()).ok().flatten()
+}
+
 /// Appends one header field line, `name: value` and CRLF.
 pub fn put_field(buf: &mut Vec<u8>, name: &http::HeaderName, value: &http::HeaderValue) {
     buf.extend_from_slice(name.as_str().as_bytes());
@@ -358,6 +404,33 @@ pub fn content_length(value: &[u8]) -> Option<u64> {
 
 #[cfg(test)]
 mod tests {
+    use bytes::BytesMut;
+
+    #[test]
+    fn read_buffers_given_up_serve_the_next_read() {
+        // What this thread gave up comes back, whole once nothing holds its bytes.
+        let mut buf = BytesMut::with_capacity(1024);
+        buf.extend_from_slice(b"GET / HTTP/1.1\r\n\r\n");
+        let head = buf.split_to(buf.len()).freeze();
+        super::release_read_buf(&mut buf);
+        assert_eq!(buf.capacity(), 0, "the connection keeps nothing");
+        let mut next = super::take_read_buf().expect("a spare");
+        assert!(next.is_empty() && next.capacity() >= 1024 - head.len());
+        next.extend_from_slice(b"next");
+        assert_eq!(&head[..], b"GET / HTTP/1.1\r\n\r\n", "the earlier head keeps its bytes");
+        drop(head);
+        next.clear();
+        next.reserve(1024);
+        assert!(next.capacity() >= 1024);
+        // A buffer with bytes in it stays where it is; one without room is not kept.
+        let mut full = BytesMut::from(&b"x"[..]);
+        super::release_read_buf(&mut full);
+        assert_eq!(&full[..], b"x");
+        let mut none = BytesMut::new();
+        super::release_read_buf(&mut none);
+        assert!(super::take_read_buf().is_none());
+    }
+
     #[test]
     fn names_compare_without_case() {
         assert!(super::name_is(b"Content-Length", b"content-length"));

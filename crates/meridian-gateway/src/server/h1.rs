@@ -12,6 +12,7 @@
 //! and bodies over [`INLINE_BODY`] bytes, request heads over the listener's limits (431) and
 //! heads that do not parse (400). Those answers stay exactly hyper's.
 
+use std::cell::Cell;
 use std::future::poll_fn;
 use std::io;
 use std::mem::MaybeUninit;
@@ -85,7 +86,6 @@ where
     T: AsyncRead + AsyncWrite + Unpin,
 {
     let mut rbuf = BytesMut::new();
-    let mut wbuf: Vec<u8> = Vec::new();
     // A request head must arrive within this of the previous response (or the connection's
     // start): hyper's header-read timeout, which also bounds idle keep-alive. One timer per
     // connection, moved only when it fires early (not once per request).
@@ -101,7 +101,14 @@ where
         let (head, meta) = loop {
             if !rbuf.is_empty() {
                 match parse(&mut rbuf, max_fields, limits) {
-                    Parsed::Request(r, m) => break (r, m),
+                    Parsed::Request(r, m) => {
+                        // The rest of the buffer serves the next connection with bytes to
+                        // read while this request runs (the head keeps only its own bytes).
+                        if rbuf.is_empty() {
+                            wire::release_read_buf(&mut rbuf);
+                        }
+                        break (r, m);
+                    }
                     Parsed::HandOver => return Served::HandOver(rbuf.freeze(), io),
                     Parsed::Incomplete if rbuf.len() >= limits.max_header_bytes => {
                         return Served::HandOver(rbuf.freeze(), io);
@@ -110,9 +117,8 @@ where
                 }
             } else {
                 // Between requests: keep no buffers while waiting (the read makes room again
-                // once bytes arrive).
-                rbuf = BytesMut::new();
-                wbuf = Vec::new();
+                // once bytes arrive, from the buffers waiting connections gave up).
+                wire::release_read_buf(&mut rbuf);
             }
             tokio::select! {
                 biased;
@@ -149,7 +155,7 @@ where
                 ListenerKind::Peer => shared.proxy.handle_peer(req, &shared.info).await,
             };
             let keep_alive = meta.keep_alive && !shutdown.is_stopping();
-            write_response(&mut io, &mut wbuf, resp, request, keep_alive, send_stall).await
+            write_response(&mut io, resp, request, keep_alive, send_stall).await
         })
         .await;
         match written {
@@ -313,7 +319,6 @@ struct RequestSide {
 /// Writes the response; returns whether the connection stays open.
 async fn write_response<T: AsyncRead + AsyncWrite + Unpin>(
     io: &mut Io<T>,
-    wbuf: &mut Vec<u8>,
     resp: Response<GwBody>,
     request: RequestSide,
     mut keep_alive: bool,
@@ -347,8 +352,8 @@ async fn write_response<T: AsyncRead + AsyncWrite + Unpin>(
     if headers.get_all(CONNECTION).iter().any(|v| wire::has_token(v.as_bytes(), b"close")) {
         keep_alive = false;
     }
-    wbuf.clear();
-    encode_head(wbuf, status, headers, raw, framing, http10, keep_alive);
+    let mut wbuf = HeadBuf::take();
+    encode_head(&mut wbuf.0, status, headers, raw, framing, http10, keep_alive);
     drop(parts);
     drop(taken);
 
@@ -388,8 +393,9 @@ async fn write_response<T: AsyncRead + AsyncWrite + Unpin>(
         (Framing::Chunked, true, true) => b"0\r\n\r\n",
         _ => b"",
     };
-    let mut p: [&[u8]; 4] = [wbuf, &size_line, &data, chunk_end];
+    let mut p: [&[u8]; 4] = [&wbuf.0, &size_line, &data, chunk_end];
     send(io, &mut p, stall).await?;
+    drop(wbuf);
     if !ended {
         loop {
             let frame = match body.frame().await {
@@ -442,6 +448,36 @@ async fn write_response<T: AsyncRead + AsyncWrite + Unpin>(
         return Err(io::Error::other("response body shorter than its length"));
     }
     Ok(keep_alive && framing != Framing::Close)
+}
+
+/// The buffer a response head is written into, lent by the thread: the connections of a
+/// worker take turns with one buffer (a head is usually on the wire by the time the next one
+/// is written; one that has to wait keeps its own), so a head costs no allocation and a
+/// connection waiting for its next request holds none.
+struct HeadBuf(Vec<u8>);
+
+thread_local! {
+    static SPARE_HEAD_BUF: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
+}
+
+/// The largest head buffer kept for the next response.
+const SPARE_HEAD_BUF_BYTES: usize = 16 * 1024;
+
+impl HeadBuf {
+    fn take() -> HeadBuf {
+        HeadBuf(SPARE_HEAD_BUF.try_with(Cell::take).unwrap_or_default())
+    }
+}
+
+impl Drop for HeadBuf {
+    fn drop(&mut self) {
+        if self.0.capacity() <= SPARE_HEAD_BUF_BYTES {
+            let mut buf = std::mem::take(&mut self.0);
+            buf.clear();
+            // (Thread-local storage is gone only while the thread exits.)
+            let _ = SPARE_HEAD_BUF.try_with(|c| c.set(buf));
+        }
+    }
 }
 
 /// Writes `parts` whole. Fails with `TimedOut` when the client takes no bytes for `stall`. The
