@@ -18,8 +18,9 @@ impl RequestId {
     /// A fresh random id as 32 lowercase hex ASCII bytes, without allocating.
     pub fn generate_bytes() -> [u8; 32] {
         const HEX: &[u8; 16] = b"0123456789abcdef";
-        // A byte at a time: shifting a u128 per digit costs several instructions each.
-        let v: [u8; 16] = rand::random();
+        // One draw from the generator (an array would be drawn a byte at a time), written a
+        // byte at a time (shifting a u128 per digit costs several instructions each).
+        let v = rand::random::<u128>().to_le_bytes();
         let mut out = [0u8; 32];
         for (pair, b) in out.chunks_exact_mut(2).zip(v) {
             pair[0] = HEX[usize::from(b >> 4)];
