@@ -254,13 +254,17 @@ fn push_ip(out: &mut Vec<u8>, ip: IpAddr) {
 }
 
 fn push_u64(out: &mut Vec<u8>, n: u64) {
-    out.extend_from_slice(crate::ascii::decimal(n).as_bytes());
+    crate::ascii::push_decimal(out, n);
 }
 
 /// Milliseconds rounded to the microsecond, printed as serde_json prints that `f64`: at least
 /// one decimal, no trailing zeros (`12.0`, `0.5`, `180.159`).
 fn push_millis(out: &mut Vec<u8>, ms: f64) {
-    let micros = (ms * 1000.0).round() as u64;
+    // `f64::round` (half away from zero) for these non-negative values, without its libm
+    // call: the fraction left after truncating is exact below 2^52.
+    let x = ms * 1000.0;
+    let whole = x as u64;
+    let micros = if x - whole as f64 >= 0.5 { whole + 1 } else { whole };
     push_u64(out, micros / 1000);
     let f = (micros % 1000) as u16;
     let frac = [b'.', b'0' + (f / 100) as u8, b'0' + (f / 10 % 10) as u8, b'0' + (f % 10) as u8];
@@ -274,22 +278,12 @@ fn push_millis(out: &mut Vec<u8>, ms: f64) {
     out.extend_from_slice(&frac[..keep]);
 }
 
-/// The bytes a JSON string escapes (a table: one load per byte instead of three comparisons).
-static ESCAPED: [bool; 256] = {
-    let mut t = [false; 256];
-    let mut b = 0;
-    while b < 256 {
-        t[b] = b < 0x20 || b == b'"' as usize || b == b'\\' as usize;
-        b += 1;
-    }
-    t
-};
-
 /// A JSON string with serde_json's escaping (`\"`, `\\`, `\n`-style short forms, `\u00XX` for
 /// other control characters; everything else as is).
 fn push_json_str(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
-    if !s.bytes().any(|b| ESCAPED[usize::from(b)]) {
+    // Checked without stopping early, so that the check runs on whole vectors of bytes.
+    if !s.bytes().fold(false, |any, b| any | (b < 0x20) | (b == b'"') | (b == b'\\')) {
         // Nearly every value (ids, names): nothing to escape.
         out.extend_from_slice(s.as_bytes());
         out.push(b'"');

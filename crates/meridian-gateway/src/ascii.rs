@@ -16,27 +16,21 @@ impl Text {
     }
 }
 
-/// `n` in decimal.
-pub fn decimal(n: u64) -> Text {
-    digits::<10>(n)
+/// Appends `n` in decimal (`itoa`: two digits per step from a table).
+#[inline]
+pub fn push_decimal(out: &mut Vec<u8>, n: u64) {
+    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
 }
 
 /// `n` in lower-case hexadecimal (chunk sizes).
-pub fn hex(n: u64) -> Text {
-    digits::<16>(n)
-}
-
-/// The radix is a constant so that dividing by it compiles to a multiplication or a shift
-/// (a 64-bit division instruction per digit costs tens of cycles).
-#[inline]
-fn digits<const RADIX: u64>(mut n: u64) -> Text {
+pub fn hex(mut n: u64) -> Text {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut buf = [0u8; 20];
     let mut start = buf.len();
     loop {
         start -= 1;
-        buf[start] = DIGITS[(n % RADIX) as usize];
-        n /= RADIX;
+        buf[start] = DIGITS[(n % 16) as usize];
+        n /= 16;
         if n == 0 {
             break;
         }
@@ -66,28 +60,36 @@ static TCHAR: [bool; 256] = {
     t
 };
 
-/// Dotted-decimal IPv4.
+/// Dotted-decimal IPv4: each octet's digits and a dot come from a table, four bytes at a time.
 pub fn ipv4(ip: Ipv4Addr) -> Text {
     let mut buf = [0u8; 20];
     let mut end = 0;
-    for (i, o) in ip.octets().into_iter().enumerate() {
-        if i > 0 {
-            buf[end] = b'.';
-            end += 1;
-        }
-        if o >= 100 {
-            buf[end] = b'0' + o / 100;
-            end += 1;
-        }
-        if o >= 10 {
-            buf[end] = b'0' + o / 10 % 10;
-            end += 1;
-        }
-        buf[end] = b'0' + o % 10;
-        end += 1;
+    for o in ip.octets() {
+        let (text, len) = OCTETS[usize::from(o)];
+        buf[end..end + 4].copy_from_slice(&text);
+        end += usize::from(len);
     }
-    Text { buf, start: 0, end }
+    // Without the last octet's dot.
+    Text { buf, start: 0, end: end - 1 }
 }
+
+/// Each octet's digits followed by a dot, and how many of those bytes it uses.
+static OCTETS: [([u8; 4], u8); 256] = {
+    let mut t = [([0u8; 4], 0u8); 256];
+    let mut i = 0;
+    while i < 256 {
+        let o = i as u8;
+        t[i] = if o >= 100 {
+            ([b'0' + o / 100, b'0' + o / 10 % 10, b'0' + o % 10, b'.'], 4)
+        } else if o >= 10 {
+            ([b'0' + o / 10, b'0' + o % 10, b'.', 0], 3)
+        } else {
+            ([b'0' + o, b'.', 0, 0], 2)
+        };
+        i += 1;
+    }
+    t
+};
 
 #[cfg(test)]
 mod tests {
@@ -95,12 +97,19 @@ mod tests {
 
     #[test]
     fn numbers_and_addresses() {
-        assert_eq!(decimal(0).as_bytes(), b"0");
-        assert_eq!(decimal(u64::MAX).as_bytes(), u64::MAX.to_string().as_bytes());
+        for n in [0, 7, 10, 99, 100, 65_535, u64::MAX] {
+            let mut out = b"x".to_vec();
+            push_decimal(&mut out, n);
+            assert_eq!(out, format!("x{n}").as_bytes());
+        }
         assert_eq!(hex(0x1f4).as_bytes(), b"1f4");
         assert_eq!(hex(u64::MAX).as_bytes(), b"ffffffffffffffff");
         for ip in ["0.0.0.0", "10.0.255.7", "255.255.255.255", "127.0.0.1"] {
             assert_eq!(ipv4(ip.parse().unwrap()).as_bytes(), ip.as_bytes());
+        }
+        for o in 0..=255u8 {
+            let ip = Ipv4Addr::new(o, 255 - o, o / 3, 9);
+            assert_eq!(ipv4(ip).as_bytes(), ip.to_string().as_bytes());
         }
     }
 

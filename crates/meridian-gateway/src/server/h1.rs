@@ -566,7 +566,7 @@ fn encode_head(
         Framing::Length(_) if length_written => {}
         Framing::Length(n) => {
             buf.extend_from_slice(b"content-length: ");
-            buf.extend_from_slice(ascii::decimal(n).as_bytes());
+            ascii::push_decimal(buf, n);
             buf.extend_from_slice(b"\r\n");
         }
         Framing::Chunked => buf.extend_from_slice(b"transfer-encoding: chunked\r\n"),

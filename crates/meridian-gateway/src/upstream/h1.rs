@@ -367,7 +367,7 @@ fn encode_head(buf: &mut Vec<u8>, head: &RequestHead<'_>, framing: ReqFraming) {
         ReqFraming::None => {}
         ReqFraming::Length(n) => {
             buf.extend_from_slice(b"content-length: ");
-            buf.extend_from_slice(crate::ascii::decimal(n).as_bytes());
+            crate::ascii::push_decimal(buf, n);
             buf.extend_from_slice(b"\r\n");
         }
         ReqFraming::Chunked => buf.extend_from_slice(b"transfer-encoding: chunked\r\n"),
