@@ -160,7 +160,9 @@ impl Proxy {
             client_ip,
             start,
             region_header: &self.node.region_header,
-            pass_through: route.chain.pass_through(&facts),
+            // An HTTP/2 client's answer goes out through hyper, which writes the map only: the
+            // endpoint's fields go straight into it rather than aside and then into it.
+            pass_through: route.chain.pass_through(&facts).filter(|_| version != Version::HTTP_2),
             hop: hop.as_ref(),
         };
         let result = match client_upgrade {
@@ -338,14 +340,18 @@ impl<'a> Seen<'a> {
 /// The request id: a sane incoming `X-Request-Id` as it is, else a fresh one. A fresh one is
 /// one reference-counted allocation: the upstream request, the response and the log clone it
 /// without copying (a value made from a `Vec` would allocate again on its first clone).
+///
+/// Marked sensitive, which HTTP/1.1 ignores and HPACK reads as "never indexed": a value
+/// unique to one request would only push useful entries out of an HTTP/2 connection's
+/// compression table (and searching and evicting them cost more than the rest of its fields).
 fn request_id(incoming: Option<&HeaderValue>) -> HeaderValue {
-    if let Some(v) = incoming
-        && RequestId::is_valid(v.as_bytes())
-    {
-        return v.clone();
-    }
-    HeaderValue::from_maybe_shared(bytes::Bytes::from_owner(RequestId::generate_bytes()))
-        .unwrap_or_else(|_| HeaderValue::from_static("-"))
+    let mut id = match incoming {
+        Some(v) if RequestId::is_valid(v.as_bytes()) => v.clone(),
+        _ => HeaderValue::from_maybe_shared(bytes::Bytes::from_owner(RequestId::generate_bytes()))
+            .unwrap_or_else(|_| HeaderValue::from_static("-")),
+    };
+    id.set_sensitive(true);
+    id
 }
 
 fn rid_str(v: &HeaderValue) -> &str {
@@ -364,6 +370,18 @@ fn strip_prefix(uri: &Uri, n: usize) -> Uri {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn request_ids_are_kept_out_of_hpack_tables() {
+        let fresh = request_id(None);
+        assert!(fresh.is_sensitive() && RequestId::is_valid(fresh.as_bytes()));
+        let incoming = HeaderValue::from_static("abc-123");
+        let kept = request_id(Some(&incoming));
+        assert_eq!(kept, incoming);
+        assert!(kept.is_sensitive());
+        let replaced = request_id(Some(&HeaderValue::from_static("a b")));
+        assert!(replaced != "a b" && replaced.is_sensitive());
+    }
 
     #[test]
     fn ports_are_stripped_from_hosts() {

@@ -137,7 +137,7 @@ where
         // response) lives in one allocation while it runs, as nginx's request pool does:
         // inline, its futures and the request head would size the connection's task, idle or
         // not.
-        let written = boxed_in_place(|| async {
+        let written = super::boxed_in_place(|| async {
             let (parts, ()) = head.into_parts();
             let body = if meta.body_len == 0 {
                 GwBody::Empty
@@ -170,14 +170,6 @@ where
             }
         }
     }
-}
-
-/// Boxes the future `make` returns, made after its allocation so that it is written into
-/// it directly: `Box::pin(future)` builds the whole future (4.4 KiB for a request's work)
-/// on the stack and copies it.
-#[inline(always)]
-fn boxed_in_place<F: Future>(make: impl FnOnce() -> F) -> Pin<Box<F>> {
-    Box::into_pin(Box::write(Box::new_uninit(), make()))
 }
 
 /// Parses the request head at the front of `rbuf`, and takes it from the buffer when this

@@ -204,7 +204,9 @@ async fn drive<I>(
     let svc = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
         let shared = Arc::clone(&shared);
         let guard = ActiveGuard::new(&counter);
-        async move {
+        // Boxed where it is made: hyper runs each HTTP/2 stream as a task of its own, and
+        // spawning it copied this future (4 KiB, the whole request's work) three times.
+        super::boxed_in_place(move || async move {
             let req = req.map(GwBody::Incoming);
             let resp = match shared.kind {
                 ListenerKind::Public => shared.proxy.handle(req, &shared.info).await,
@@ -213,7 +215,7 @@ async fn drive<I>(
             // hyper writes the `HeaderMap` only: an endpoint's passed-through fields go into it.
             let resp = crate::raw_head::materialize(resp);
             Ok::<_, Infallible>(resp.map(|b| ServerBody { inner: b, _guard: guard }))
-        }
+        })
     });
     let conn = builder.serve_connection_with_upgrades(io, svc);
     tokio::pin!(conn);
