@@ -9,8 +9,9 @@
 # pipeline-log is the pipeline request (CORS + headers policy) on a gateway whose access log is
 # on and written to a file, as operators run it (bootstrap `access_log: { enabled, path }`); its
 # warm-up-only run uses that gateway too, and the run fails unless every request's line is in the
-# file after shutdown. Every scenario's ratio to `get` is printed (issue 6: the realistic pipeline
-# may cost at most 1.3x the plain route).
+# file after shutdown. Every scenario's ratio to `get` is printed; pipeline-log above 1.3x get
+# fails the run like a regression (issue 6: the realistic pipeline may cost at most 1.3x the
+# plain route).
 #
 # Builds `meridian-gateway-bench` (a small binary of the gateway crate: the gateway as
 # `meridian gateway` runs it, a fixed upstream and the request-mix client) with the baseline's
@@ -23,7 +24,7 @@
 # measures another gateway binary (`meridian`: `GATEWAY_BIN gateway -c FILE --workers 1`).
 #
 # Exit 0: within --tolerance (default: the baseline's, 3 %) of bench/callgrind-baseline.json.
-# Exit 1: a scenario costs more than that. Exit 2: the measurement itself failed or was not
+# Exit 1: a scenario costs more than that, or pipeline-log more than 1.3x get. Exit 2: the measurement itself failed or was not
 # stable. --update rewrites the baseline with this run's numbers instead of comparing.
 # Loopback only; every process started here is stopped on exit. See docs/benchmarks.md.
 set -euo pipefail
@@ -252,8 +253,15 @@ for s in "${SCENARIO_LIST[@]}"; do
     printf '| %s | %s | %s | %s %% | %s | %s |\n' "$s" "$b" "${RESULT[$s]}" "$change" "$verdict" "$x_get"
 done
 echo
+PIPELINE_LIMIT=1.3
+over_limit=0
 if [[ -n ${RESULT[pipeline-log]:-} && -n ${RESULT[get]:-} ]]; then
-    log "pipeline-log (CORS, headers policy, access log to a file): $(awk -v a="${RESULT[pipeline-log]}" -v g="${RESULT[get]}" 'BEGIN {printf "%.3f", a / g}')× get (issue 6 allows 1.3×)"
+    ratio=$(awk -v a="${RESULT[pipeline-log]}" -v g="${RESULT[get]}" 'BEGIN {printf "%.3f", a / g}')
+    log "pipeline-log (CORS, headers policy, access log to a file): ${ratio}× get (issue 6 allows ${PIPELINE_LIMIT}×)"
+    if awk -v r="$ratio" -v l="$PIPELINE_LIMIT" 'BEGIN {exit !(r > l)}'; then
+        over_limit=1
+        log "pipeline-log costs more than ${PIPELINE_LIMIT}× get: the pipeline (or the log) must get cheaper along with the plain route"
+    fi
 fi
 
 if ((UPDATE)); then
@@ -282,6 +290,7 @@ if ((UPDATE)); then
     exit 0
 fi
 
+((over_limit == 0)) || exit 1
 if ((regressed)); then
     log "hot-path regression: instructions per request grew by more than $TOLERANCE % over ${BASELINE#"$REPO_ROOT"/}."
     log "Profile it (docs/benchmarks.md, 'Instruction counts'); if the cost is intended, run bench/callgrind.sh --update and commit the baseline with the reason."
