@@ -20,6 +20,20 @@ async fn h2c_prior_knowledge_clients_are_served() {
     assert_eq!(v["version"], "HTTP/1.1");
     assert!(v["headers"]["host"].as_str().unwrap().starts_with("127.0.0.1:"));
     assert_eq!(v["headers"]["x-forwarded-host"], v["headers"]["host"]);
+
+    // Request ids are never indexed by HPACK: each answer on one connection still carries its
+    // own, the one the endpoint saw.
+    let client = h2c_client();
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let r = client.get(gw.url("/h2")).send().await.unwrap();
+        let id = r.headers()["x-request-id"].to_str().unwrap().to_string();
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["headers"]["x-request-id"], id.as_str());
+        ids.push(id);
+    }
+    ids.dedup();
+    assert_eq!(ids.len(), 3, "{ids:?}");
 }
 
 #[tokio::test]
