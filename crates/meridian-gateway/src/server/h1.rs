@@ -17,7 +17,7 @@ use std::future::poll_fn;
 use std::io;
 use std::mem::MaybeUninit;
 use std::pin::Pin;
-use std::task::Poll;
+use std::task::{Poll, Waker};
 use std::time::{Duration, SystemTime};
 
 use bytes::{Bytes, BytesMut};
@@ -93,6 +93,9 @@ where
     let mut timer = LazyTimer::default();
     let stopping = shutdown.stopping_owned();
     tokio::pin!(stopping);
+    // The waker `stopping` holds: registered once, the wait for shutdown is a flag read (the
+    // token's future takes a lock that every connection of every worker shares).
+    let mut stop_waker: Option<Waker> = None;
     let max_fields = limits.max_header_count.min(MAX_FIELDS);
     // A client that takes no response bytes for this long is gone (nginx's `send_timeout`).
     let send_stall = limits.idle_timeout.get();
@@ -130,7 +133,17 @@ where
                     tracing::debug!(peer = %shared.info.peer, "no request head in time; closing");
                     return Served::Closed;
                 }
-                () = stopping.as_mut(), if rbuf.is_empty() => return Served::Closed,
+                () = poll_fn(|cx| {
+                    if shutdown.is_stopping() {
+                        return Poll::Ready(());
+                    }
+                    if stop_waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                        return Poll::Pending;
+                    }
+                    let polled = stopping.as_mut().poll(cx);
+                    stop_waker = Some(cx.waker().clone());
+                    polled
+                }), if rbuf.is_empty() => return Served::Closed,
             }
         };
         // The request's work (reading a body that follows the head, the proxy, writing the
