@@ -19,6 +19,7 @@ use std::time::{Duration, Instant, SystemTime};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 
+use crate::ascii::push_decimal;
 use crate::body::{BoxError, GwBody};
 
 /// A handle to the log writer; cheap to clone.
@@ -206,7 +207,7 @@ fn json_line(
     complete: bool,
 ) {
     l.extend_from_slice(b"{\"bytes_sent\":");
-    push_u64(l, bytes_sent);
+    push_decimal(l, bytes_sent);
     // An address's text has no character that JSON escapes.
     l.extend_from_slice(b",\"client\":\"");
     push_ip(l, r.client);
@@ -217,7 +218,7 @@ fn json_line(
             l.push(b'"');
             push_ip(l, IpAddr::V4(*e.ip()));
             l.push(b':');
-            push_u64(l, u64::from(e.port()));
+            push_decimal(l, u64::from(e.port()));
             l.push(b'"');
         }
         Some(e) => {
@@ -233,7 +234,7 @@ fn json_line(
     push_json_str(l, r.request_id.to_str().unwrap_or(""));
     l.extend_from_slice(route_service);
     l.extend_from_slice(b",\"status\":");
-    push_u64(l, u64::from(r.status));
+    push_decimal(l, u64::from(r.status));
     l.extend_from_slice(b",\"time\":\"");
     write_rfc3339(l, now);
     l.extend_from_slice(b"\",\"total_ms\":");
@@ -253,10 +254,6 @@ fn push_ip(out: &mut Vec<u8>, ip: IpAddr) {
     }
 }
 
-fn push_u64(out: &mut Vec<u8>, n: u64) {
-    crate::ascii::push_decimal(out, n);
-}
-
 /// Milliseconds rounded to the microsecond, printed as serde_json prints that `f64`: at least
 /// one decimal, no trailing zeros (`12.0`, `0.5`, `180.159`).
 fn push_millis(out: &mut Vec<u8>, ms: f64) {
@@ -265,7 +262,7 @@ fn push_millis(out: &mut Vec<u8>, ms: f64) {
     let x = ms * 1000.0;
     let whole = x as u64;
     let micros = if x - whole as f64 >= 0.5 { whole + 1 } else { whole };
-    push_u64(out, micros / 1000);
+    push_decimal(out, micros / 1000);
     let f = (micros % 1000) as u16;
     let frac = [b'.', b'0' + (f / 100) as u8, b'0' + (f / 10 % 10) as u8, b'0' + (f % 10) as u8];
     let keep = if f.is_multiple_of(100) {

@@ -499,9 +499,9 @@ pub fn content_length(h: &http::HeaderMap) -> Option<u64> {
     h.get(header::CONTENT_LENGTH).and_then(length_value)
 }
 
-/// A `Content-Length` value as a number.
+/// A `Content-Length` value as a number (digits only, as the HTTP/1.1 parsers read it).
 pub fn length_value(v: &HeaderValue) -> Option<u64> {
-    v.to_str().ok()?.parse().ok()
+    crate::wire::content_length(v.as_bytes())
 }
 
 fn status_code(s: u16) -> ErrorCode {

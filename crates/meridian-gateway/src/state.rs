@@ -3,7 +3,6 @@
 //! path and swapped atomically; a request keeps the `Arc<Snapshot>` it started with, so
 //! in-flight requests finish on the old version.
 
-use crate::access_log::LogNames;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -11,6 +10,7 @@ use std::time::{Duration, SystemTime};
 
 use meridian_model::{ConfigError, RetryPolicy, Route, UpstreamProtocol, ValidConfig};
 
+use crate::access_log::LogNames;
 use crate::peer::{self, PeerRegion, PeerTls};
 use crate::pipeline::Chain;
 use crate::retry::RetryBudget;

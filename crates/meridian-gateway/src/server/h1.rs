@@ -17,7 +17,7 @@ use std::future::poll_fn;
 use std::io;
 use std::mem::MaybeUninit;
 use std::pin::Pin;
-use std::task::{Poll, Waker};
+use std::task::Poll;
 use std::time::{Duration, SystemTime};
 
 use bytes::{Bytes, BytesMut};
@@ -93,9 +93,6 @@ where
     let mut timer = LazyTimer::default();
     let stopping = shutdown.stopping_owned();
     tokio::pin!(stopping);
-    // The waker `stopping` holds: registered once, the wait for shutdown is a flag read (the
-    // token's future takes a lock that every connection of every worker shares).
-    let mut stop_waker: Option<Waker> = None;
     let max_fields = limits.max_header_count.min(MAX_FIELDS);
     // A client that takes no response bytes for this long is gone (nginx's `send_timeout`).
     let send_stall = limits.idle_timeout.get();
@@ -133,17 +130,7 @@ where
                     tracing::debug!(peer = %shared.info.peer, "no request head in time; closing");
                     return Served::Closed;
                 }
-                () = poll_fn(|cx| {
-                    if shutdown.is_stopping() {
-                        return Poll::Ready(());
-                    }
-                    if stop_waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
-                        return Poll::Pending;
-                    }
-                    let polled = stopping.as_mut().poll(cx);
-                    stop_waker = Some(cx.waker().clone());
-                    polled
-                }), if rbuf.is_empty() => return Served::Closed,
+                () = stopping.as_mut(), if rbuf.is_empty() => return Served::Closed,
             }
         };
         // The request's work (reading a body that follows the head, the proxy, writing the
@@ -345,7 +332,9 @@ async fn write_response<T: AsyncRead + AsyncWrite + Unpin>(
         Framing::None
     } else if let Some(n) = body.size_hint().exact() {
         Framing::Length(n)
-    } else if let Some(n) = content_length(headers).or_else(|| raw.and_then(RawFields::content_length)) {
+    } else if let Some(n) =
+        crate::forward::content_length(headers).or_else(|| raw.and_then(RawFields::content_length))
+    {
         // A streamed body whose length was announced (an upstream's Content-Length).
         Framing::Length(n)
     } else if http10 {
@@ -512,10 +501,6 @@ async fn send<T: AsyncRead + AsyncWrite + Unpin>(
             }
         }
     }
-}
-
-fn content_length(h: &HeaderMap) -> Option<u64> {
-    wire::content_length(h.get(CONTENT_LENGTH)?.as_bytes())
 }
 
 fn chunk_size_line(buf: &mut Vec<u8>, len: usize) {

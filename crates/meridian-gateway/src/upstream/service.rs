@@ -2,7 +2,6 @@
 //! the balancer and the concurrency limit. Built once per config version; pools of unchanged
 //! endpoints carry over from the previous version so warm connections survive a reload.
 
-use crate::access_log::LogNames;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -14,6 +13,7 @@ use std::time::Instant;
 use meridian_health::{CheckTarget, CheckerGuard, Labels, ServiceHealth, spawn_active_checks};
 use meridian_model::{HashOn, LoadBalancing, Region, Service};
 
+use crate::access_log::LogNames;
 use crate::peer::{Backoff, PeerRegion};
 use crate::state::{NodeEnv, TryPolicy};
 
