@@ -60,9 +60,7 @@ while (($#)); do
         *) usage >&2; fail "unknown argument: $1" ;;
     esac
 done
-for v in COUNT WARMUP REPEATS; do
-    if ! [[ ${!v} =~ ^[0-9]+$ ]] || ((${!v} == 0)); then fail "$v must be a positive integer (got '${!v}')"; fi
-done
+positive_ints COUNT WARMUP REPEATS || exit 2
 ((COUNT <= 100000 && WARMUP <= 1000 && REPEATS <= 5)) || fail "--count <= 100000, --warmup <= 1000, --repeats <= 5"
 IFS=, read -ra SCENARIO_LIST <<<"$SCENARIOS"
 for s in "${SCENARIO_LIST[@]}"; do
@@ -90,11 +88,8 @@ GATEWAY_BIN=${GATEWAY_BIN:-$BENCH_BIN}
 [[ -x "$GATEWAY_BIN" ]] || fail "GATEWAY_BIN=$GATEWAY_BIN is not an executable"
 
 # --- the parties ----------------------------------------------------------------------------
-check_port_free "$UPSTREAM_PORT"
 check_port_free "$GATEWAY_PORT"
-"$BENCH_BIN" upstream --listen "$HOST:$UPSTREAM_PORT" >"$WORKDIR/upstream.log" 2>&1 &
-STARTED_PIDS+=("$!")
-wait_port "$UPSTREAM_PORT" "$!" upstream "$WORKDIR/upstream.log"
+start_bench_upstream "$UPSTREAM_PORT"
 
 # A fixed config: no file watching, no health checks, no access log, no drain period — no
 # work that depends on wall time (a run under callgrind is ~50× slower than native).

@@ -199,6 +199,23 @@ check_port_free() {
     fi
 }
 
+positive_ints() { # VAR... -> returns 1 (after saying which) unless each is a positive integer
+    local v
+    for v in "$@"; do
+        if ! [[ ${!v} =~ ^[0-9]+$ ]] || ((${!v} == 0)); then
+            log "error: $v must be a positive integer (got '${!v}')"
+            return 1
+        fi
+    done
+}
+
+start_bench_upstream() { # port: meridian-gateway-bench's fixed upstream (BENCH_BIN), logged to WORKDIR
+    check_port_free "$1"
+    "$BENCH_BIN" upstream --listen "$HOST:$1" >"$WORKDIR/upstream.log" 2>&1 &
+    STARTED_PIDS+=("$!")
+    wait_port "$1" "$!" upstream "$WORKDIR/upstream.log"
+}
+
 nginx_worker() { # master pid [count] -> the worker pids, space-separated (waits for them)
     local master=$1 n=${2:-1} w deadline=$((SECONDS + START_DEADLINE_S))
     while :; do
@@ -296,6 +313,41 @@ nginx_http_common() { # dir
 EOF
 }
 
+nginx_proxy_blocks() { # listen-directive backend-port: the reverse proxy every nginx run here uses
+    cat <<EOF
+    upstream backend {
+        server $HOST:$2;
+        keepalive 64;
+        keepalive_requests 1000000;
+    }
+    server {
+        $1
+        location / {
+            proxy_pass http://backend;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }
+    }
+EOF
+}
+
+nginx_callgrind_conf() { # dir listen-directive backend-port: one process, no master, for callgrind
+    local d=$1
+    mkdir -p "$d/tmp"
+    cat >"$d/nginx.conf" <<EOF
+daemon off;
+master_process off;
+worker_processes 1;
+pid $d/nginx.pid;
+error_log $d/error.log warn;
+events { worker_connections 4096; }
+http {
+$(nginx_http_common "$d")
+$(nginx_proxy_blocks "$2" "$3")
+}
+EOF
+}
+
 launch_nginx() { # name cpu port -> sets LAUNCHED_PID (master)
     local name=$1 cpu=$2 port=$3 d=$WORKDIR/$1
     taskset -c "$cpu" "$NGINX" -p "$d/" -c "$d/nginx.conf" -e "$d/error.log" >"$d/stdout.log" 2>&1 &
@@ -351,22 +403,8 @@ start_nginx_proxy() {
         nginx_common_conf "$d" "$PROXY_WORKERS"
         echo "http {"
         nginx_http_common "$d"
-        cat <<EOF
-    upstream backend {
-        server $HOST:$BACKEND_PORT;
-        keepalive 64;
-        keepalive_requests 1000000;
-    }
-    server {
-        $listen
-        location / {
-            proxy_pass http://backend;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-        }
-    }
-}
-EOF
+        nginx_proxy_blocks "$listen" "$BACKEND_PORT"
+        echo "}"
     } >"$d/nginx.conf"
     launch_nginx nginx-proxy "$TARGET_CPU" "$NGINX_PORT"
     NGINXP_MASTER=$LAUNCHED_PID

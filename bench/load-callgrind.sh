@@ -42,9 +42,7 @@ while (($#)); do
         *) usage >&2; fail "unknown argument: $1" ;;
     esac
 done
-for v in CONNS DURATION; do
-    if ! [[ ${!v} =~ ^[0-9]+$ ]] || ((${!v} == 0)); then fail "$v must be a positive integer (got '${!v}')"; fi
-done
+positive_ints CONNS DURATION || exit 2
 ((CONNS <= 1000 && DURATION <= 60)) || fail "--connections <= 1000, --duration <= 60"
 IFS=, read -ra TARGET_LIST <<<"$TARGETS"
 for t in "${TARGET_LIST[@]}"; do
@@ -64,11 +62,8 @@ fi
 make_workdir
 ensure_bench_bin ci-perf || exit 2
 
-check_port_free "$UPSTREAM_PORT"
 check_port_free "$PROXY_PORT"
-"$BENCH_BIN" upstream --listen "$HOST:$UPSTREAM_PORT" >"$WORKDIR/upstream.log" 2>&1 &
-STARTED_PIDS+=("$!")
-wait_port "$UPSTREAM_PORT" "$!" upstream "$WORKDIR/upstream.log"
+start_bench_upstream "$UPSTREAM_PORT"
 
 # The gateway: bench/callgrind.sh's plain route (nothing that works by wall-clock time).
 cat >"$WORKDIR/global.yaml" <<EOF
@@ -93,29 +88,9 @@ config: { source: file, path: "$WORKDIR/global.yaml", watch_interval: 1h }
 shutdown: { drain_period: 0s, grace_period: 10s }
 EOF
 d=$WORKDIR/nginx
-mkdir -p "$d/tmp"
 listen="listen $HOST:$PROXY_PORT backlog=4096;"
 ((HTTP2)) && listen="listen $HOST:$PROXY_PORT http2 backlog=4096;"
-cat >"$d/nginx.conf" <<EOF
-daemon off;
-master_process off;
-worker_processes 1;
-pid $d/nginx.pid;
-error_log $d/error.log warn;
-events { worker_connections 4096; }
-http {
-$(nginx_http_common "$d")
-    upstream backend { server $HOST:$UPSTREAM_PORT; keepalive 64; keepalive_requests 1000000; }
-    server {
-        $listen
-        location / {
-            proxy_pass http://backend;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-        }
-    }
-}
-EOF
+nginx_callgrind_conf "$d" "$listen" "$UPSTREAM_PORT"
 
 URL=http://$HOST:$PROXY_PORT/api/items
 # load seconds out: one bounded run of the load generator; prints the requests completed.

@@ -35,9 +35,7 @@ while (($#)); do
         *) usage >&2; fail "unknown argument: $1" ;;
     esac
 done
-for v in COUNT REPEATS; do
-    if ! [[ ${!v} =~ ^[0-9]+$ ]] || ((${!v} == 0)); then fail "$v must be a positive integer (got '${!v}')"; fi
-done
+positive_ints COUNT REPEATS || exit 2
 ((COUNT <= 100000 && REPEATS <= 5)) || fail "--count <= 100000, --repeats <= 5"
 
 bench_install_traps
@@ -47,34 +45,11 @@ make_workdir
 
 ensure_bench_bin "$PROFILE" || exit 2
 
-check_port_free "$UPSTREAM_PORT"
 check_port_free "$PROXY_PORT"
-"$BENCH_BIN" upstream --listen "$HOST:$UPSTREAM_PORT" >"$WORKDIR/upstream.log" 2>&1 &
-STARTED_PIDS+=("$!")
-wait_port "$UPSTREAM_PORT" "$!" upstream "$WORKDIR/upstream.log"
+start_bench_upstream "$UPSTREAM_PORT"
 
 d=$WORKDIR/nginx
-mkdir -p "$d/tmp"
-cat >"$d/nginx.conf" <<EOF
-daemon off;
-master_process off;
-worker_processes 1;
-pid $d/nginx.pid;
-error_log $d/error.log warn;
-events { worker_connections 1024; }
-http {
-$(nginx_http_common "$d")
-    upstream backend { server $HOST:$UPSTREAM_PORT; keepalive 64; }
-    server {
-        listen $HOST:$PROXY_PORT;
-        location / {
-            proxy_pass http://backend;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-        }
-    }
-}
-EOF
+nginx_callgrind_conf "$d" "listen $HOST:$PROXY_PORT;" "$UPSTREAM_PORT"
 
 # measure count: sets TOTAL to the instructions (Ir) of the nginx process.
 measure() {

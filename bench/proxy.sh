@@ -47,9 +47,7 @@ while (($#)); do
         *) usage >&2; die "unknown argument: $1" ;;
     esac
 done
-for v in ROUNDS DURATION CONNS WARMUP C1_DURATION PROXY_WORKERS; do
-    if ! [[ ${!v} =~ ^[0-9]+$ ]] || ((${!v} == 0)); then die "$v must be a positive integer (got '${!v}')"; fi
-done
+positive_ints ROUNDS DURATION CONNS WARMUP C1_DURATION PROXY_WORKERS || exit 1
 ((DURATION <= 600 && C1_DURATION <= 600 && WARMUP <= 60)) || die "durations are capped at 600 s (warm-up 60 s)"
 ((PROXY_WORKERS <= 64)) || die "--workers is capped at 64"
 ((PROXY_TLS)) && SCHEME=https
