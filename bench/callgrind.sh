@@ -91,50 +91,8 @@ GATEWAY_BIN=${GATEWAY_BIN:-$BENCH_BIN}
 check_port_free "$GATEWAY_PORT"
 start_bench_upstream "$UPSTREAM_PORT"
 
-# A fixed config: no file watching, no health checks, no access log, no drain period — no
-# work that depends on wall time (a run under callgrind is ~50× slower than native).
-cat >"$WORKDIR/global.yaml" <<EOF
-deployment: callgrind
-regions: [{ name: local }]
-services:
-  - name: upstream
-    concurrency_limit: 100000
-    endpoints: { local: [{ address: "$HOST:$UPSTREAM_PORT" }] }
-routes:
-  - name: api
-    match: { path: { prefix: /api } }
-    service: upstream
-  - name: web
-    match: { path: { prefix: /web } }
-    service: upstream
-    policies: [browser-cors, tag-requests]
-policies:
-  - name: browser-cors
-    cors:
-      allow_origins: ["http://localhost:3000"]
-      allow_methods: [GET, PUT]
-      allow_headers: [content-type, authorization]
-      max_age: 10m
-  - name: tag-requests
-    headers:
-      request: { set: { x-gateway: meridian } }
-      response: { remove: [server] }
-EOF
-cat >"$WORKDIR/bootstrap.yaml" <<EOF
-node: { id: callgrind, region: local }
-listeners:
-  - name: public
-    address: "$HOST:$GATEWAY_PORT"
-admin: { address: "$HOST:0" }
-config: { source: file, path: "$WORKDIR/global.yaml", watch_interval: 1h }
-shutdown: { drain_period: 0s, grace_period: 10s }
-EOF
-# The same node with its access log on, appending to a file (pipeline-log).
+callgrind_configs "$UPSTREAM_PORT" "$GATEWAY_PORT"
 ACCESS_LOG=$WORKDIR/access.log
-{
-    cat "$WORKDIR/bootstrap.yaml"
-    echo "access_log: { enabled: true, path: \"$ACCESS_LOG\" }"
-} >"$WORKDIR/bootstrap-log.yaml"
 
 # measure scenario count [bootstrap]: sets TOTAL to the instructions (Ir) of the whole gateway process.
 # (Not run in a subshell, so the gateway's pid reaches STARTED_PIDS for the exit trap.)

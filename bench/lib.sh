@@ -1,5 +1,5 @@
 # shellcheck shell=bash
-# Shared helpers for bench/proxy.sh and bench/idle-rss.sh. Sourced, not run.
+# Shared helpers of the bench scripts. Sourced, not run.
 #
 # Everything binds to and targets 127.0.0.1 only. Every process started here is recorded
 # in STARTED_PIDS and killed by `bench_cleanup` (installed as an EXIT/INT/TERM trap).
@@ -280,6 +280,55 @@ callgrind_stop() {
     rm -f "$out"
     # shellcheck disable=SC2034 # read by the caller
     TOTAL=$total
+}
+
+# callgrind_configs upstream-port gateway-port: the fixed gateway config of bench/callgrind.sh
+# in WORKDIR (global.yaml; bootstrap.yaml; bootstrap-log.yaml, the same node with its access log
+# appended to WORKDIR/access.log). The routes: /api (plain), /web (CORS and header policies).
+# Nothing in it works by wall-clock time: no file watching, no health checks, no drain period
+# (a run under callgrind is ~50x slower than native).
+callgrind_configs() {
+    local upstream=$1 gateway=$2
+    cat >"$WORKDIR/global.yaml" <<EOF
+deployment: callgrind
+regions: [{ name: local }]
+services:
+  - name: upstream
+    concurrency_limit: 100000
+    endpoints: { local: [{ address: "$HOST:$upstream" }] }
+routes:
+  - name: api
+    match: { path: { prefix: /api } }
+    service: upstream
+  - name: web
+    match: { path: { prefix: /web } }
+    service: upstream
+    policies: [browser-cors, tag-requests]
+policies:
+  - name: browser-cors
+    cors:
+      allow_origins: ["http://localhost:3000"]
+      allow_methods: [GET, PUT]
+      allow_headers: [content-type, authorization]
+      max_age: 10m
+  - name: tag-requests
+    headers:
+      request: { set: { x-gateway: meridian } }
+      response: { remove: [server] }
+EOF
+    cat >"$WORKDIR/bootstrap.yaml" <<EOF
+node: { id: callgrind, region: local }
+listeners:
+  - name: public
+    address: "$HOST:$gateway"
+admin: { address: "$HOST:0" }
+config: { source: file, path: "$WORKDIR/global.yaml", watch_interval: 1h }
+shutdown: { drain_period: 0s, grace_period: 10s }
+EOF
+    {
+        cat "$WORKDIR/bootstrap.yaml"
+        echo "access_log: { enabled: true, path: \"$WORKDIR/access.log\" }"
+    } >"$WORKDIR/bootstrap-log.yaml"
 }
 
 make_workdir() {
