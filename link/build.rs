@@ -1,0 +1,34 @@
+//! Build script of the binaries that serve traffic (`meridian` and `meridian-gateway-bench`;
+//! each names this file as its `build` in Cargo.toml).
+//!
+//! Optimised builds for x86_64 Linux, which rustc links with LLD, pass `link/order.txt` to the
+//! linker as its symbol ordering file: the functions a running gateway executes (start-up and
+//! the request paths, listed by `bench/link-order.sh` from callgrind) are laid out next to each
+//! other instead of among the ten megabytes of code it never runs. The kernel maps the binary's
+//! code into a process in 64 KiB runs around each page it touches, so the layout alone sets
+//! how much of the binary a gateway keeps resident (docs/benchmarks.md, eighth round).
+//!
+//! The order changes where functions are, never what they do: names the file lists that a build
+//! does not have are skipped, and a stale file only costs resident memory.
+//! `MERIDIAN_LINK_ORDER=off` links in the default order (for a linker other than LLD).
+
+use std::env;
+use std::path::PathBuf;
+
+fn main() {
+    let order = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"))
+        .join("../../link/order.txt");
+    println!("cargo::rerun-if-changed={}", order.display());
+    println!("cargo::rerun-if-env-changed=MERIDIAN_LINK_ORDER");
+    let var = |name: &str| env::var(name).unwrap_or_default();
+    let lld_target = var("CARGO_CFG_TARGET_ARCH") == "x86_64"
+        && var("CARGO_CFG_TARGET_OS") == "linux"
+        && var("CARGO_CFG_TARGET_ENV") == "gnu";
+    // PROFILE is "release" for every profile that inherits from release (production, ci-perf).
+    if var("PROFILE") != "release" || !lld_target || var("MERIDIAN_LINK_ORDER") == "off" {
+        return;
+    }
+    let order = order.canonicalize().expect("link/order.txt is part of the repository");
+    println!("cargo::rustc-link-arg-bins=-Wl,--symbol-ordering-file={}", order.display());
+    println!("cargo::rustc-link-arg-bins=-Wl,--no-warn-symbol-ordering");
+}
