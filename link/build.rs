@@ -10,7 +10,13 @@
 //!
 //! The order changes where functions are, never what they do: names the file lists that a build
 //! does not have are skipped, and a stale file only costs resident memory.
-//! `MERIDIAN_LINK_ORDER=off` links in the default order (for a linker other than LLD).
+//!
+//! The same builds pack their relative relocations (`-z pack-relative-relocs`, DT_RELR, read by
+//! glibc 2.36 and later): the dynamic loader reads a few KiB of bitmap at start instead of a
+//! half-megabyte table of 24-byte entries, and the binary stays position-independent
+//! (docs/benchmarks.md, ninth round).
+//!
+//! `MERIDIAN_LINK_ORDER=off` turns both off (for a linker other than LLD, or an older glibc).
 
 use std::env;
 use std::path::PathBuf;
@@ -31,4 +37,5 @@ fn main() {
     let order = order.canonicalize().expect("link/order.txt is part of the repository");
     println!("cargo::rustc-link-arg-bins=-Wl,--symbol-ordering-file={}", order.display());
     println!("cargo::rustc-link-arg-bins=-Wl,--no-warn-symbol-ordering");
+    println!("cargo::rustc-link-arg-bins=-Wl,-z,pack-relative-relocs");
 }
