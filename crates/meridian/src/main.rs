@@ -78,32 +78,40 @@ enum Command {
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Runs one command. Never inlined, so that each command's code is a function of its own rather
+/// than part of `main`: the code a gateway runs is then laid out without the other commands'
+/// (link/order.txt, docs/benchmarks.md).
+#[inline(never)]
+fn run<A>(command: fn(A) -> anyhow::Result<ExitCode>, args: A) -> anyhow::Result<ExitCode> {
+    command(args)
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     logging::init(cli.log_format);
     let result = match cli.command {
-        Command::Gateway(a) => cmd::gateway::run(a),
-        Command::Up(a) => cmd::up::run(a),
-        Command::Lab(a) => cmd::lab::run(a),
-        Command::Drill(a) => cmd::drill::run(a),
-        Command::Director(a) => cmd::director::run(a),
-        Command::Checker(a) => cmd::checker::run(a),
-        Command::Validate(a) => cmd::validate::run(a),
-        Command::Schema(a) => cmd::schema::run(a),
-        Command::DemoUpstream(a) => demo::run(a),
-        Command::Control(a) => cmd::control::run(a),
-        Command::Diff(a) => cmd::config_cli::diff(a),
-        Command::Apply(a) => cmd::config_cli::apply(a),
-        Command::History(a) => cmd::config_cli::history(a),
-        Command::Rollback(a) => cmd::config_cli::rollback(a),
-        Command::Rollout(a) => cmd::rollout_cli::run(a),
-        Command::Status(a) => cmd::fleet_cli::status(a),
-        Command::Drain(a) => cmd::fleet_cli::drain(a),
-        Command::Undrain(a) => cmd::fleet_cli::undrain(a),
-        Command::RoutingControl(a) => cmd::routing_control_cli::run(a),
-        Command::Export(a) => cmd::config_cli::export(a),
-        Command::Import(a) => cmd::config_cli::import(a),
-        Command::Token(a) => cmd::token_cli::run(a),
+        Command::Gateway(a) => run(cmd::gateway::run, a),
+        Command::Up(a) => run(cmd::up::run, a),
+        Command::Lab(a) => run(cmd::lab::run, a),
+        Command::Drill(a) => run(cmd::drill::run, a),
+        Command::Director(a) => run(cmd::director::run, a),
+        Command::Checker(a) => run(cmd::checker::run, a),
+        Command::Validate(a) => run(cmd::validate::run, a),
+        Command::Schema(a) => run(cmd::schema::run, a),
+        Command::DemoUpstream(a) => run(demo::run, a),
+        Command::Control(a) => run(cmd::control::run, a),
+        Command::Diff(a) => run(cmd::config_cli::diff, a),
+        Command::Apply(a) => run(cmd::config_cli::apply, a),
+        Command::History(a) => run(cmd::config_cli::history, a),
+        Command::Rollback(a) => run(cmd::config_cli::rollback, a),
+        Command::Rollout(a) => run(cmd::rollout_cli::run, a),
+        Command::Status(a) => run(cmd::fleet_cli::status, a),
+        Command::Drain(a) => run(cmd::fleet_cli::drain, a),
+        Command::Undrain(a) => run(cmd::fleet_cli::undrain, a),
+        Command::RoutingControl(a) => run(cmd::routing_control_cli::run, a),
+        Command::Export(a) => run(cmd::config_cli::export, a),
+        Command::Import(a) => run(cmd::config_cli::import, a),
+        Command::Token(a) => run(cmd::token_cli::run, a),
     };
     match result {
         Ok(code) => code,
