@@ -12,8 +12,13 @@
 # `valgrind --tool=callgrind --dump-instr=yes` twice, from start-up to SIGTERM:
 # - from bench/callgrind.sh's config files, access log on: the request mix (plain, POST, not
 #   found, CORS and header policies), 200 more plain requests, two HTTP/2 requests (curl);
-# - in quick mode (`gateway --listen --upstream`): HTTP/1.1 GETs, a POST, two HTTP/2 requests.
-# Every function either run executed goes in the file, the most executed first.
+# - in quick mode (`gateway --listen --upstream`) in front of bench/proxy.sh's nginx backend:
+#   HTTP/1.1 GETs (one with `Connection: keep-alive`), a POST, 1,000 keep-alive connections
+#   held idle for a second (bench/idle-rss.sh's client), two HTTP/2 requests.
+# Every function either run executed goes in the file, the most executed first; then the code
+# that runs natively in place of what ran under valgrind: sha2's SHA-NI path (valgrind's CPU
+# has no SHA extensions) and the whole of mimalloc (78 KiB; more memory churn than a profile
+# makes takes other paths through it).
 #
 # Prints, per binary, how many functions ran and how many 64 KiB runs of its code they touch
 # (the kernel maps code into a process in 64 KiB runs around each page fault). --check writes
@@ -27,7 +32,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 UPSTREAM_PORT=${LINK_ORDER_UPSTREAM_PORT:-19120}
 GATEWAY_PORT=${LINK_ORDER_GATEWAY_PORT:-19121}
 CHECK=0
-usage() { sed -n '2,21p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,26p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 while (($#)); do
     case $1 in
         --check) CHECK=1; shift ;;
@@ -40,6 +45,8 @@ bench_install_traps
 for tool in valgrind curl nm python3; do
     command -v "$tool" >/dev/null || die "$tool is needed (Debian: valgrind curl binutils python3)"
 done
+ensure_tools 0
+setup_cpus
 make_workdir
 
 # --- the binaries (production profile) -------------------------------------------------------
@@ -54,18 +61,22 @@ BENCH_BIN=$(readlink -f "$BENCH_BIN")
 MERIDIAN_BIN=$(readlink -f "$MERIDIAN_BIN")
 
 start_bench_upstream "$UPSTREAM_PORT"
+start_backend
 callgrind_configs "$UPSTREAM_PORT" "$GATEWAY_PORT"
 URL=http://$HOST:$GATEWAY_PORT
 
-# requests mode: what the gateway serves during a profile.
+# requests mode pid: what the gateway serves during a profile.
 requests() {
     if [[ $1 == file ]]; then
         "$BENCH_BIN" mix --addr "$HOST:$GATEWAY_PORT" --warmup 5 --count 200 >/dev/null ||
             die "the request mix failed"
     else
         curl -fsS -o /dev/null "$URL/" -o /dev/null "$URL/api/items" || die "curl (HTTP/1.1) failed"
+        curl -fsS -o /dev/null -H 'Connection: keep-alive' "$URL/" || die "curl (HTTP/1.1) failed"
         curl -fsS -o /dev/null -X POST --data-binary "@$WORKDIR/global.yaml" "$URL/api/items" ||
             die "curl (POST) failed"
+        python3 "$BENCH_DIR/idle_conns.py" --port "$GATEWAY_PORT" --pid "$2" --conns 1000 --hold 1 \
+            >/dev/null || die "idle connections failed"
     fi
     # One request per curl: curl 7.88 fails a second HTTP/2 request on a reused connection
     # ("Error in the HTTP2 framing layer"), against nginx too.
@@ -81,7 +92,7 @@ profile() {
     if [[ $mode == file ]]; then
         args=(gateway -c "$WORKDIR/bootstrap-log.yaml" --workers 1)
     else
-        args=(gateway --listen "$HOST:$GATEWAY_PORT" --upstream "$HOST:$UPSTREAM_PORT" --admin "$HOST:0" --workers 1)
+        args=(gateway --listen "$HOST:$GATEWAY_PORT" --upstream "$HOST:$BACKEND_PORT" --admin "$HOST:0" --workers 1)
     fi
     check_port_free "$GATEWAY_PORT"
     MERIDIAN_LOG=warn valgrind --tool=callgrind --dump-instr=yes --callgrind-out-file="$out" \
@@ -89,7 +100,7 @@ profile() {
     local pid=$!
     STARTED_PIDS+=("$pid")
     START_DEADLINE_S=120 wait_port "$GATEWAY_PORT" "$pid" "gateway under callgrind" "$glog"
-    requests "$mode"
+    requests "$mode" "$pid"
     kill -TERM "$pid"
     local deadline=$((SECONDS + 120))
     while kill -0 "$pid" 2>/dev/null; do
@@ -100,7 +111,7 @@ profile() {
     [[ -s $out ]] || { tail -n 20 "$glog" >&2; die "no profile from $bin ($mode)"; }
 }
 
-args=()
+args=(--with '^sha2::sha256::x86::' --with '^_?mi_')
 for bin in "$BENCH_BIN" "$MERIDIAN_BIN"; do
     args+=(--binary "$bin")
     for mode in file quick; do

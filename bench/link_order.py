@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The functions a binary executed, from callgrind profiles taken with --dump-instr=yes.
 
-    link_order.py --binary BIN PROFILE... [--binary BIN2 PROFILE...] [--order-out FILE]
+    link_order.py --binary BIN PROFILE... [--binary BIN2 PROFILE...] [--with REGEX]... [--order-out FILE]
 
 For each binary: every instruction address callgrind saw executed in it, the functions those
 addresses fall in (from `nm`), and how the executed code lies in the binary: 4 KiB pages and
@@ -9,6 +9,11 @@ addresses fall in (from `nm`), and how the executed code lies in the binary: 4 K
 executed functions of every binary as a linker symbol ordering file (link/order.txt, written by
 bench/link-order.sh): each binary's in turn, grouped by the profiles that ran them (those every
 profile ran first), the most executed first within a group. Reports go to stderr.
+
+--with REGEX (repeatable) adds, after each binary's executed functions, every function whose
+demangled name matches: code that a gateway runs natively but not under valgrind, such as a
+CPU-feature variant chosen at run time (valgrind's CPU has no SHA extensions) or the
+allocator's paths under more memory churn than a profile makes.
 """
 import bisect
 import re
@@ -53,19 +58,21 @@ def executed_addresses(profile, binary, addrs, runs, bit):
 
 
 def functions(binary):
-    """(address, size, mangled name) of the binary's functions, by address."""
-    out = subprocess.run(['nm', '-S', '--defined-only', binary], capture_output=True, text=True,
-                         check=True).stdout
+    """(address, size, mangled name, demangled name) of the binary's functions, by address."""
+    def nm(*flags):
+        # -p: symbol-table order, the same for both calls.
+        return subprocess.run(['nm', '-p', '-S', '--defined-only', *flags, binary],
+                              capture_output=True, text=True, check=True).stdout.splitlines()
     syms = []
-    for line in out.splitlines():
+    for line, plain in zip(nm(), nm('--demangle')):
         p = line.split()
         if len(p) == 4 and p[2] in 'tTwW':
-            syms.append((int(p[0], 16), int(p[1], 16), p[3]))
+            syms.append((int(p[0], 16), int(p[1], 16), p[3], plain.split(' ', 3)[3]))
     syms.sort()
     return syms
 
 
-def report(binary, addrs, runs, syms):
+def report(binary, addrs, runs, syms, extra):
     starts = [s[0] for s in syms]
     hit, cost, seen_in = {}, {}, {}
     for a, ir in addrs.items():
@@ -95,13 +102,20 @@ def report(binary, addrs, runs, syms):
         which = [str(i + 1) for i in range(mask.bit_length()) if mask >> i & 1]
         n, kib = groups[mask]
         print(f'  run by profile {"+".join(which)}: {n} functions, {kib:.0f} KiB', file=sys.stderr)
-    return [hit[a][2] for a in sorted(hit, key=key)]
+    added = [s for s in syms if s[0] not in hit and any(r.search(s[3]) for r in extra)]
+    if extra:
+        print(f'  added by --with: {len(added)} functions, {sum(s[1] for s in added) / 1024:.0f} KiB',
+              file=sys.stderr)
+    return [hit[a][2] for a in sorted(hit, key=key)] + [s[2] for s in added]
 
 
 def main(argv):
-    groups, order_out, i = [], None, 0
+    groups, order_out, extra, i = [], None, [], 0
     while i < len(argv):
-        if argv[i] == '--binary':
+        if argv[i] == '--with':
+            extra.append(re.compile(argv[i + 1]))
+            i += 2
+        elif argv[i] == '--binary':
             groups.append((argv[i + 1], []))
             i += 2
         elif argv[i] == '--order-out':
@@ -121,7 +135,7 @@ def main(argv):
             executed_addresses(p, binary, addrs, runs, 1 << n)
         if not addrs:
             sys.exit(f'no executed instructions of {binary} in {profiles} (was it run with --dump-instr=yes?)')
-        for name in report(binary, addrs, runs, functions(binary)):
+        for name in report(binary, addrs, runs, functions(binary), extra):
             if name not in seen:
                 seen.add(name)
                 ordered.append(name)
