@@ -4,7 +4,7 @@
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -14,12 +14,30 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::body::{BoxError, GwBody};
 
-/// Activity on a connection, shared between its I/O and a watcher: a counter bumped on every
-/// successful read or write (no clock read per I/O operation). The watcher samples it once per
-/// idle period, so "idle for `d`" is detected between `d` and `2d` after the last activity.
+/// Activity on a connection, shared between its I/O and a watcher: counters bumped on every
+/// successful read or write (no clock read per I/O operation), and whether a write is waiting
+/// for the peer to take bytes. The watcher samples them once per period, so "idle for `d`" is
+/// detected between `d` and `2d` after the last activity, and likewise a stalled write.
 #[derive(Clone, Default)]
 pub struct Activity {
-    ticks: Arc<AtomicU64>,
+    state: Arc<State>,
+}
+
+#[derive(Default)]
+struct State {
+    /// Successful reads and writes.
+    ticks: AtomicU64,
+    /// Successful writes.
+    writes: AtomicU64,
+    /// The last write returned `Pending`: the peer's receive window and the socket buffer are
+    /// full.
+    write_waiting: AtomicBool,
+}
+
+/// A plain load + store: only the connection's task writes these counters.
+#[inline]
+fn bump(c: &AtomicU64) {
+    c.store(c.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
 }
 
 impl Activity {
@@ -29,17 +47,42 @@ impl Activity {
 
     #[inline]
     pub fn touch(&self) {
-        // A plain load + store: only this connection's task writes it.
-        let t = self.ticks.load(Ordering::Relaxed);
-        self.ticks.store(t.wrapping_add(1), Ordering::Relaxed);
+        bump(&self.state.ticks);
+    }
+
+    #[inline]
+    fn wrote(&self) {
+        bump(&self.state.ticks);
+        bump(&self.state.writes);
+        self.state.write_waiting.store(false, Ordering::Relaxed);
+    }
+
+    #[inline]
+    fn write_blocked(&self) {
+        self.state.write_waiting.store(true, Ordering::Relaxed);
     }
 
     /// Resolves once nothing moved for a whole `idle` period.
     pub async fn idle_for(&self, idle: Duration) {
         loop {
-            let before = self.ticks.load(Ordering::Relaxed);
+            let before = self.state.ticks.load(Ordering::Relaxed);
             tokio::time::sleep(idle).await;
-            if self.ticks.load(Ordering::Relaxed) == before {
+            if self.state.ticks.load(Ordering::Relaxed) == before {
+                return;
+            }
+        }
+    }
+
+    /// Resolves once a write has waited on the peer for a whole `limit` period without a byte
+    /// written (nginx's `send_timeout`): the peer takes nothing of what it is sent. Reads do not
+    /// count, so a client that keeps sending but never reads is still found.
+    pub async fn write_stalled_for(&self, limit: Duration) {
+        loop {
+            let before = self.state.writes.load(Ordering::Relaxed);
+            tokio::time::sleep(limit).await;
+            if self.state.write_waiting.load(Ordering::Relaxed)
+                && self.state.writes.load(Ordering::Relaxed) == before
+            {
                 return;
             }
         }
@@ -73,25 +116,30 @@ impl<T: AsyncRead> AsyncRead for ActivityIo<T> {
     }
 }
 
-impl<T: AsyncWrite> AsyncWrite for ActivityIo<T> {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        let this = self.project();
-        let r = this.inner.poll_write(cx, buf);
-        if let Poll::Ready(Ok(_)) = r {
-            this.activity.touch();
+impl<T> ActivityIo<T> {
+    #[inline]
+    fn record_write(&self, r: &Poll<io::Result<usize>>) {
+        match r {
+            Poll::Ready(Ok(_)) => self.activity.wrote(),
+            Poll::Pending => self.activity.write_blocked(),
+            Poll::Ready(Err(_)) => {}
         }
+    }
+}
+
+impl<T: AsyncWrite> AsyncWrite for ActivityIo<T> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let r = self.as_mut().project().inner.poll_write(cx, buf);
+        self.record_write(&r);
         r
     }
     fn poll_write_vectored(
-        self: Pin<&mut Self>,
+        mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        let this = self.project();
-        let r = this.inner.poll_write_vectored(cx, bufs);
-        if let Poll::Ready(Ok(_)) = r {
-            this.activity.touch();
-        }
+        let r = self.as_mut().project().inner.poll_write_vectored(cx, bufs);
+        self.record_write(&r);
         r
     }
     fn is_write_vectored(&self) -> bool {
@@ -152,5 +200,68 @@ impl Body for IdleTimeoutBody {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::poll_fn;
+
+    use tokio::io::AsyncReadExt;
+
+    use super::*;
+
+    /// The watch period of these tests.
+    const PERIOD: Duration = Duration::from_millis(300);
+
+    /// Writes through `io` until a write has to wait for the peer.
+    async fn fill(io: &mut ActivityIo<tokio::io::DuplexStream>) {
+        let chunk = [b'x'; 64];
+        loop {
+            let pending =
+                poll_fn(|cx| Poll::Ready(Pin::new(&mut *io).poll_write(cx, &chunk).is_pending())).await;
+            if pending {
+                return;
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_write_that_waits_a_whole_period_is_a_stall() {
+        let (ours, _peer) = tokio::io::duplex(256);
+        let activity = Activity::new();
+        let mut io = ActivityIo::new(ours, activity.clone());
+        fill(&mut io).await;
+        let r = tokio::time::timeout(Duration::from_secs(3), activity.write_stalled_for(PERIOD)).await;
+        assert!(r.is_ok(), "a write waiting on a peer that reads nothing was not reported");
+    }
+
+    #[tokio::test]
+    async fn writes_that_make_progress_or_nothing_to_write_are_no_stall() {
+        // Nothing written at all: idle, not stalled.
+        let (ours, _peer) = tokio::io::duplex(256);
+        let activity = Activity::new();
+        let _io = ActivityIo::new(ours, activity.clone());
+        let r = tokio::time::timeout(Duration::from_secs(3), activity.write_stalled_for(PERIOD)).await;
+        assert!(r.is_err(), "a connection with nothing to write was reported as stalled");
+
+        // Blocked, but the peer takes bytes every tenth of a period and each write goes through.
+        let (ours, mut peer) = tokio::io::duplex(256);
+        let activity = Activity::new();
+        let mut io = ActivityIo::new(ours, activity.clone());
+        let writer = async {
+            loop {
+                fill(&mut io).await;
+                tokio::time::sleep(PERIOD / 10).await;
+                let mut buf = [0u8; 128];
+                peer.read_exact(&mut buf).await.unwrap();
+                let _ = poll_fn(|cx| Poll::Ready(Pin::new(&mut io).poll_write(cx, &buf))).await;
+            }
+        };
+        tokio::select! {
+            () = activity.write_stalled_for(PERIOD) => panic!("a slow reader that keeps reading was reported as stalled"),
+            () = writer => unreachable!(),
+            () = tokio::time::sleep(PERIOD * 5) => {}
+        }
     }
 }

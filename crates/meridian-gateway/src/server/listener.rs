@@ -236,6 +236,12 @@ async fn drive<I>(
                 conn.as_mut().graceful_shutdown();
                 closing = true;
             }
+            // A client that takes no response bytes for the idle timeout is gone (nginx's
+            // `send_timeout`, as the HTTP/1.1 loop does): dropping the connection ends it.
+            () = activity.write_stalled_for(idle) => {
+                tracing::debug!("client took no response bytes in time; closing");
+                return;
+            }
         }
     }
 }

@@ -661,33 +661,112 @@ async fn a_client_that_stops_reading_its_response_is_cut_off() {
     // buffers are full, the gateway's writes make no progress; after the idle timeout it gives
     // the connection up instead of holding it (nginx's send_timeout).
     const BIG: usize = 64 << 20;
-    let up = Scripted::start(|_| {
-        let mut r = format!("HTTP/1.1 200 OK\r\ncontent-length: {BIG}\r\n\r\n").into_bytes();
-        r.resize(r.len() + BIG, b'x');
+    let (_up, gw) = big_response_gateway(BIG).await;
+    let (got, head) = stall_then_drain(gw.addr(), b"GET /big HTTP/1.1\r\nHost: gw.test\r\n\r\n")
+        .await
+        .expect("the connection stayed open");
+    // What the kernels still hold arrives, then the end: far less than the body.
+    assert!(head.starts_with(b"HTTP/1.1 200"), "{:?}", String::from_utf8_lossy(&head[..head.len().min(200)]));
+    assert!(got < BIG, "the whole body arrived ({got} bytes): the stalled client was not cut off");
+}
+
+/// A gateway whose endpoint answers every request with `BIG` bytes, and whose idle timeout
+/// (also the limit on a client that takes no response bytes) is one second.
+async fn big_response_gateway(big: usize) -> (Scripted, Gw) {
+    let up = Scripted::start(move |_| {
+        let mut r = format!("HTTP/1.1 200 OK\r\ncontent-length: {big}\r\n\r\n").into_bytes();
+        r.resize(r.len() + big, b'x');
         Reply::keep(r)
     })
     .await;
     let gw =
         Gw::start_with(&global(&[up.addr], "", CATCH_ALL), "    limits:\n      idle_timeout: 1s\n", "").await;
+    (up, gw)
+}
+
+/// Sends `request` on a connection with a small receive buffer, takes nothing for three
+/// seconds, then reads to the end: the number of bytes that arrived and the first 64 KiB of
+/// them, or None if the connection stayed open.
+async fn stall_then_drain(addr: SocketAddr, request: &[u8]) -> Option<(usize, Vec<u8>)> {
     let sock = tokio::net::TcpSocket::new_v4().unwrap();
     sock.set_recv_buffer_size(4096).unwrap();
-    let mut s = sock.connect(gw.addr()).await.unwrap();
-    s.write_all(b"GET /big HTTP/1.1\r\nHost: gw.test\r\n\r\n").await.unwrap();
+    let mut s = sock.connect(addr).await.unwrap();
+    s.write_all(request).await.unwrap();
     tokio::time::sleep(Duration::from_secs(3)).await;
-    // What the kernels still hold arrives, then the end: far less than the body.
     let mut got = 0usize;
+    let mut head = Vec::new();
     let mut buf = vec![0u8; 256 * 1024];
-    let ended = tokio::time::timeout(WAIT, async {
+    tokio::time::timeout(WAIT, async {
         loop {
             match s.read(&mut buf).await {
                 Ok(0) | Err(_) => break,
-                Ok(n) => got += n,
+                Ok(n) => {
+                    got += n;
+                    let room = (64usize << 10).saturating_sub(head.len());
+                    head.extend_from_slice(&buf[..n.min(room)]);
+                }
             }
         }
     })
-    .await;
-    assert!(ended.is_ok(), "the connection stayed open ({got} bytes read)");
-    assert!(got < BIG, "the whole body arrived ({got} bytes): the stalled client was not cut off");
+    .await
+    .ok()
+    .map(|()| (got, head))
+}
+
+/// The (type, stream) of each whole HTTP/2 frame in `bytes`.
+fn h2_frames(bytes: &[u8]) -> Vec<(u8, u32)> {
+    let mut frames = Vec::new();
+    let mut at = 0;
+    while at + 9 <= bytes.len() {
+        let len = u32::from_be_bytes([0, bytes[at], bytes[at + 1], bytes[at + 2]]) as usize;
+        let stream = u32::from_be_bytes(bytes[at + 5..at + 9].try_into().unwrap()) & 0x7fff_ffff;
+        frames.push((bytes[at + 3], stream));
+        at += 9 + len;
+    }
+    frames
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_is_cut_off_on_connections_hyper_serves() {
+    // The same stall as above on the connections the gateway hands to hyper: an HTTP/1.1
+    // request with a chunked body, and HTTP/2 (h2c prior knowledge, with windows opened wide
+    // so that flow control does not stop the gateway before the socket does).
+    const BIG: usize = 64 << 20;
+    let (_up, gw) = big_response_gateway(BIG).await;
+
+    let mut chunked_req =
+        b"POST /big HTTP/1.1\r\nHost: gw.test\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    chunked_req.extend_from_slice(&chunked(b"abc", 2));
+    let (got, head) = stall_then_drain(gw.addr(), &chunked_req)
+        .await
+        .expect("HTTP/1.1 through hyper: the connection stayed open");
+    assert!(
+        head.starts_with(b"HTTP/1.1 200"),
+        "HTTP/1.1 through hyper: {:?}",
+        String::from_utf8_lossy(&head[..head.len().min(200)])
+    );
+    assert!(got < BIG, "HTTP/1.1 through hyper: the whole body arrived ({got} bytes)");
+
+    let mut h2 = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    // SETTINGS: INITIAL_WINDOW_SIZE = 2^31 - 1.
+    h2.extend_from_slice(&[0, 0, 6, 0x4, 0, 0, 0, 0, 0]);
+    h2.extend_from_slice(&[0, 0x4, 0x7f, 0xff, 0xff, 0xff]);
+    // WINDOW_UPDATE on the connection: up to 2^31 - 1.
+    h2.extend_from_slice(&[0, 0, 4, 0x8, 0, 0, 0, 0, 0]);
+    h2.extend_from_slice(&(0x7fff_ffffu32 - 65_535).to_be_bytes());
+    // HEADERS, stream 1, END_STREAM | END_HEADERS: GET http://gw.test/big (HPACK: :method GET,
+    // :scheme http from the static table; :path and :authority as literals).
+    let block: &[u8] = b"\x82\x86\x04\x04/big\x01\x07gw.test";
+    h2.extend_from_slice(&[0, 0, block.len() as u8, 0x1, 0x5, 0, 0, 0, 1]);
+    h2.extend_from_slice(block);
+    let (got, head) = stall_then_drain(gw.addr(), &h2).await.expect("HTTP/2: the connection stayed open");
+    // The response was under way: its HEADERS (type 1) and DATA (type 0) on stream 1.
+    let frames = h2_frames(&head);
+    assert!(
+        frames.contains(&(1, 1)) && frames.contains(&(0, 1)),
+        "HTTP/2: no response on stream 1: {frames:?}"
+    );
+    assert!(got < BIG, "HTTP/2: the whole body arrived ({got} bytes)");
 }
 
 #[tokio::test]
