@@ -62,37 +62,43 @@ fn lock(m: &Mutex<Pending>) -> MutexGuard<'_, Pending> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// The longest a logged line waits in the buffer before it is written to the file. 200 ms.
+/// The longest a logged line waits in the buffer before it is written to the file by default
+/// (bootstrap `access_log.flush_interval`). 200 ms.
 pub const FLUSH_AFTER: Duration = Duration::from_millis(200);
 
 /// Bytes buffered for the writer; beyond this, lines are dropped rather than slowing requests
 /// down (a disk that cannot keep up).
 const QUEUE_BYTES: usize = 16 * 1024 * 1024;
-/// Buffered bytes that wake the writer before [`FLUSH_AFTER`].
+/// Buffered bytes that wake the writer before its flush interval.
 const WAKE_AT: usize = 1024 * 1024;
 
 impl AccessLog {
-    /// Starts the writer thread, appending to `path` or writing to standard output.
-    pub fn start(path: Option<&Path>) -> std::io::Result<AccessLog> {
+    /// Starts the writer thread, appending to `path` or writing to standard output; a line
+    /// waits at most `flush_after` before it is written.
+    pub fn start(path: Option<&Path>, flush_after: Duration) -> std::io::Result<AccessLog> {
         let mut out: Box<dyn Write + Send> = match path {
             Some(p) => Box::new(std::fs::OpenOptions::new().create(true).append(true).open(p)?),
             None => Box::new(std::io::stdout()),
         };
-        let shared = Arc::new(Shared { pending: Mutex::new(Pending::default()), wake: Condvar::new() });
+        // Both buffers (the one lines go into and the one being written) hold what wakes the
+        // writer without growing: growing copies every line waiting so far, once per doubling.
+        // Only the pages lines are written to become resident.
+        let pending = Pending { lines: Vec::with_capacity(WAKE_AT + 4096), closed: false };
+        let shared = Arc::new(Shared { pending: Mutex::new(pending), wake: Condvar::new() });
         let for_thread = Arc::clone(&shared);
         let thread = std::thread::Builder::new().name("access-log".into()).spawn(move || {
             let shared = for_thread;
-            let mut batch = Vec::new();
+            let mut batch = Vec::with_capacity(WAKE_AT + 4096);
             loop {
                 let mut p = lock(&shared.pending);
                 // Sleep without a timer while there is nothing to write.
                 while p.lines.is_empty() && !p.closed {
                     p = shared.wake.wait(p).unwrap_or_else(|e| e.into_inner());
                 }
-                // Lines are waiting: give others up to FLUSH_AFTER to join them.
+                // Lines are waiting: give others up to `flush_after` to join them.
                 let first = Instant::now();
                 while !p.closed && p.lines.len() < WAKE_AT {
-                    let Some(left) = FLUSH_AFTER.checked_sub(first.elapsed()).filter(|d| !d.is_zero()) else {
+                    let Some(left) = flush_after.checked_sub(first.elapsed()).filter(|d| !d.is_zero()) else {
                         break;
                     };
                     p = shared.wake.wait_timeout(p, left).unwrap_or_else(|e| e.into_inner()).0;
@@ -511,7 +517,7 @@ mod tests {
     #[test]
     fn every_line_is_in_the_file_once_the_last_handle_is_dropped() {
         let path = temp_log("drop");
-        let log = AccessLog::start(Some(&path)).unwrap();
+        let log = AccessLog::start(Some(&path), FLUSH_AFTER).unwrap();
         let other = log.clone();
         for i in 0..1000 {
             log.write(format!("{{\"n\":{i}}}").as_bytes());
@@ -530,7 +536,7 @@ mod tests {
     #[test]
     fn a_line_reaches_the_file_while_the_log_stays_open() {
         let path = temp_log("open");
-        let log = AccessLog::start(Some(&path)).unwrap();
+        let log = AccessLog::start(Some(&path), FLUSH_AFTER).unwrap();
         log.write(b"{\"n\":1}");
         // Written after FLUSH_AFTER without another line or a shutdown; the generous deadline
         // only keeps a broken writer from hanging the test.
@@ -543,6 +549,18 @@ mod tests {
             std::thread::sleep(Duration::from_millis(20));
         }
         drop(log);
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn lines_wait_for_the_flush_interval_or_the_close() {
+        let path = temp_log("interval");
+        let log = AccessLog::start(Some(&path), Duration::from_secs(3600)).unwrap();
+        log.write(b"{\"n\":1}");
+        std::thread::sleep(FLUSH_AFTER * 3);
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "", "written before its flush interval");
+        drop(log);
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "{\"n\":1}\n");
         let _ = std::fs::remove_file(&path);
     }
 }

@@ -124,7 +124,10 @@ pub async fn start(bootstrap: Bootstrap, mut source: Box<dyn ConfigSource>) -> a
     let current = Arc::new(ArcSwap::from_pointee(snap));
 
     let access_log = if bootstrap.access_log.enabled {
-        Some(AccessLog::start(bootstrap.access_log.path.as_deref()).context("opening the access log")?)
+        Some(
+            AccessLog::start(bootstrap.access_log.path.as_deref(), bootstrap.access_log.flush_interval.get())
+                .context("opening the access log")?,
+        )
     } else {
         None
     };

@@ -217,7 +217,7 @@ fn default_watch_interval() -> Dur {
     Dur::from_secs(1)
 }
 
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AccessLog {
     /// Write one JSON line per request. Default false.
@@ -226,6 +226,20 @@ pub struct AccessLog {
     /// File to append to; absent means standard output.
     #[serde(default)]
     pub path: Option<PathBuf>,
+    /// The longest a line waits in memory before it is written (nginx's `access_log ...
+    /// flush=`); 1 MiB of waiting lines is written at once whatever this is. Default 200ms.
+    #[serde(default = "default_log_flush_interval")]
+    pub flush_interval: Dur,
+}
+
+impl Default for AccessLog {
+    fn default() -> Self {
+        AccessLog { enabled: false, path: None, flush_interval: default_log_flush_interval() }
+    }
+}
+
+fn default_log_flush_interval() -> Dur {
+    Dur::from_millis(200)
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]

@@ -73,6 +73,7 @@ pub fn check(b: &Bootstrap, errs: &mut Errors) {
     if let Some(path) = &b.access_log.path {
         non_empty_path("access_log.path", path, errs);
     }
+    errs.positive(|| "access_log.flush_interval".into(), b.access_log.flush_interval);
 }
 
 fn listener(p: &str, l: &Listener, errs: &mut Errors) {

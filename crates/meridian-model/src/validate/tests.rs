@@ -286,7 +286,8 @@ fn bootstrap_rules() {
          \x20   tls: {certificates: [{cert: \"\", key: k.pem, server_names: [\"a.*\"]}]}\n\
          \x20   limits: {max_header_count: 0, max_body_bytes: 0, idle_timeout: \"0\", max_concurrent_streams: 0}\n\
          admin: {address: \"127.0.0.1:8080\"}\nconfig: {source: file, path: \"\", watch_interval: \"0\"}\n\
-         workers: 0\ntrusted_proxies: [10.0.0.0/8, \"::1\", 10.0.0.0/40, proxy]\n",
+         workers: 0\ntrusted_proxies: [10.0.0.0/8, \"::1\", 10.0.0.0/40, proxy]\n\
+         access_log: {enabled: true, flush_interval: \"0\"}\n",
     );
     assert_eq!(
         got,
@@ -310,6 +311,7 @@ fn bootstrap_rules() {
             "workers: must be at least 1",
             "trusted_proxies[2]: invalid address \"10.0.0.0/40\": expected a CIDR (10.0.0.0/8) or an IP address",
             "trusted_proxies[3]: invalid address \"proxy\": expected a CIDR (10.0.0.0/8) or an IP address",
+            "access_log.flush_interval: must be greater than 0",
         ]
     );
     assert_eq!(
