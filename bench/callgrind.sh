@@ -92,7 +92,6 @@ check_port_free "$GATEWAY_PORT"
 start_bench_upstream "$UPSTREAM_PORT"
 
 callgrind_configs "$UPSTREAM_PORT" "$GATEWAY_PORT"
-ACCESS_LOG=$WORKDIR/access.log
 
 # measure scenario count [bootstrap]: sets TOTAL to the instructions (Ir) of the whole gateway process.
 # (Not run in a subshell, so the gateway's pid reaches STARTED_PIDS for the exit trap.)

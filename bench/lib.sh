@@ -284,13 +284,15 @@ callgrind_stop() {
 
 # callgrind_configs upstream-port gateway-port: the fixed gateway config of bench/callgrind.sh
 # in WORKDIR (global.yaml; bootstrap.yaml; bootstrap-log.yaml, the same node with its access log
-# appended to WORKDIR/access.log). The routes: /api (plain), /web (CORS and header policies).
+# appended to ACCESS_LOG, which it sets to WORKDIR/access.log). The routes: /api (plain), /web
+# (CORS and header policies).
 # Nothing in it works by wall-clock time: no file watching, no health checks, no drain period,
 # no log flush on a timer, so the log is written when it holds 1 MiB and at the stop (a run
 # under callgrind is ~50x slower than native: timed work would happen more often per request
 # than natively, and a different number of times in every run).
 callgrind_configs() {
     local upstream=$1 gateway=$2
+    ACCESS_LOG=$WORKDIR/access.log
     cat >"$WORKDIR/global.yaml" <<EOF
 deployment: callgrind
 regions: [{ name: local }]
@@ -329,7 +331,7 @@ shutdown: { drain_period: 0s, grace_period: 10s }
 EOF
     {
         cat "$WORKDIR/bootstrap.yaml"
-        echo "access_log: { enabled: true, path: \"$WORKDIR/access.log\", flush_interval: 1h }"
+        echo "access_log: { enabled: true, path: \"$ACCESS_LOG\", flush_interval: 1h }"
     } >"$WORKDIR/bootstrap-log.yaml"
 }
 

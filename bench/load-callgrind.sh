@@ -65,28 +65,10 @@ ensure_bench_bin ci-perf || exit 2
 check_port_free "$PROXY_PORT"
 start_bench_upstream "$UPSTREAM_PORT"
 
-# The gateway: bench/callgrind.sh's plain route (nothing that works by wall-clock time).
-cat >"$WORKDIR/global.yaml" <<EOF
-deployment: load-callgrind
-regions: [{ name: local }]
-services:
-  - name: upstream
-    concurrency_limit: 100000
-    endpoints: { local: [{ address: "$HOST:$UPSTREAM_PORT" }] }
-routes:
-  - name: api
-    match: { path: { prefix: /api } }
-    service: upstream
-EOF
-cat >"$WORKDIR/bootstrap.yaml" <<EOF
-node: { id: load-callgrind, region: local }
-listeners:
-  - name: public
-    address: "$HOST:$PROXY_PORT"
-admin: { address: "$HOST:0" }
-config: { source: file, path: "$WORKDIR/global.yaml", watch_interval: 1h }
-shutdown: { drain_period: 0s, grace_period: 10s }
-EOF
+# The gateway: bench/callgrind.sh's config (nothing that works by wall-clock time), loaded on
+# its plain route.
+callgrind_configs "$UPSTREAM_PORT" "$PROXY_PORT"
+
 d=$WORKDIR/nginx
 listen="listen $HOST:$PROXY_PORT backlog=4096;"
 ((HTTP2)) && listen="listen $HOST:$PROXY_PORT http2 backlog=4096;"

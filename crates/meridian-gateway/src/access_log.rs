@@ -36,7 +36,6 @@ struct Shared {
     wake: Condvar,
 }
 
-#[derive(Default)]
 struct Pending {
     lines: Vec<u8>,
     closed: bool,
@@ -71,6 +70,10 @@ pub const FLUSH_AFTER: Duration = Duration::from_millis(200);
 const QUEUE_BYTES: usize = 16 * 1024 * 1024;
 /// Buffered bytes that wake the writer before its flush interval.
 const WAKE_AT: usize = 1024 * 1024;
+/// The capacity each of the two buffers starts with: what wakes the writer and the line that
+/// crosses it, without growing (growing copies every line waiting so far, once per doubling).
+/// Only the pages lines are written to become resident.
+const BUFFER_BYTES: usize = WAKE_AT + 4096;
 
 impl AccessLog {
     /// Starts the writer thread, appending to `path` or writing to standard output; a line
@@ -80,15 +83,12 @@ impl AccessLog {
             Some(p) => Box::new(std::fs::OpenOptions::new().create(true).append(true).open(p)?),
             None => Box::new(std::io::stdout()),
         };
-        // Both buffers (the one lines go into and the one being written) hold what wakes the
-        // writer without growing: growing copies every line waiting so far, once per doubling.
-        // Only the pages lines are written to become resident.
-        let pending = Pending { lines: Vec::with_capacity(WAKE_AT + 4096), closed: false };
+        let pending = Pending { lines: Vec::with_capacity(BUFFER_BYTES), closed: false };
         let shared = Arc::new(Shared { pending: Mutex::new(pending), wake: Condvar::new() });
         let for_thread = Arc::clone(&shared);
         let thread = std::thread::Builder::new().name("access-log".into()).spawn(move || {
             let shared = for_thread;
-            let mut batch = Vec::with_capacity(WAKE_AT + 4096);
+            let mut batch = Vec::with_capacity(BUFFER_BYTES);
             loop {
                 let mut p = lock(&shared.pending);
                 // Sleep without a timer while there is nothing to write.
