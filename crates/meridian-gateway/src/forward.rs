@@ -22,7 +22,7 @@ use crate::raw_head::{self, Own};
 use crate::region::Drains;
 use crate::retry::is_idempotent;
 use crate::state::TryPolicy;
-use crate::timeout::{Activity, ActivityIo};
+use crate::timeout::{Activity, ActivityIo, IdleRule};
 use crate::upstream::h1;
 use crate::upstream::lb::{hash_bytes, hash_key};
 use crate::upstream::pool::{self, EndpointPool, Sender};
@@ -628,7 +628,10 @@ pub async fn forward_upgrade(
             Some(idle) => {
                 tokio::select! {
                     _ = copy => {}
-                    _ = activity.idle_for(idle) => tracing::debug!("upgraded connection idle; closing"),
+                    // A client that keeps sending but takes nothing back is cut off too.
+                    quiet = activity.watch(idle, IdleRule::Always) => {
+                        tracing::debug!(?quiet, "upgraded connection quiet for the idle timeout; closing");
+                    }
                 }
             }
         }

@@ -4,7 +4,7 @@
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -62,29 +62,55 @@ impl Activity {
         self.state.write_waiting.store(true, Ordering::Relaxed);
     }
 
-    /// Resolves once nothing moved for a whole `idle` period.
-    pub async fn idle_for(&self, idle: Duration) {
+    /// Watches the connection on one timer, sampled once per `period`, and resolves with what
+    /// it found first:
+    /// - [`Quiet::WriteStalled`]: a write has waited on the peer for a whole period without a
+    ///   byte written (nginx's `send_timeout`): the peer takes nothing of what it is sent. Reads
+    ///   do not count, so a client that keeps sending but never reads is still found.
+    /// - [`Quiet::Idle`]: nothing moved for a whole period, and `idle` allows it.
+    pub async fn watch(&self, period: Duration, idle: IdleRule<'_>) -> Quiet {
+        let s = &*self.state;
+        let sleep = tokio::time::sleep(period);
+        tokio::pin!(sleep);
+        let (mut ticks, mut writes) = (s.ticks.load(Ordering::Relaxed), s.writes.load(Ordering::Relaxed));
         loop {
-            let before = self.state.ticks.load(Ordering::Relaxed);
-            tokio::time::sleep(idle).await;
-            if self.state.ticks.load(Ordering::Relaxed) == before {
-                return;
+            sleep.as_mut().await;
+            let (t, w) = (s.ticks.load(Ordering::Relaxed), s.writes.load(Ordering::Relaxed));
+            if s.write_waiting.load(Ordering::Relaxed) && w == writes {
+                return Quiet::WriteStalled;
             }
+            if t == ticks && idle.allows() {
+                return Quiet::Idle;
+            }
+            (ticks, writes) = (t, w);
+            sleep.as_mut().reset(tokio::time::Instant::now() + period);
         }
     }
+}
 
-    /// Resolves once a write has waited on the peer for a whole `limit` period without a byte
-    /// written (nginx's `send_timeout`): the peer takes nothing of what it is sent. Reads do not
-    /// count, so a client that keeps sending but never reads is still found.
-    pub async fn write_stalled_for(&self, limit: Duration) {
-        loop {
-            let before = self.state.writes.load(Ordering::Relaxed);
-            tokio::time::sleep(limit).await;
-            if self.state.write_waiting.load(Ordering::Relaxed)
-                && self.state.writes.load(Ordering::Relaxed) == before
-            {
-                return;
-            }
+/// What [`Activity::watch`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Quiet {
+    Idle,
+    WriteStalled,
+}
+
+/// When a connection with nothing moving counts as idle.
+#[derive(Clone, Copy)]
+pub enum IdleRule<'a> {
+    /// Only stalled writes are watched (a connection already closing).
+    Never,
+    Always,
+    /// While no request is in progress: the count of requests whose response is not done.
+    NoneActive(&'a AtomicUsize),
+}
+
+impl IdleRule<'_> {
+    fn allows(self) -> bool {
+        match self {
+            IdleRule::Never => false,
+            IdleRule::Always => true,
+            IdleRule::NoneActive(active) => active.load(Ordering::Relaxed) == 0,
         }
     }
 }
@@ -232,8 +258,8 @@ mod tests {
         let activity = Activity::new();
         let mut io = ActivityIo::new(ours, activity.clone());
         fill(&mut io).await;
-        let r = tokio::time::timeout(Duration::from_secs(3), activity.write_stalled_for(PERIOD)).await;
-        assert!(r.is_ok(), "a write waiting on a peer that reads nothing was not reported");
+        let r = tokio::time::timeout(Duration::from_secs(3), activity.watch(PERIOD, IdleRule::Never)).await;
+        assert_eq!(r.ok(), Some(Quiet::WriteStalled), "a write waiting on a peer that reads nothing");
     }
 
     #[tokio::test]
@@ -242,7 +268,7 @@ mod tests {
         let (ours, _peer) = tokio::io::duplex(256);
         let activity = Activity::new();
         let _io = ActivityIo::new(ours, activity.clone());
-        let r = tokio::time::timeout(Duration::from_secs(3), activity.write_stalled_for(PERIOD)).await;
+        let r = tokio::time::timeout(Duration::from_secs(3), activity.watch(PERIOD, IdleRule::Never)).await;
         assert!(r.is_err(), "a connection with nothing to write was reported as stalled");
 
         // Blocked, but the peer takes bytes every tenth of a period and each write goes through.
@@ -259,9 +285,53 @@ mod tests {
             }
         };
         tokio::select! {
-            () = activity.write_stalled_for(PERIOD) => panic!("a slow reader that keeps reading was reported as stalled"),
+            _ = activity.watch(PERIOD, IdleRule::Never) => panic!("a slow reader that keeps reading was reported as stalled"),
             () = writer => unreachable!(),
             () = tokio::time::sleep(PERIOD * 5) => {}
+        }
+    }
+
+    #[tokio::test]
+    async fn silence_is_idle_only_where_the_rule_allows() {
+        let (ours, _peer) = tokio::io::duplex(256);
+        let activity = Activity::new();
+        let _io = ActivityIo::new(ours, activity.clone());
+        let r = tokio::time::timeout(Duration::from_secs(3), activity.watch(PERIOD, IdleRule::Always)).await;
+        assert_eq!(r.ok(), Some(Quiet::Idle));
+        let none = AtomicUsize::new(0);
+        let r =
+            tokio::time::timeout(Duration::from_secs(3), activity.watch(PERIOD, IdleRule::NoneActive(&none)))
+                .await;
+        assert_eq!(r.ok(), Some(Quiet::Idle));
+
+        // A request in progress, or a connection already closing: silence is not idleness.
+        let one = AtomicUsize::new(1);
+        for rule in [IdleRule::NoneActive(&one), IdleRule::Never] {
+            let r = tokio::time::timeout(PERIOD * 4, activity.watch(PERIOD, rule)).await;
+            assert!(r.is_err(), "reported {r:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_peer_that_sends_but_never_reads_is_a_stall_not_activity() {
+        // The peer's bytes keep arriving (reads tick) while our writes wait on it.
+        let (ours, mut peer) = tokio::io::duplex(256);
+        let activity = Activity::new();
+        let mut io = ActivityIo::new(ours, activity.clone());
+        fill(&mut io).await;
+        let chatter = async {
+            loop {
+                use tokio::io::AsyncWriteExt;
+                peer.write_all(b"ping").await.unwrap();
+                let mut buf = [0u8; 4];
+                io.read_exact(&mut buf).await.unwrap();
+                tokio::time::sleep(PERIOD / 10).await;
+            }
+        };
+        tokio::select! {
+            q = activity.watch(PERIOD, IdleRule::Always) => assert_eq!(q, Quiet::WriteStalled),
+            () = chatter => unreachable!(),
+            () = tokio::time::sleep(PERIOD * 10) => panic!("no stall reported"),
         }
     }
 }

@@ -27,7 +27,7 @@ use crate::wire::{Io, Prefixed};
 /// A client connection's transport.
 type ServerIo = Io<tokio_rustls::server::TlsStream<TcpStream>>;
 use crate::proxy::{ConnInfo, Proxy};
-use crate::timeout::{Activity, ActivityIo};
+use crate::timeout::{Activity, ActivityIo, IdleRule, Quiet};
 
 /// Time a client has to finish the TLS handshake.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -219,41 +219,38 @@ async fn drive<I>(
     });
     let conn = builder.serve_connection_with_upgrades(io, svc);
     tokio::pin!(conn);
+    // Polled with the connection on every wake-up of its task: the stop flag (the token's own
+    // future locks its `Notify`), and one timer for both watches.
+    let stop = shutdown.stopping_owned();
+    tokio::pin!(stop);
     let mut closing = false;
     loop {
+        let rule = if closing { IdleRule::Never } else { IdleRule::NoneActive(&active) };
         tokio::select! {
+            biased;
             r = conn.as_mut() => {
                 if let Err(e) = r {
                     tracing::debug!(error = %e, "connection ended with an error");
                 }
                 return;
             }
-            _ = shutdown.stopping(), if !closing => {
+            () = stop.as_mut(), if !closing => {
                 conn.as_mut().graceful_shutdown();
                 closing = true;
             }
-            _ = idle_with_nothing_active(&activity, &active, idle), if !closing => {
-                conn.as_mut().graceful_shutdown();
-                closing = true;
-            }
-            // A client that takes no response bytes for the idle timeout is gone (nginx's
-            // `send_timeout`, as the HTTP/1.1 loop does): dropping the connection ends it.
-            () = activity.write_stalled_for(idle) => {
-                tracing::debug!("client took no response bytes in time; closing");
-                return;
-            }
+            quiet = activity.watch(idle, rule) => match quiet {
+                Quiet::Idle => {
+                    conn.as_mut().graceful_shutdown();
+                    closing = true;
+                }
+                // A client that takes no response bytes for the idle timeout is gone (nginx's
+                // `send_timeout`, as the HTTP/1.1 loop does): dropping the connection ends it.
+                Quiet::WriteStalled => {
+                    tracing::debug!("client took no response bytes in time; closing");
+                    return;
+                }
+            },
         }
-    }
-}
-
-/// Resolves when the connection has had no traffic for `idle` and no request in progress.
-async fn idle_with_nothing_active(activity: &Activity, active: &AtomicUsize, idle: Duration) {
-    loop {
-        activity.idle_for(idle).await;
-        if active.load(Ordering::Relaxed) == 0 {
-            return;
-        }
-        activity.touch();
     }
 }
 

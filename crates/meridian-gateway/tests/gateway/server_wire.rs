@@ -770,6 +770,57 @@ async fn a_client_that_stops_reading_is_cut_off_on_connections_hyper_serves() {
 }
 
 #[tokio::test]
+async fn a_tunnel_client_that_sends_but_never_reads_is_cut_off() {
+    // An upgraded connection (WebSocket) whose route has an idle timeout: the upstream streams
+    // without end and reads whatever comes; the client keeps sending but takes nothing. The
+    // client's bytes keep the tunnel from being idle; its full window must still end it.
+    let up = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up_addr = up.local_addr().unwrap();
+    let upstream = tokio::spawn(async move {
+        let (s, _) = up.accept().await.unwrap();
+        let (mut r, mut w) = s.into_split();
+        let mut head = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !head.windows(4).any(|x| x == b"\r\n\r\n") {
+            let n = r.read(&mut buf).await.unwrap();
+            assert!(n > 0, "the gateway closed before the upgrade request's end");
+            head.extend_from_slice(&buf[..n]);
+        }
+        w.write_all(b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+            .await
+            .unwrap();
+        tokio::spawn(async move { while r.read(&mut buf).await.is_ok_and(|n| n > 0) {} });
+        let chunk = vec![b'x'; 64 * 1024];
+        // Ends when the gateway drops the tunnel.
+        while w.write_all(&chunk).await.is_ok() {}
+    });
+    let routes = "routes:\n  - name: all\n    match: { path: { prefix: / } }\n    service: svc\n    timeouts: { idle: 300ms }\n";
+    let gw = Gw::start(&global(&[up_addr], "", routes)).await;
+
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    let mut s = sock.connect(gw.addr()).await.unwrap();
+    s.write_all(b"GET /ws HTTP/1.1\r\nHost: gw.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+        .await
+        .unwrap();
+    let mut head = [0u8; 12];
+    s.read_exact(&mut head).await.unwrap();
+    assert_eq!(&head, b"HTTP/1.1 101");
+    // Only send from here on: a few bytes every 20 ms, never reading.
+    let cut = tokio::time::timeout(WAIT, async {
+        loop {
+            if s.write_all(b"ping").await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(cut.is_ok(), "the tunnel stayed open to a client that took nothing for {WAIT:?}");
+    tokio::time::timeout(WAIT, upstream).await.expect("the upstream side of the tunnel stayed open").unwrap();
+}
+
+#[tokio::test]
 async fn idle_connections_are_closed_when_the_gateway_stops() {
     let (up, gw) = scripted_gateway().await;
     let mut own = Client::connect(gw.addr()).await;
