@@ -366,7 +366,9 @@ nginx_http_common() { # dir
 EOF
 }
 
-nginx_proxy_blocks() { # listen-directive backend-port: the reverse proxy every nginx run here uses
+# listen-directive backend-port [more directives for the location]: the reverse proxy every
+# nginx run here uses
+nginx_proxy_blocks() {
     cat <<EOF
     upstream backend {
         server $HOST:$2;
@@ -379,6 +381,7 @@ nginx_proxy_blocks() { # listen-directive backend-port: the reverse proxy every 
             proxy_pass http://backend;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
+${3:-}
         }
     }
 EOF
@@ -468,9 +471,9 @@ start_nginx_proxy() {
 # The gateway, PROXY_WORKERS workers: quick mode, or with PROXY_TLS=1 a bootstrap file with a TLS
 # listener and otherwise quick mode's configs (crates/meridian-gateway/src/quick.rs; quick mode
 # has no TLS). Sets
-# MERIDIAN_PID.
+# MERIDIAN_PID. $1: the name of its directory in WORKDIR (default meridian).
 start_meridian() {
-    local d=$WORKDIR/meridian
+    local d=$WORKDIR/${1:-meridian}
     mkdir -p "$d"
     check_port_free "$MERIDIAN_PORT"
     local args=(--listen "$HOST:$MERIDIAN_PORT" --upstream "$HOST:$BACKEND_PORT" --admin "$HOST:0")

@@ -12,6 +12,14 @@
 //!   on one keep-alive connection, one request at a time, so the gateway does the same work in
 //!   the same order on every run. Warm-up: N rounds of every scenario. Then `--count` requests of
 //!   the measured scenario. Every status is checked; a wrong one fails the run.
+//! - `latency --target NAME=ADDR... [--count N] [--block N] [--warmup N] [--http2]`: one
+//!   keep-alive connection per target (`--http2`: cleartext, prior knowledge) and one `GET /` at
+//!   a time, taking turns between the targets (`--block`
+//!   requests per turn; each round of turns starts at the next target), so whatever else the
+//!   machine does lands on every target alike. Prints each target's latency percentiles and,
+//!   for every pair, the median of the differences between their turns (each turn's median)
+//!   with a 95 % confidence interval (bench/latency.sh). The only subcommand that times
+//!   anything; the guard does not run it.
 //!
 //! Loopback addresses only; nothing here is part of the gateway's behaviour.
 
@@ -38,8 +46,9 @@ fn main() -> ExitCode {
         Some("gateway") => gateway(&args[1..]),
         Some("upstream") => upstream(&args[1..]),
         Some("mix") => mix(&args[1..]),
+        Some("latency") => latency(&args[1..]),
         _ => Err(anyhow::anyhow!(
-            "usage: meridian-gateway-bench gateway|upstream|mix ... (see bench/callgrind.sh)"
+            "usage: meridian-gateway-bench gateway|upstream|mix|latency ... (see bench/callgrind.sh)"
         )),
     };
     match r {
@@ -183,6 +192,163 @@ fn mix(args: &[String]) -> anyhow::Result<()> {
         warmup as usize * all.len()
     );
     Ok(())
+}
+
+fn latency(args: &[String]) -> anyhow::Result<()> {
+    let count = number(args, "--count", 100_000)?;
+    let warmup = number(args, "--warmup", 1_000)?;
+    let block = number(args, "--block", 1)?;
+    if count == 0 || block == 0 || u64::from(count) * u64::from(block) > 2_000_000 {
+        bail!("--count {count} --block {block}: 1 to 2,000,000 requests per target");
+    }
+    let http2 = args.iter().any(|a| a == "--http2");
+    // HTTP/2 runs on a current-thread runtime of its own: the connections' tasks make progress
+    // while a request is waited for.
+    let rt = runtime()?;
+    let mut conns: Vec<(String, Client)> = Vec::new();
+    for w in args.windows(2).filter(|w| w[0] == "--target") {
+        let (name, addr) = w[1].split_once('=').with_context(|| format!("--target {:?}: NAME=ADDR", w[1]))?;
+        let addr: std::net::SocketAddr =
+            addr.parse().with_context(|| format!("--target {name}: {addr:?}"))?;
+        if !addr.ip().is_loopback() {
+            bail!("--target {name}: {addr} is not a loopback address");
+        }
+        let client = if http2 {
+            Client::h2(&rt, addr).with_context(|| format!("HTTP/2 to {name} at {addr}"))?
+        } else {
+            Client::h1(addr).with_context(|| format!("connecting to {name} at {addr}"))?
+        };
+        conns.push((name.to_string(), client));
+    }
+    if conns.is_empty() {
+        bail!("latency needs at least one --target NAME=ADDR");
+    }
+    let n = conns.len();
+    for _ in 0..warmup {
+        for (_, c) in &mut conns {
+            c.exchange(&rt)?;
+        }
+    }
+    // Nanoseconds, per target: every request, and each turn's median (what the pairs compare).
+    let mut samples = vec![Vec::with_capacity((count * block) as usize); n];
+    let mut turns = vec![Vec::with_capacity(count as usize); n];
+    let mut turn = Vec::with_capacity(block as usize);
+    for round in 0..count as usize {
+        for k in 0..n {
+            let t = (round + k) % n;
+            let c = &mut conns[t].1;
+            turn.clear();
+            for _ in 0..block {
+                let start = std::time::Instant::now();
+                c.exchange(&rt)?;
+                turn.push(start.elapsed().as_nanos() as i64);
+            }
+            samples[t].extend_from_slice(&turn);
+            turn.sort_unstable();
+            turns[t].push(quantile(&turn, 0.5));
+        }
+    }
+    let us = |ns: i64| ns as f64 / 1000.0;
+    for (t, (name, ..)) in conns.iter().enumerate() {
+        let mut v = samples[t].clone();
+        v.sort_unstable();
+        let mean = v.iter().sum::<i64>() as f64 / v.len() as f64;
+        println!(
+            "target {name} {} {:.1} {:.1} {:.1} {:.1} {:.1}",
+            v.len(),
+            us(quantile(&v, 0.5)),
+            us(quantile(&v, 0.9)),
+            us(quantile(&v, 0.99)),
+            us(quantile(&v, 0.999)),
+            mean / 1000.0
+        );
+    }
+    for a in 0..n {
+        for b in a + 1..n {
+            let mut d: Vec<i64> = turns[b].iter().zip(&turns[a]).map(|(y, x)| y - x).collect();
+            d.sort_unstable();
+            let (lo, hi) = median_interval(&d);
+            let b_faster = d.iter().filter(|&&x| x < 0).count() as f64 / d.len() as f64;
+            println!(
+                "paired {} {} {} {:.2} {:.2} {:.2} {:.3}",
+                conns[a].0,
+                conns[b].0,
+                d.len(),
+                us(quantile(&d, 0.5)),
+                us(lo),
+                us(hi),
+                b_faster
+            );
+        }
+    }
+    Ok(())
+}
+
+/// One keep-alive connection of the latency client and its `GET /`.
+enum Client {
+    H1(TcpStream, BufReader<TcpStream>, Scenario),
+    /// Cleartext HTTP/2 with prior knowledge; one stream at a time.
+    H2(hyper::client::conn::http2::SendRequest<http_body_util::Empty<Bytes>>, http::Uri),
+}
+
+impl Client {
+    fn h1(addr: std::net::SocketAddr) -> anyhow::Result<Client> {
+        let stream = TcpStream::connect(addr)?;
+        stream.set_nodelay(true)?;
+        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+        let request = format!("GET / HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: meridian-bench-latency\r\n\r\n");
+        let scenario = Scenario { name: "latency", request: request.into_bytes(), status: 200 };
+        Ok(Client::H1(stream.try_clone()?, BufReader::new(stream), scenario))
+    }
+
+    fn h2(rt: &tokio::runtime::Runtime, addr: std::net::SocketAddr) -> anyhow::Result<Client> {
+        let sender = rt.block_on(async {
+            let stream = tokio::net::TcpStream::connect(addr).await?;
+            stream.set_nodelay(true)?;
+            let (sender, conn) = hyper::client::conn::http2::handshake(
+                hyper_util::rt::TokioExecutor::new(),
+                TokioIo::new(stream),
+            )
+            .await?;
+            tokio::spawn(conn);
+            anyhow::Ok(sender)
+        })?;
+        Ok(Client::H2(sender, format!("http://{addr}/").parse()?))
+    }
+
+    fn exchange(&mut self, rt: &tokio::runtime::Runtime) -> anyhow::Result<()> {
+        match self {
+            Client::H1(w, r, s) => exchange(w, r, s),
+            Client::H2(sender, uri) => rt.block_on(async {
+                let req = hyper::Request::get(uri.clone())
+                    .header("user-agent", "meridian-bench-latency")
+                    .body(http_body_util::Empty::new())?;
+                let resp = tokio::time::timeout(Duration::from_secs(10), sender.send_request(req))
+                    .await
+                    .context("no answer in 10 s")??;
+                if resp.status() != 200 {
+                    bail!("expected status 200, got {}", resp.status());
+                }
+                resp.into_body().collect().await?;
+                Ok(())
+            }),
+        }
+    }
+}
+
+/// The value at quantile `q` of sorted samples (nearest rank).
+fn quantile(sorted: &[i64], q: f64) -> i64 {
+    let i = ((sorted.len() as f64 * q).ceil() as usize).clamp(1, sorted.len());
+    sorted[i - 1]
+}
+
+/// A distribution-free 95 % confidence interval for the median of sorted samples: the order
+/// statistics k and n-1-k with k = (n - 1.96 sqrt(n)) / 2 (the binomial's normal approximation;
+/// the counts here are thousands).
+fn median_interval(sorted: &[i64]) -> (i64, i64) {
+    let n = sorted.len() as f64;
+    let k = ((n - 1.96 * n.sqrt()) / 2.0).floor().max(0.0) as usize;
+    (sorted[k], sorted[sorted.len() - 1 - k])
 }
 
 /// Sends one request and reads its whole response (Content-Length or chunked).
