@@ -3,7 +3,7 @@
 # the machine's noise cancels: the client takes turns between the targets one request at a time.
 #
 #   bench/latency.sh [--rounds N] [--count N] [--block N] [--http2]
-#                    [--targets backend,nginx,nginx-headers,meridian]
+#                    [--targets backend,nginx,meridian]
 #
 # The processes of bench/proxy.sh: the nginx backend on its own core; on the target core the
 # nginx proxy (one worker, upstream keep-alive, access log off) and the gateway (quick mode, one
@@ -11,12 +11,14 @@
 # the gateway's fields on the wire as well, as constant strings of the same sizes (nginx's
 # cheapest way): X-Forwarded-Proto, -Host, -For, Forwarded, Via and X-Request-Id to the backend;
 # x-meridian-region, Via and X-Request-Id to the client. It compares the two proxies' own work
-# at equal bytes; plain nginx is the comparison issue 6 sets.
+# at equal bytes (plain nginx is the comparison issue 6 sets); run it without the plain nginx
+# proxy (`--targets backend,nginx-headers,meridian`): two nginx proxies on one core share their
+# code in its caches, which favours whichever runs right after the other.
 #
 # The client, `meridian-gateway-bench latency` (BENCH_BIN, or built in the ci-perf profile),
 # holds one keep-alive connection per target and sends `GET /` on each in turn (--block N
-# requests per turn, default 1), each turn of targets starting at the next one; --count turns
-# per round (default 100,000: about 1 minute for four targets) after 1,000 unmeasured ones. Per
+# requests per turn, default 1), the targets in a random order each time; --count turns per
+# round (default 100,000: about 45 s for three targets) after 1,000 unmeasured ones. Per
 # round: each target's percentiles and, per pair, the median of the per-turn differences with
 # a distribution-free 95 % confidence interval, and how often the second of the pair answered
 # first. A drift of the machine's speed (other jobs, clock frequency, the hypervisor) lasts far
@@ -37,7 +39,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 ROUNDS=3
 COUNT=100000
 BLOCK=1
-TARGETS=backend,nginx,nginx-headers,meridian
+TARGETS=backend,nginx,meridian
 NGINX_HEADERS_PORT=${NGINX_HEADERS_PORT:-19003}
 MERIDIAN_B_PORT=${MERIDIAN_B_PORT:-19004}
 

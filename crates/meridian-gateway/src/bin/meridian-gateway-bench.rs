@@ -15,7 +15,7 @@
 //! - `latency --target NAME=ADDR... [--count N] [--block N] [--warmup N] [--http2]`: one
 //!   keep-alive connection per target (`--http2`: cleartext, prior knowledge) and one `GET /` at
 //!   a time, taking turns between the targets (`--block`
-//!   requests per turn; each round of turns starts at the next target), so whatever else the
+//!   requests per turn; each round of turns in a random order), so whatever else the
 //!   machine does lands on every target alike. Prints each target's latency percentiles and,
 //!   for every pair, the median of the differences between their turns (each turn's median)
 //!   with a 95 % confidence interval (bench/latency.sh). The only subcommand that times
@@ -233,9 +233,23 @@ fn latency(args: &[String]) -> anyhow::Result<()> {
     let mut samples = vec![Vec::with_capacity((count * block) as usize); n];
     let mut turns = vec![Vec::with_capacity(count as usize); n];
     let mut turn = Vec::with_capacity(block as usize);
-    for round in 0..count as usize {
-        for k in 0..n {
-            let t = (round + k) % n;
+    // Each round takes the targets in a fresh random order: in a fixed cycle every target
+    // would always follow the same one, and a proxy that follows another process running the
+    // same binary (the nginx proxies) finds its code still in the CPU's caches.
+    let mut order: Vec<usize> = (0..n).collect();
+    let mut rng = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0x9e37_79b9_7f4a_7c15, |d| d.as_nanos() as u64)
+        | 1;
+    for _ in 0..count {
+        for i in (1..n).rev() {
+            // xorshift64
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            order.swap(i, (rng % (i as u64 + 1)) as usize);
+        }
+        for &t in &order {
             let c = &mut conns[t].1;
             turn.clear();
             for _ in 0..block {
