@@ -2,7 +2,7 @@
 # Writes link/order.txt: the functions a running gateway executes, which optimised builds ask the
 # linker to lay out together (link/build.rs). Times nothing.
 #
-#   bench/link-order.sh [--check]
+#   bench/link-order.sh [--check] [--only-meridian] [--out FILE]
 #
 # Builds the two binaries that serve, in the production profile: meridian-gateway-bench
 # (`cargo build -p meridian-gateway`, what bench/proxy.sh and bench/idle-rss.sh run) and
@@ -23,6 +23,9 @@
 # Prints, per binary, how many functions ran and how many 64 KiB runs of its code they touch
 # (the kernel maps code into a process in 64 KiB runs around each page fault). --check writes
 # nothing: it reports those numbers for the binaries as built, to see whether the order holds.
+# --only-meridian profiles MERIDIAN_BIN alone (the bench binary still plays upstream and
+# client); --out writes FILE instead of link/order.txt (bench/pgo-build.sh: the order of its
+# profile-guided build, passed to the link as MERIDIAN_LINK_ORDER_FILE).
 # Loopback only; every process started here is stopped on exit. See docs/benchmarks.md.
 set -euo pipefail
 
@@ -32,10 +35,14 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 UPSTREAM_PORT=${LINK_ORDER_UPSTREAM_PORT:-19120}
 GATEWAY_PORT=${LINK_ORDER_GATEWAY_PORT:-19121}
 CHECK=0
-usage() { sed -n '2,26p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+ONLY_MERIDIAN=0
+OUT=$REPO_ROOT/link/order.txt
+usage() { sed -n '2,29p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 while (($#)); do
     case $1 in
         --check) CHECK=1; shift ;;
+        --only-meridian) ONLY_MERIDIAN=1; shift ;;
+        --out) OUT=${2:?}; shift 2 ;;
         -h | --help) usage; exit 0 ;;
         *) usage >&2; die "unknown argument: $1" ;;
     esac
@@ -112,7 +119,9 @@ profile() {
 }
 
 args=(--with '^sha2::sha256::x86::' --with '^_?mi_')
-for bin in "$BENCH_BIN" "$MERIDIAN_BIN"; do
+binaries=("$BENCH_BIN" "$MERIDIAN_BIN")
+((ONLY_MERIDIAN)) && binaries=("$MERIDIAN_BIN")
+for bin in "${binaries[@]}"; do
     args+=(--binary "$bin")
     for mode in file quick; do
         out=$WORKDIR/callgrind.$(basename "$bin").$mode.out
@@ -121,5 +130,5 @@ for bin in "$BENCH_BIN" "$MERIDIAN_BIN"; do
         args+=("$out")
     done
 done
-((CHECK)) || args+=(--order-out "$REPO_ROOT/link/order.txt")
+((CHECK)) || args+=(--order-out "$OUT")
 python3 "$BENCH_DIR/link_order.py" "${args[@]}"

@@ -16,16 +16,24 @@
 //! half-megabyte table of 24-byte entries, and the binary stays position-independent
 //! (docs/benchmarks.md, ninth round).
 //!
-//! `MERIDIAN_LINK_ORDER=off` turns both off (for a linker other than LLD, or an older glibc).
+//! `MERIDIAN_LINK_ORDER=off` turns both off (for a linker other than LLD, or an older glibc);
+//! `MERIDIAN_LINK_ORDER_FILE=path` uses another order (bench/pgo-build.sh's, for the
+//! profile-guided build).
 
 use std::env;
 use std::path::PathBuf;
 
 fn main() {
-    let order = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"))
-        .join("../../link/order.txt");
+    // MERIDIAN_LINK_ORDER_FILE: another order (bench/pgo-build.sh writes one for the
+    // profile-guided build, whose inlining gives it other functions).
+    let order = match env::var("MERIDIAN_LINK_ORDER_FILE") {
+        Ok(file) if !file.is_empty() => PathBuf::from(file),
+        _ => PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"))
+            .join("../../link/order.txt"),
+    };
     println!("cargo::rerun-if-changed={}", order.display());
     println!("cargo::rerun-if-env-changed=MERIDIAN_LINK_ORDER");
+    println!("cargo::rerun-if-env-changed=MERIDIAN_LINK_ORDER_FILE");
     let var = |name: &str| env::var(name).unwrap_or_default();
     let lld_target = var("CARGO_CFG_TARGET_ARCH") == "x86_64"
         && var("CARGO_CFG_TARGET_OS") == "linux"
@@ -34,7 +42,7 @@ fn main() {
     if var("PROFILE") != "release" || !lld_target || var("MERIDIAN_LINK_ORDER") == "off" {
         return;
     }
-    let order = order.canonicalize().expect("link/order.txt is part of the repository");
+    let order = order.canonicalize().unwrap_or_else(|e| panic!("link order {}: {e}", order.display()));
     println!("cargo::rustc-link-arg-bins=-Wl,--symbol-ordering-file={}", order.display());
     println!("cargo::rustc-link-arg-bins=-Wl,--no-warn-symbol-ordering");
     println!("cargo::rustc-link-arg-bins=-Wl,-z,pack-relative-relocs");
