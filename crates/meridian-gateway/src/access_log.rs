@@ -2,8 +2,8 @@
 //! never blocks a request. Off by default.
 //!
 //! Requests append their lines to one shared buffer (a short lock, no allocation per line);
-//! the writer takes the whole buffer at once and writes it, at most [`FLUSH_AFTER`] after its
-//! first line arrived (one write for many lines under load, rather than a syscall per line).
+//! the writer takes the whole buffer at once and writes it, at most the flush interval
+//! (bootstrap `access_log.flush_interval`) after its first line arrived (one write for many lines under load, rather than a syscall per line).
 //! When the last handle is dropped — the gateway's runtime shutting down — the writer drains
 //! the buffer and is joined, so no line logged before shutdown is lost.
 
@@ -60,10 +60,6 @@ impl Drop for Writer {
 fn lock(m: &Mutex<Pending>) -> MutexGuard<'_, Pending> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
-
-/// The longest a logged line waits in the buffer before it is written to the file by default
-/// (bootstrap `access_log.flush_interval`). 200 ms.
-pub const FLUSH_AFTER: Duration = Duration::from_millis(200);
 
 /// Bytes buffered for the writer; beyond this, lines are dropped rather than slowing requests
 /// down (a disk that cannot keep up).
@@ -508,6 +504,11 @@ mod tests {
         }
     }
 
+    /// The bootstrap's default `access_log.flush_interval`.
+    fn flush_after() -> Duration {
+        meridian_model::AccessLog::default().flush_interval.get()
+    }
+
     fn temp_log(name: &str) -> std::path::PathBuf {
         let p = std::env::temp_dir().join(format!("meridian-access-{name}-{}.log", std::process::id()));
         let _ = std::fs::remove_file(&p);
@@ -517,7 +518,7 @@ mod tests {
     #[test]
     fn every_line_is_in_the_file_once_the_last_handle_is_dropped() {
         let path = temp_log("drop");
-        let log = AccessLog::start(Some(&path), FLUSH_AFTER).unwrap();
+        let log = AccessLog::start(Some(&path), flush_after()).unwrap();
         let other = log.clone();
         for i in 0..1000 {
             log.write(format!("{{\"n\":{i}}}").as_bytes());
@@ -536,9 +537,9 @@ mod tests {
     #[test]
     fn a_line_reaches_the_file_while_the_log_stays_open() {
         let path = temp_log("open");
-        let log = AccessLog::start(Some(&path), FLUSH_AFTER).unwrap();
+        let log = AccessLog::start(Some(&path), flush_after()).unwrap();
         log.write(b"{\"n\":1}");
-        // Written after FLUSH_AFTER without another line or a shutdown; the generous deadline
+        // Written after the flush interval without another line or a shutdown; the generous deadline
         // only keeps a broken writer from hanging the test.
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
@@ -557,7 +558,7 @@ mod tests {
         let path = temp_log("interval");
         let log = AccessLog::start(Some(&path), Duration::from_secs(3600)).unwrap();
         log.write(b"{\"n\":1}");
-        std::thread::sleep(FLUSH_AFTER * 3);
+        std::thread::sleep(flush_after() * 3);
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "", "written before its flush interval");
         drop(log);
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "{\"n\":1}\n");

@@ -263,17 +263,16 @@ fn latency(args: &[String]) -> anyhow::Result<()> {
         }
     }
     let us = |ns: i64| ns as f64 / 1000.0;
-    for (t, (name, ..)) in conns.iter().enumerate() {
-        let mut v = samples[t].clone();
+    for ((name, _), v) in conns.iter().zip(&mut samples) {
         v.sort_unstable();
         let mean = v.iter().sum::<i64>() as f64 / v.len() as f64;
         println!(
             "target {name} {} {:.1} {:.1} {:.1} {:.1} {:.1}",
             v.len(),
-            us(quantile(&v, 0.5)),
-            us(quantile(&v, 0.9)),
-            us(quantile(&v, 0.99)),
-            us(quantile(&v, 0.999)),
+            us(quantile(v, 0.5)),
+            us(quantile(v, 0.9)),
+            us(quantile(v, 0.99)),
+            us(quantile(v, 0.999)),
             mean / 1000.0
         );
     }
