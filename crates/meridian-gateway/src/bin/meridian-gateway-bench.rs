@@ -1,6 +1,7 @@
 //! `meridian-gateway-bench`: the parties of the hot-path regression guard (`bench/callgrind.sh`)
 //! in one small binary, so CI builds the gateway crate in an optimised profile and not the whole
-//! `meridian` binary (control plane, director, lab). It times nothing.
+//! `meridian` binary (control plane, director, lab), and the client of bench/latency.sh. Only
+//! that client (`latency`) times anything.
 //!
 //! - `gateway -c BOOTSTRAP [--workers 1]`, or quick mode `gateway --listen L --upstream U
 //!   [--admin A] [--workers 1]`: the data plane exactly as `meridian gateway` runs it (the same
